@@ -1,0 +1,120 @@
+"""Saving and loading model folders: config.json + one safetensors file per part. Never pickles.
+
+Loading is strict: a missing, unexpected or wrongly shaped tensor is a CheckpointError that names the part
+and the tensor. Optimizer state for resuming is stored the same way (tensors in safetensors, the rest in JSON).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import __version__
+from .errors import CheckpointError
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The plain module under DDP / torch.compile wrappers: weights are saved from it."""
+    while True:
+        if hasattr(module, "module") and isinstance(module.module, nn.Module):  # DistributedDataParallel
+            module = module.module
+        elif hasattr(module, "_orig_mod"):  # torch.compile
+            module = module._orig_mod
+        else:
+            return module
+
+
+def save_part(module: nn.Module, path: str | Path) -> None:
+    state = {k: v.detach().contiguous().cpu() for k, v in unwrap(module).state_dict().items()}
+    save_file(state, str(path))
+
+
+def load_part(module: nn.Module, path: str | Path, part: str) -> None:
+    """Load `path` into `module`, exactly: every tensor present, no extras, same shapes."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{part}: weights file missing: {path}")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"{part}: cannot read {path}: {e}") from None
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    if missing:
+        raise CheckpointError(f"{part}: tensor {missing[0]!r} missing from {path.name} ({len(missing)} missing)")
+    if extra:
+        raise CheckpointError(f"{part}: unexpected tensor {extra[0]!r} in {path.name} ({len(extra)} unexpected)")
+    for k, v in own.items():
+        if tuple(state[k].shape) != tuple(v.shape):
+            raise CheckpointError(f"{part}: tensor {k!r} has shape {tuple(state[k].shape)} in {path.name}, "
+                                  f"the model expects {tuple(v.shape)}")
+    module.load_state_dict(state, strict=True)
+
+
+def write_json(path: str | Path, data: dict[str, Any]) -> None:
+    Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+
+
+def read_json(path: str | Path, what: str) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what}: {path} not found")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{what}: {path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{what}: {path} does not hold a JSON object")
+    return data
+
+
+def model_header(kind: str, config: dict[str, Any]) -> dict[str, Any]:
+    return {"wordbrush_version": __version__, "kind": kind, "config": config}
+
+
+# ---------------------------------------------------------------------------------------------- optimizer
+
+
+def save_optimizer(opt: torch.optim.Optimizer, path: str | Path, extra: dict[str, Any]) -> None:
+    """Optimizer state as safetensors (tensors) + JSON (hyperparameters, scalar state, `extra`)."""
+    sd = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    scalars: dict[str, dict[str, Any]] = {}
+    for pid, st in sd["state"].items():
+        for name, val in st.items():
+            if torch.is_tensor(val) and val.dim() > 0:
+                tensors[f"{pid}.{name}"] = val.detach().contiguous().cpu()
+            else:
+                scalars.setdefault(str(pid), {})[name] = float(val)
+    save_file(tensors, str(path))
+    meta = {"param_groups": sd["param_groups"], "scalars": scalars, "extra": extra}
+    write_json(Path(path).with_suffix(".json"), meta)
+
+
+def load_optimizer(opt: torch.optim.Optimizer, path: str | Path) -> dict[str, Any]:
+    """Restore what save_optimizer wrote; returns its `extra` dict."""
+    path = Path(path)
+    meta = read_json(path.with_suffix(".json"), "optimizer state")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"optimizer state: cannot read {path}: {e}") from None
+    state: dict[int, dict[str, Any]] = {}
+    for key, val in tensors.items():
+        pid, name = key.split(".", 1)
+        state.setdefault(int(pid), {})[name] = val
+    for pid, st in meta["scalars"].items():
+        for name, val in st.items():
+            state.setdefault(int(pid), {})[name] = torch.tensor(val)
+    try:
+        opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    except (ValueError, KeyError) as e:
+        raise CheckpointError(f"optimizer state in {path} does not fit this model: {e}") from None
+    return meta["extra"]

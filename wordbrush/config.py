@@ -1,0 +1,276 @@
+"""Typed configuration for every part, read from and written to JSON or TOML.
+
+Every hyperparameter lives in a dataclass; a saved model stores them in its config.json, so a folder
+rebuilds exactly the model that was trained. Unknown keys and wrong types are errors that name the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+T = TypeVar("T")
+
+
+@dataclass
+class VAEConfig:
+    """The discrete VAE image tokenizer: encoder -> codebook -> decoder."""
+
+    image_size: int = 64
+    channels: tuple[int, ...] = (64, 128, 256)  # width after each downsample; len = number of downsamples
+    res_blocks: int = 1  # residual blocks per resolution level
+    num_codes: int = 512  # codebook size = image vocabulary
+    code_dim: int = 64  # width of a code vector
+    quantizer: str = "vq"  # "vq" (commitment + EMA codebook + dead-code restart) or "gumbel" (DALL·E dVAE)
+    # vq
+    commitment: float = 0.25  # beta in  ||sg[z_q] - z_e||^2 * beta
+    ema_decay: float = 0.99
+    restart_threshold: float = 0.03  # a code whose EMA usage per batch falls below this is restarted
+    # gumbel
+    kl_weight: float = 1e-3  # beta in  recon + beta * KL(q(z|x) || uniform)
+    temperature_start: float = 1.0
+    temperature_end: float = 1.0 / 16
+    straight_through: bool = False
+
+    def __post_init__(self) -> None:
+        _check(self.image_size >= 8, "image_size must be >= 8")
+        _check(len(self.channels) >= 1, "channels needs at least one entry")
+        _check(self.image_size % (2 ** len(self.channels)) == 0,
+               f"image_size {self.image_size} is not divisible by 2**{len(self.channels)} (one halving per channels entry)")
+        _check(all(c > 0 for c in self.channels), "channels must be positive")
+        _check(self.res_blocks >= 0, "res_blocks must be >= 0")
+        _check(self.num_codes >= 2, "num_codes must be >= 2")
+        _check(self.code_dim >= 1, "code_dim must be >= 1")
+        _check(self.quantizer in ("vq", "gumbel"), f"quantizer must be 'vq' or 'gumbel', not {self.quantizer!r}")
+        _check(0.0 < self.ema_decay < 1.0, "ema_decay must be in (0, 1)")
+        _check(self.temperature_start > 0 and self.temperature_end > 0, "temperatures must be > 0")
+
+    @property
+    def grid_size(self) -> int:
+        """Side of the token grid: image_size / 2**downsamples."""
+        return self.image_size // (2 ** len(self.channels))
+
+
+@dataclass
+class ShapesDataConfig:
+    """The built-in procedural dataset (see wordbrush.data.shapes)."""
+
+    size: int = 64
+    seed: int = 0
+    split: str = "train"  # "train" leaves the held-out colour-shape pairs out
+
+    def __post_init__(self) -> None:
+        _check(self.size >= 16, f"data.size must be >= 16, got {self.size}")
+        _check(self.split in ("train", "holdout", "all"), f"data.split must be train, holdout or all, not {self.split!r}")
+
+
+@dataclass
+class VAETrainConfig:
+    """`wordbrush train vae --config FILE`: what to train and for how long."""
+
+    model: VAEConfig = field(default_factory=VAEConfig)
+    data: ShapesDataConfig = field(default_factory=ShapesDataConfig)
+    out: str = "runs/vae"
+    batch_size: int = 64
+    max_steps: int = 20000
+    max_minutes: float = 0.0  # > 0: stop at this wall-clock budget; the lr schedule follows elapsed time
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 200
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    recon_loss: str = "mse"  # "mse", "l1" or "l1+mse"
+    bf16: bool = True  # bfloat16 autocast (checked against float32 in the tests)
+    threads: int = 0  # torch threads; 0 = leave torch's default
+    seed: int = 0
+    log_every: int = 50
+    sample_every: int = 1000  # write a reconstruction grid PNG
+    checkpoint_every: int = 1000
+    eval_images: int = 1024  # held-out scenes for the final PSNR / usage / checker figures
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 1, "batch_size must be >= 1")
+        _check(self.max_steps >= 1, "max_steps must be >= 1")
+        _check(self.max_minutes >= 0, "max_minutes must be >= 0")
+        _check(self.lr > 0, "lr must be > 0")
+        _check(self.recon_loss in ("mse", "l1", "l1+mse"), f"recon_loss must be mse, l1 or l1+mse, not {self.recon_loss!r}")
+        _check(self.model.image_size == self.data.size,
+               f"model.image_size ({self.model.image_size}) and data.size ({self.data.size}) differ")
+
+
+@dataclass
+class DalleConfig:
+    """The `dalle` generator: a decoder-only transformer over [text tokens ; image tokens]."""
+
+    text_vocab: int = 1000
+    text_len: int = 32
+    image_vocab: int = 512  # = the VAE's num_codes
+    image_grid: int = 8  # image tokens per side (= the VAE's grid_size)
+    dim: int = 256
+    depth: int = 6
+    heads: int = 8
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    text_loss_weight: float = 0.125  # DALL·E: 1/8 text, 7/8 image
+
+    def __post_init__(self) -> None:
+        _check(self.text_vocab >= 2 and self.image_vocab >= 2, "vocabularies need at least 2 entries")
+        _check(self.text_len >= 1 and self.image_grid >= 1, "text_len and image_grid must be >= 1")
+        _check(self.dim % self.heads == 0, f"dim {self.dim} is not divisible by heads {self.heads}")
+        _check(self.depth >= 1, "depth must be >= 1")
+        _check(0.0 <= self.text_loss_weight < 1.0, "text_loss_weight must be in [0, 1)")
+
+    @property
+    def image_len(self) -> int:
+        return self.image_grid**2
+
+
+@dataclass
+class DalleTrainConfig:
+    """`wordbrush train dalle --config FILE`: the transformer, trained on a frozen VAE's tokens."""
+
+    model: DalleConfig = field(default_factory=DalleConfig)
+    vae: str = "runs/vae-shapes"  # folder of a trained VAE (wordbrush train vae)
+    data: ShapesDataConfig = field(default_factory=ShapesDataConfig)
+    out: str = "runs/dalle-shapes"
+    tokenizer_vocab: int = 1000  # BPE vocabulary cap; model.text_vocab is set to what the BPE learns
+    tokenizer_captions: int = 20000  # captions the BPE is trained on
+    caption_dropout: float = 0.1  # share of captions replaced by [PAD]s: the unconditional model for guidance
+    batch_size: int = 64
+    max_steps: int = 20000
+    max_minutes: float = 0.0
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 300
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    bf16: bool = True
+    threads: int = 0
+    seed: int = 0
+    log_every: int = 50
+    sample_every: int = 1000
+    checkpoint_every: int = 1000
+    sample_prompts: tuple[str, ...] = (
+        "a red circle", "a large blue square", "two green triangles", "three yellow crosses",
+        "a purple diamond to the left of a white circle", "an orange square above a cyan triangle",
+        "a small white cross", "a blue triangle below a red square",
+    )
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 1 and self.max_steps >= 1, "batch_size and max_steps must be >= 1")
+        _check(0.0 <= self.caption_dropout < 1.0, "caption_dropout must be in [0, 1)")
+        _check(self.tokenizer_vocab >= 16, "tokenizer_vocab must be >= 16")
+        _check(self.lr > 0 and self.max_minutes >= 0, "lr must be > 0 and max_minutes >= 0")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# generic (de)serialisation
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ConfigError(msg)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """A JSON-safe dict of a config dataclass (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def from_dict(cls: type[T], data: Any, where: str = "") -> T:
+    """Build dataclass `cls` from a dict, checking every key and type; errors name the key path."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or 'config'}: expected a table/object, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{where or 'config'}: unknown key {unknown[0]!r} (known: {', '.join(sorted(names))})")
+    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, v: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, v, where)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if v is None and type(None) in args:
+            return None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(a, v, where)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{where}: {v!r} does not fit {tp}")
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(v, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {v!r}")
+        inner = args[0] if args else Any
+        return tuple(_coerce(inner, x, f"{where}[{i}]") for i, x in enumerate(v))
+    if tp is bool:
+        if not isinstance(v, bool):
+            raise ConfigError(f"{where}: expected true/false, got {v!r}")
+        return v
+    if tp is int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ConfigError(f"{where}: expected an integer, got {v!r}")
+        return v
+    if tp is float:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {v!r}")
+        return float(v)
+    if tp is str:
+        if not isinstance(v, str):
+            raise ConfigError(f"{where}: expected a string, got {v!r}")
+        return v
+    return v
+
+
+def load_file(path: str | Path) -> dict[str, Any]:
+    """Read a .json or .toml file into a dict; every failure is a one-line ConfigError."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file not found: {p}")
+    if not p.is_file():
+        raise ConfigError(f"config path is not a file: {p}")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config {p}: {e}") from None
+    if p.suffix == ".toml":
+        try:
+            import tomllib
+        except ModuleNotFoundError:  # Python 3.10
+            raise ConfigError("TOML configs need Python >= 3.11; use a .json config") from None
+        try:
+            return tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{p} is not valid TOML: {e}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{p} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    return data
+
+
+def load_config(cls: type[T], path: str | Path) -> T:
+    """Load dataclass `cls` from a JSON/TOML file."""
+    data = load_file(path)
+    try:
+        return from_dict(cls, data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
+    except TypeError as e:  # a missing required field
+        raise ConfigError(f"{path}: {e}") from None

@@ -1,0 +1,142 @@
+"""Captions for `shapes` scenes: many templates and synonyms per scene kind.
+
+Words in RESERVED_WORDS are never produced here, so a benchmark can prompt with them to measure
+whether a model generalises to phrasings it never saw in training (e.g. "a big ball").
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .shapes import Obj, Scene
+
+# Never used in training captions (single words and multi-word phrases).
+RESERVED_WORDS: frozenset[str] = frozenset({
+    "ball", "balls", "box", "boxes", "big", "bigger", "tiny", "huge", "little", "sphere",
+    "beneath", "atop", "to the right side of", "to the left side of",
+})
+
+P_DROP_COLOR = 0.15
+P_DROP_SIZE = 0.15
+P_DIGITS = 0.2
+
+SHAPE_WORDS: dict[str, tuple[tuple[str, str], ...]] = {  # (singular, plural), first is most common
+    "circle": (("circle", "circles"),),
+    "square": (("square", "squares"),),
+    "triangle": (("triangle", "triangles"),),
+    "diamond": (("diamond", "diamonds"), ("rhombus", "rhombuses")),
+    "cross": (("cross", "crosses"), ("plus sign", "plus signs")),
+}
+SIZE_WORDS: dict[str, tuple[str, ...]] = {"small": ("small",), "large": ("large",)}
+RELATION_WORDS: dict[str, tuple[str, ...]] = {
+    "left of": ("to the left of", "left of", "on the left of"),
+    "right of": ("to the right of", "right of", "on the right of"),
+    "above": ("above", "over", "on top of"),
+    "below": ("below", "under", "underneath"),
+}
+INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+NUMBER_WORDS = {2: "two", 3: "three"}
+
+# {o}: object phrase with article; {n}: number; {p}: plural phrase; {a}/{b}: objects; {r}: relation;
+# {ta}/{tb}: object phrases without article (used after "the").
+TEMPLATES: dict[str, tuple[str, ...]] = {
+    "single": (
+        "{o}",
+        "a picture of {o}",
+        "an image of {o}",
+        "{o} on a black background",
+        "a drawing of {o}",
+        "there is {o}",
+        "{o} in the picture",
+        "a simple render of {o}",
+        "a black canvas with {o}",
+        "a single {t}",
+        "just {o}",
+        "{o}, alone on black",
+    ),
+    "pair": (
+        "{a} {r} {b}",
+        "{a} is {r} {b}",
+        "a picture of {a} {r} {b}",
+        "an image showing {a} {r} {b}",
+        "{a} placed {r} {b}",
+        "there is {a} {r} {b}",
+        "{a} {r} {b} on a black background",
+        "a drawing of {a} {r} {b}",
+        "{a} sits {r} {b}",
+        "{a} and {b}, the {ta} {r} the {tb}",
+        "{a} appears {r} {b}",
+        "two shapes: {a} {r} {b}",
+    ),
+    "count": (
+        "{n} {p}",
+        "{n} {p} on a black background",
+        "a picture of {n} {p}",
+        "an image with {n} {p}",
+        "there are {n} {p}",
+        "exactly {n} {p}",
+        "a drawing of {n} {p}",
+        "a group of {n} {p}",
+        "{n} {p} on a dark canvas",
+        "{n} identical {p}",
+        "a black canvas with {n} {p}",
+        "{n} {p} in the picture",
+    ),
+}
+
+
+def _pick(rng: np.random.Generator, seq):
+    return seq[int(rng.integers(len(seq)))]
+
+
+def _article(phrase: str) -> str:
+    return ("an " if phrase[:1] in "aeiou" else "a ") + phrase
+
+
+def _phrase(rng: np.random.Generator, obj: "Obj", plural: bool = False) -> str:
+    """e.g. "large red circle"; colour and size each sometimes left out."""
+    words = []
+    if rng.random() >= P_DROP_SIZE:
+        words.append(_pick(rng, SIZE_WORDS[obj.size]))
+    if rng.random() >= P_DROP_COLOR:
+        words.append(obj.color)
+    words.append(_pick(rng, SHAPE_WORDS[obj.shape])[1 if plural else 0])
+    return " ".join(words)
+
+
+def caption_and_template(scene: "Scene", rng: np.random.Generator) -> tuple[str, str]:
+    """A random caption of the scene and the template it came from."""
+    kind = scene.kind
+    if kind not in TEMPLATES:
+        raise ValueError(f"unknown scene kind {kind!r}")
+    template = _pick(rng, TEMPLATES[kind])
+    if kind == "single":
+        t = _phrase(rng, scene.objects[0])
+        text = template.format(o=_article(t), t=t)
+    elif kind == "pair":
+        a, b, rel = scene.objects[0], scene.objects[1], scene.relation
+        if rng.random() < 0.5:  # say it the other way round: "b right of a" == "a left of b"
+            a, b, rel = b, a, INVERSE[rel]
+        ta, tb = _phrase(rng, a), _phrase(rng, b)
+        r = _pick(rng, RELATION_WORDS[rel])
+        text = template.format(a=_article(ta), b=_article(tb), ta=ta, tb=tb, r=r)
+    else:
+        k = len(scene.objects)
+        n = str(k) if rng.random() < P_DIGITS else NUMBER_WORDS[k]
+        text = template.format(n=n, p=_phrase(rng, scene.objects[0], plural=True))
+    return text, template
+
+
+def caption(scene: "Scene", rng: np.random.Generator) -> str:
+    """A random caption of the scene."""
+    return caption_and_template(scene, rng)[0]
+
+
+def reserved_in(text: str) -> list[str]:
+    """The RESERVED_WORDS (words or phrases) that occur in text as whole words."""
+    t = " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+    return sorted(w for w in RESERVED_WORDS if re.search(rf"\b{re.escape(w)}\b", t))

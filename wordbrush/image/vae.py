@@ -1,0 +1,154 @@
+"""The discrete VAE image tokenizer: an image becomes a grid of code ids, and the ids become an image.
+
+    image (B, 3, H, W) in [0, 1]
+      -> encoder: conv, then per level a stride-2 conv and residual blocks     (B, C, H/2^L, W/2^L)
+      -> quantizer (vq or gumbel)                                              (B, h, w) ids
+      -> decoder: the mirror image, nearest-neighbour upsampling + conv        (B, 3, H, W)
+
+The training objective is the VAE's: reconstruction + the bottleneck's term (commitment for vq,
+beta * KL(q(z|x) || uniform) for gumbel); see wordbrush.image.quantizers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..checkpoint import load_part, model_header, read_json, save_part, unwrap, write_json
+from ..config import VAEConfig, from_dict, to_dict
+from ..errors import CheckpointError, ConfigError
+from .quantizers import GumbelQuantizer, QuantizerOutput, VectorQuantizerEMA
+
+
+class ResBlock(nn.Module):
+    def __init__(self, ch: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
+        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+
+
+class Encoder(nn.Module):
+    def __init__(self, cfg: VAEConfig, out_dim: int):
+        super().__init__()
+        chs = cfg.channels
+        layers: list[nn.Module] = [nn.Conv2d(3, chs[0], 3, padding=1)]
+        prev = chs[0]
+        for ch in chs:  # each level halves the resolution
+            layers.append(nn.Conv2d(prev, ch, 4, stride=2, padding=1))
+            layers += [ResBlock(ch) for _ in range(cfg.res_blocks)]
+            prev = ch
+        layers += [ResBlock(prev), nn.ReLU(), nn.Conv2d(prev, out_dim, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)  # (B, out_dim, h, w)
+
+
+class Decoder(nn.Module):
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        chs = list(reversed(cfg.channels))
+        layers: list[nn.Module] = [nn.Conv2d(cfg.code_dim, chs[0], 3, padding=1), ResBlock(chs[0])]
+        for i, ch in enumerate(chs):  # each level doubles the resolution
+            nxt = chs[i + 1] if i + 1 < len(chs) else chs[-1]
+            layers += [ResBlock(ch) for _ in range(cfg.res_blocks)]
+            layers += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch, nxt, 3, padding=1)]
+        layers += [nn.ReLU(), nn.Conv2d(chs[-1], 3, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z)  # (B, 3, H, W), pixel values around [-1, 1]
+
+
+@dataclass
+class VAEOutput:
+    recon: torch.Tensor  # (B, 3, H, W) in [0, 1] (unclamped while training)
+    indices: torch.Tensor  # (B, h, w)
+    quant_loss: torch.Tensor  # scalar
+    kl: torch.Tensor | None
+
+
+class DiscreteVAE(nn.Module):
+    def __init__(self, cfg: VAEConfig):
+        super().__init__()
+        self.cfg = cfg
+        if cfg.quantizer == "vq":
+            self.encoder = Encoder(cfg, cfg.code_dim)
+            self.quantizer: nn.Module = VectorQuantizerEMA(cfg.num_codes, cfg.code_dim, cfg.commitment,
+                                                           cfg.ema_decay, cfg.restart_threshold)
+        else:
+            self.encoder = Encoder(cfg, cfg.num_codes)  # logits over codes
+            self.quantizer = GumbelQuantizer(cfg.num_codes, cfg.code_dim, cfg.kl_weight, cfg.straight_through)
+        self.decoder = Decoder(cfg)
+
+    @property
+    def num_codes(self) -> int:
+        return self.cfg.num_codes
+
+    @property
+    def grid_size(self) -> int:
+        return self.cfg.grid_size
+
+    def _quantize(self, images: torch.Tensor) -> QuantizerOutput:
+        return self.quantizer(self.encoder(images * 2 - 1))
+
+    def forward(self, images: torch.Tensor) -> VAEOutput:
+        """images (B, 3, H, W) in [0, 1] -> reconstruction, code ids and the bottleneck loss."""
+        q = self._quantize(images)
+        recon = (self.decoder(q.z_q) + 1) / 2
+        return VAEOutput(recon=recon, indices=q.indices, quant_loss=q.loss, kl=q.kl)
+
+    @torch.no_grad()
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) in [0, 1] -> code ids (B, h, w)."""
+        return self._quantize(images).indices
+
+    @torch.no_grad()
+    def decode(self, indices: torch.Tensor) -> torch.Tensor:
+        """code ids (B, h, w) or (B, h*w) -> images (B, 3, H, W) in [0, 1]."""
+        if indices.dim() == 2:
+            g = self.grid_size
+            indices = indices.view(indices.shape[0], g, g)
+        z = self.quantizer.embed(indices)
+        return ((self.decoder(z) + 1) / 2).clamp(0, 1)
+
+
+# ------------------------------------------------------------------------------------------- save / load
+
+WEIGHTS = "vae.safetensors"
+
+
+def save_vae(vae: DiscreteVAE, folder: str | Path) -> Path:
+    """Write `folder/config.json` + `folder/vae.safetensors`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    vae = unwrap(vae)
+    write_json(folder / "config.json", model_header("vae", to_dict(vae.cfg)))
+    save_part(vae, folder / WEIGHTS)
+    return folder
+
+
+def load_vae(folder: str | Path) -> DiscreteVAE:
+    """Rebuild a DiscreteVAE from a folder written by save_vae (strict: shapes and names must match)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"model folder not found: {folder}")
+    header = read_json(folder / "config.json", "vae")
+    if header.get("kind") != "vae":
+        raise CheckpointError(f"{folder} holds a {header.get('kind')!r} model, not a vae")
+    try:
+        cfg = from_dict(VAEConfig, header.get("config", {}), "vae.config")
+    except ConfigError as e:
+        raise CheckpointError(f"{folder}/config.json: {e}") from None
+    vae = DiscreteVAE(cfg)
+    if cfg.quantizer == "vq":
+        vae.quantizer.initialised.fill_(True)
+    load_part(vae, folder / WEIGHTS, "vae")
+    return vae.eval()

@@ -1,0 +1,71 @@
+"""Pieces every training loop shares: lr schedule, threads and seeding, autocast, the progress clock."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def lr_at(step: int, progress: float, base_lr: float, warmup_steps: int, min_ratio: float) -> float:
+    """Linear warm-up over `warmup_steps`, then cosine from base_lr to base_lr*min_ratio as progress goes 0 -> 1."""
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    p = min(max(progress, 0.0), 1.0)
+    return base_lr * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def setup_torch(threads: int, seed: int) -> None:
+    if threads > 0:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+
+
+def autocast(device: torch.device, bf16: bool):
+    """bfloat16 autocast on CPU and CUDA when asked for; float32 otherwise."""
+    if not bf16:
+        return nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+class Budget:
+    """Training progress in [0, 1]: by steps, or by wall-clock minutes when a time budget is set."""
+
+    def __init__(self, max_steps: int, max_minutes: float, elapsed_before: float = 0.0):
+        self.max_steps, self.max_seconds = max_steps, max_minutes * 60
+        self.start = time.perf_counter() - elapsed_before
+
+    @property
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def progress(self, step: int) -> float:
+        p = step / self.max_steps
+        if self.max_seconds > 0:
+            p = max(p, self.elapsed / self.max_seconds)
+        return p
+
+    def done(self, step: int) -> bool:
+        return self.progress(step) >= 1.0
+
+
+class JsonlLog:
+    """Appends one JSON object per line: the training curve, readable by anything."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+    def write(self, record: dict[str, Any]) -> None:
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def read(self) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
