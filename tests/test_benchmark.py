@@ -1,0 +1,214 @@
+"""The shapes prompt-fidelity benchmark: prompts, the judge (against oracle and known-wrong renders),
+the runner and its baselines."""
+
+import dataclasses
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from wordbrush.data.captions import INVERSE, reserved_in
+from wordbrush.data.shapes import DEFAULT_HOLDOUT, Obj, Scene, render
+from wordbrush.eval.benchmark import (CATEGORIES, COLOR_CATEGORIES, ObjSpec, PromptSpec,
+                                      baseline_generators, format_table, judge, make_prompts,
+                                      oracle_generator, render_spec, run_benchmark, scene_for_spec,
+                                      shuffled_generator)
+
+N = 20
+
+
+@pytest.fixture(scope="module")
+def specs():
+    return make_prompts(N, split="all")
+
+
+def _by_cat(specs, category):
+    return [s for s in specs if s.category == category]
+
+
+# --- prompts ---------------------------------------------------------------------------------------
+
+def test_prompts_deterministic_and_cover_categories(specs):
+    assert specs == make_prompts(N, split="all")
+    assert specs != make_prompts(N, seed=1, split="all")
+    assert make_prompts(5, split="all") == [s for c in CATEGORIES for s in _by_cat(specs, c)[:5]]
+    assert len(specs) == 6 * N
+    for c in CATEGORIES:
+        assert len(_by_cat(specs, c)) == N
+    assert [s.category for s in specs] == sorted((s.category for s in specs), key=CATEGORIES.index)
+
+
+def test_prompt_wording(specs):
+    for s in specs:
+        assert reserved_in(s.prompt) == [], s.prompt
+    prompts = {s.prompt for s in specs}
+    assert "a circle" in prompts
+    for s in _by_cat(specs, "position"):
+        assert re.fullmatch(r"an? \w+ \w+ (to the left of|to the right of|above|below) an? \w+ \w+", s.prompt)
+        a, b = s.objects
+        assert s.prompt.startswith(a.phrase() + " ") and s.prompt.endswith(" " + b.phrase())
+    assert ObjSpec("triangle", "red", 3).phrase() == "three red triangles"
+    assert ObjSpec("cross", None, 2).phrase() == "two crosses"
+    assert ObjSpec("diamond", "orange").phrase() == "an orange diamond"
+    for s in _by_cat(specs, "counting"):
+        assert s.objects[0].count in (2, 3) and s.prompt.split()[0] in ("two", "three")
+    for s in _by_cat(specs, "attribute_binding"):
+        a, b = s.objects
+        assert a.color != b.color and a.shape != b.shape and s.relation is None
+    for s in _by_cat(specs, "two_objects"):
+        assert s.objects[0].shape != s.objects[1].shape and all(o.color is None for o in s.objects)
+
+
+def test_holdout_and_train_splits():
+    hold = make_prompts(N, split="holdout")
+    train = make_prompts(N, split="train")
+    assert hold == make_prompts(N, split="holdout")
+    assert {s.category for s in hold} == set(COLOR_CATEGORIES)
+    assert len(hold) == len(COLOR_CATEGORIES) * N
+    for s in hold:
+        assert s.named_pairs() & DEFAULT_HOLDOUT, s.prompt
+        assert reserved_in(s.prompt) == []
+    assert len(train) == 6 * N
+    for s in train:
+        assert not s.named_pairs() & DEFAULT_HOLDOUT, s.prompt
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="split"):
+        make_prompts(2, split="test")
+    with pytest.raises(ValueError, match="count"):
+        ObjSpec("circle", "red", 4)
+    with pytest.raises(ValueError, match="colour"):
+        ObjSpec("circle", "pink")
+    with pytest.raises(ValueError, match="category"):
+        PromptSpec("style", "a circle", (ObjSpec("circle"),))
+
+
+# --- the judge -------------------------------------------------------------------------------------
+
+def test_judge_passes_every_oracle_render(specs):
+    bad = []
+    for k, s in enumerate(specs):
+        for j in range(3):
+            jd = judge(render_spec(s, np.random.default_rng([k, j])), s)
+            if not jd.ok:
+                bad.append((s.prompt, jd.reasons))
+    assert bad == []
+
+
+def test_judge_passes_oracle_renders_at_other_sizes(specs):
+    for size in (32, 128):
+        for k, s in enumerate(specs[::3]):
+            im = render_spec(s, np.random.default_rng(k), size)
+            assert im.shape == (size, size, 3)
+            assert judge(Image.fromarray(im), s).ok, s.prompt
+
+
+def test_judge_fails_swapped_colours(specs):
+    for k, s in enumerate(_by_cat(specs, "attribute_binding")):
+        sc = scene_for_spec(s, np.random.default_rng(k))
+        a, b = sc.objects
+        swapped = Scene("pair", (dataclasses.replace(a, color=b.color), dataclasses.replace(b, color=a.color)))
+        jd = judge(render(swapped), s)
+        assert not jd.ok and "do not match" in jd.reasons[0]
+
+
+def test_judge_fails_mirrored_relation(specs):
+    for k, s in enumerate(_by_cat(specs, "position")):
+        mirrored = dataclasses.replace(s, relation=INVERSE[s.relation])
+        jd = judge(render_spec(mirrored, np.random.default_rng(k)), s)
+        assert not jd.ok and "relation fails" in jd.reasons[0], s.prompt
+
+
+def test_judge_fails_wrong_counts(specs):
+    for k, s in enumerate(_by_cat(specs, "counting")):
+        o = s.objects[0]
+        for n in {o.count - 1, min(o.count + 1, 3)} - {o.count}:
+            wrong = dataclasses.replace(s, objects=(dataclasses.replace(o, count=n),))
+            jd = judge(render_spec(wrong, np.random.default_rng(k)), s)
+            assert not jd.ok and f"found {n} object(s)" in jd.reasons[0], (s.prompt, n)
+    # three when two are asked for
+    s = PromptSpec("counting", "two red squares", (ObjSpec("square", "red", 2),))
+    three = dataclasses.replace(s, objects=(ObjSpec("square", "red", 3),))
+    assert not judge(render_spec(three, np.random.default_rng(0)), s).ok
+
+
+def test_judge_fails_other_wrong_images():
+    black = np.zeros((64, 64, 3), np.uint8)
+    for s in make_prompts(2, split="all"):
+        jd = judge(black, s)
+        assert not jd.ok and "found 0 object(s)" in jd.reasons[0]
+    red_circle = PromptSpec("colors", "a red circle", (ObjSpec("circle", "red"),))
+    assert judge(render(Scene("single", (Obj("red", "circle", "large", 10, 10),))), red_circle).ok
+    assert not judge(render(Scene("single", (Obj("blue", "circle", "large", 10, 10),))), red_circle).ok
+    assert not judge(render(Scene("single", (Obj("red", "square", "large", 10, 10),))), red_circle).ok
+    extra = Scene("pair", (Obj("red", "circle", "large", 2, 2), Obj("red", "circle", "small", 40, 40)))
+    assert "found 2 object(s)" in judge(render(extra), red_circle).reasons[0]
+    blob = render(Scene("single", (Obj("red", "circle", "large", 10, 10),)))
+    blob[50:53, 40:62] = (0, 200, 0)  # a green bar: no shape of the dataset
+    jd = judge(blob, red_circle)
+    assert not jd.ok and "unrecognised" in jd.reasons[0]
+    two = PromptSpec("two_objects", "a circle and a square", (ObjSpec("circle"), ObjSpec("square")))
+    same = Scene("pair", (Obj("red", "circle", "small", 2, 2), Obj("blue", "circle", "small", 40, 40)))
+    assert not judge(render(same), two).ok
+
+
+# --- the runner and baselines --------------------------------------------------------------------
+
+def test_oracle_scores_one_and_writes_files(tmp_path):
+    specs = make_prompts(3, split="all")
+    calls = []
+    oracle = oracle_generator(specs)
+
+    def generate(prompts, seeds):
+        calls.append((list(prompts), list(seeds)))
+        return oracle(prompts, seeds)
+
+    res = run_benchmark(generate, specs, images_per_prompt=2, seed=5, out_dir=tmp_path, batch_size=7,
+                        progress=False)
+    assert res["overall"] == 1.0
+    assert set(res["categories"]) == set(CATEGORIES)
+    assert all(c["score"] == 1.0 and c["n_images"] == 6 for c in res["categories"].values())
+    assert all(len(b[0]) <= 7 for b in calls) and sum(len(b[0]) for b in calls) == 36
+    assert [s for b in calls for s in b[1]][:4] == [5, 6, 5, 6]  # image j of prompt i: seed + j
+    for name in ("results.json", "results.md", "grid_successes.png", "grid_failures.png"):
+        assert (tmp_path / name).is_file(), name
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["overall"] == 1.0 and len(saved["prompts"]) == len(specs)
+    assert saved["prompts"][0]["images"][0] == {"seed": 5, "ok": True, "reasons": []}
+    md = (tmp_path / "results.md").read_text()
+    assert "| attribute_binding | 1.000 | 6/6 |" in md and "| **overall** | **1.000** |" in md
+    assert Image.open(tmp_path / "grid_successes.png").size[0] > 128  # upscaled ×2 tiles
+    # reproducible
+    again = run_benchmark(oracle, specs, images_per_prompt=2, seed=5, batch_size=16, progress=False)
+    assert again["prompts"] == res["prompts"]
+
+
+def test_shuffled_baseline_scores_low_and_table(tmp_path):
+    specs = make_prompts(8, split="all")
+    gens = baseline_generators(specs)
+    res = {name: run_benchmark(g, specs, images_per_prompt=2, progress=False) for name, g in gens.items()}
+    assert res["oracle"]["overall"] == 1.0
+    assert res["shuffled"]["overall"] < 0.4
+    table = format_table(res)
+    lines = table.splitlines()
+    assert lines[0] == "| category | oracle | shuffled |"
+    assert len(lines) == 2 + len(CATEGORIES) + 1 and "overall" in lines[-1]
+    # the shuffled baseline's failures come with reasons; holdout results leave missing rows blank
+    fails = [im for p in res["shuffled"]["prompts"] for im in p["images"] if not im["ok"]]
+    assert fails and all(im["reasons"] for im in fails)
+    hold = make_prompts(2, split="holdout")
+    hres = run_benchmark(oracle_generator(hold), hold, images_per_prompt=1, progress=False)
+    assert "–" in format_table({"all": res["oracle"], "holdout": hres})
+
+
+def test_runner_rejects_bad_generators():
+    specs = make_prompts(1, split="all")
+    with pytest.raises(ValueError, match="returned"):
+        run_benchmark(lambda p, s: [], specs, progress=False)
+    with pytest.raises(ValueError, match="no spec"):
+        run_benchmark(oracle_generator(specs[:1]), specs, progress=False)
+    with pytest.raises(ValueError):
+        shuffled_generator(specs[:1])

@@ -1,0 +1,182 @@
+"""The `dalle` generator: one decoder-only transformer over [text tokens ; image tokens] (DALL·E, 2021).
+
+Training: the sequence is the padded caption (text_len ids) followed by the image's code ids (grid*grid, row
+by row). Causal self-attention lets every image token see the whole caption and the image tokens before it.
+The loss is next-token cross-entropy, weighted text_loss_weight : 1 - text_loss_weight between the caption
+tokens and the image tokens. Captions are dropped (all [PAD]) with some probability by the training loop,
+which teaches the unconditional model that classifier-free guidance needs.
+
+Sampling writes the image tokens one by one with a preallocated KV cache; logits come from the image head
+only, so temperature, top-k and top-p act on the image vocabulary alone. With guidance, the conditional and
+the unconditional rows run in one batch and the logits are mixed: u + s * (c - u). The prompt tensor is
+never modified. Randomness is Gumbel noise drawn up front from one torch.Generator per image, so an image
+depends on its own seed only, and the cached and uncached paths draw exactly the same tokens.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import DalleConfig
+from ..nn.transformer import Block, KVCache
+from ..text.tokenizer import PAD_ID
+
+
+@dataclass
+class DalleLoss:
+    loss: torch.Tensor
+    text: torch.Tensor
+    image: torch.Tensor
+
+
+@dataclass
+class SampleOptions:
+    guidance_scale: float = 1.0  # 1 = no guidance (the unconditional rows are skipped)
+    temperature: float = 1.0
+    top_k: int | None = None  # keep the k most likely image tokens
+    top_p: float | None = None  # keep the smallest set whose probability reaches p
+
+    def validate(self, vocab: int) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.guidance_scale < 0:
+            raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
+        if self.top_k is not None and not 1 <= self.top_k <= vocab:
+            raise ValueError(f"top_k must be in 1..{vocab}, got {self.top_k}")
+        if self.top_p is not None and not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+
+class DALLE(nn.Module):
+    def __init__(self, cfg: DalleConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.dim
+        self.text_emb = nn.Embedding(cfg.text_vocab, d)
+        self.text_pos = nn.Parameter(torch.randn(cfg.text_len, d) * 0.02)
+        self.image_emb = nn.Embedding(cfg.image_vocab, d)
+        self.row_pos = nn.Parameter(torch.randn(cfg.image_grid, d) * 0.02)  # 2-D position of an image token
+        self.col_pos = nn.Parameter(torch.randn(cfg.image_grid, d) * 0.02)
+        self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
+        self.ln_f = nn.LayerNorm(d)
+        self.text_head = nn.Linear(d, cfg.text_vocab, bias=False)
+        self.image_head = nn.Linear(d, cfg.image_vocab, bias=False)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    # ------------------------------------------------------------------------------------------- embedding
+
+    def image_pos(self, start: int, n: int) -> torch.Tensor:
+        """Positions of image tokens start..start+n-1: row + column embeddings, (n, D)."""
+        idx = torch.arange(start, start + n, device=self.row_pos.device)
+        g = self.cfg.image_grid
+        return self.row_pos[idx // g] + self.col_pos[idx % g]
+
+    def embed(self, text: torch.Tensor | None, image: torch.Tensor | None = None, image_start: int = 0) -> torch.Tensor:
+        """text (B, L) ids and/or image (B, n) ids starting at grid index image_start -> (B, T, D)."""
+        parts = []
+        if text is not None:
+            parts.append(self.text_emb(text) + self.text_pos[: text.shape[1]])
+        if image is not None and image.shape[1] > 0:
+            parts.append(self.image_emb(image) + self.image_pos(image_start, image.shape[1]))
+        return torch.cat(parts, 1) if len(parts) > 1 else parts[0]
+
+    def trunk(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
+        for i, blk in enumerate(self.blocks):
+            x = blk(x, cache, i)
+        if cache is not None:
+            cache.length += x.shape[1]
+        return self.ln_f(x)
+
+    # -------------------------------------------------------------------------------------------- training
+
+    def forward(self, text: torch.Tensor, image: torch.Tensor) -> DalleLoss:
+        """text (B, L), image (B, N) code ids -> weighted next-token loss."""
+        L = text.shape[1]
+        h = self.trunk(self.embed(text, image[:, :-1]))  # (B, L + N - 1, D)
+        image_logits = self.image_head(h[:, L - 1:])  # (B, N, V_img): position L-1+i predicts image[i]
+        image_loss = F.cross_entropy(image_logits.float().flatten(0, 1), image.flatten())
+        w = self.cfg.text_loss_weight
+        if w > 0 and L > 1:
+            text_logits = self.text_head(h[:, : L - 1])  # (B, L-1, V_txt) predicts text[1:]
+            targets = text[:, 1:]
+            if (targets != PAD_ID).any():
+                text_loss = F.cross_entropy(text_logits.float().flatten(0, 1), targets.flatten(), ignore_index=PAD_ID)
+            else:
+                text_loss = text_logits.sum() * 0.0
+        else:
+            text_loss = image_loss.new_zeros(())
+        return DalleLoss(loss=w * text_loss + (1 - w) * image_loss, text=text_loss, image=image_loss)
+
+    # -------------------------------------------------------------------------------------------- sampling
+
+    @torch.no_grad()
+    def sample(self, text: torch.Tensor, generators: list[torch.Generator], options: SampleOptions = SampleOptions(),
+               prime: torch.Tensor | None = None, use_cache: bool = True) -> torch.Tensor:
+        """text (B, L) ids -> image code ids (B, N).
+
+        generators: one per row (its own seed); prime: (B, n) first image tokens to keep (image priming).
+        """
+        cfg = self.cfg
+        options.validate(cfg.image_vocab)
+        B, N = text.shape[0], cfg.image_len
+        if len(generators) != B:
+            raise ValueError(f"need one generator per row: {len(generators)} for {B} rows")
+        n0 = 0 if prime is None else prime.shape[1]
+        if not 0 <= n0 < N:
+            raise ValueError(f"prime must have fewer than {N} tokens, got {n0}")
+        device = text.device
+        # Gumbel noise for every (row, step, code), from each row's own generator: sampling = argmax(logits + g)
+        noise = torch.stack([-torch.log(-torch.log(torch.rand(N, cfg.image_vocab, generator=g).clamp_(1e-20, 1.0)))
+                             for g in generators]).to(device)  # (B, N, V)
+        guided = options.guidance_scale != 1.0
+        rows = torch.cat([text, torch.full_like(text, PAD_ID)]) if guided else text  # (R, L); input untouched
+        tokens = torch.empty(B, N, dtype=torch.long, device=device)
+        if prime is not None:
+            tokens[:, :n0] = prime
+        primed = tokens[:, :n0].repeat(2, 1) if guided else tokens[:, :n0]
+
+        cache = None
+        if use_cache:
+            dh = cfg.dim // cfg.heads
+            cache = KVCache(cfg.depth, rows.shape[0], cfg.heads, cfg.text_len + N, dh, device,
+                            self.text_pos.dtype if not torch.is_autocast_enabled(device.type)
+                            else torch.get_autocast_dtype(device.type))
+            h = self.trunk(self.embed(rows, primed), cache)[:, -1]  # (R, D)
+        for i in range(n0, N):
+            if not use_cache:
+                so_far = tokens[:, :i].repeat(2, 1) if guided else tokens[:, :i]
+                h = self.trunk(self.embed(rows, so_far))[:, -1]
+            logits = self.image_head(h).float()  # (R, V)
+            if guided:
+                c, u = logits.chunk(2)
+                logits = u + options.guidance_scale * (c - u)
+            tokens[:, i] = _pick(logits, noise[:, i], options)
+            if use_cache and i + 1 < N:
+                nxt = tokens[:, i : i + 1].repeat(2, 1) if guided else tokens[:, i : i + 1]
+                h = self.trunk(self.embed(None, nxt, image_start=i), cache)[:, -1]
+        return tokens
+
+
+def _pick(logits: torch.Tensor, gumbel: torch.Tensor, o: SampleOptions) -> torch.Tensor:
+    """One token per row: top-k / top-p filtering, temperature, then the Gumbel-max trick."""
+    logits = logits / o.temperature
+    if o.top_k is not None and o.top_k < logits.shape[-1]:
+        kth = logits.topk(o.top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if o.top_p is not None and o.top_p < 1.0:
+        sorted_logits, order = logits.sort(dim=-1, descending=True)
+        cum = sorted_logits.softmax(-1).cumsum(-1)
+        drop = cum - sorted_logits.softmax(-1) >= o.top_p  # mass before this token already reaches p
+        logits = logits.masked_fill(torch.zeros_like(drop).scatter(1, order, drop), float("-inf"))
+    return (logits + gumbel).argmax(-1)

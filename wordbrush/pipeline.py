@@ -1,0 +1,177 @@
+"""TextToImagePipeline: the one validated entry point that turns prompts into images.
+
+    pipe = TextToImagePipeline.from_pretrained("shapes")       # a built-in name or a saved folder
+    out = pipe(["a red circle", "two blue squares"], num_images_per_prompt=4, seed=0)
+    out.images                                                   # list[PIL.Image.Image], prompt-major
+    pipe.save_pretrained("my-model/")
+
+A saved pipeline is a folder: config.json (kind "pipeline", the generator's and the VAE's configs, the
+wordbrush version) + dalle.safetensors + vae.safetensors + tokenizer.json.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from .checkpoint import load_part, model_header, read_json, save_part, unwrap, write_json
+from .config import DalleConfig, VAEConfig, from_dict, to_dict
+from .errors import CheckpointError, ConfigError, WordbrushError
+from .generators.dalle import DALLE, SampleOptions
+from .image.vae import DiscreteVAE
+from .text.tokenizer import TextTokenizer, clean_prompt
+from .utils.images import to_pil
+
+BUILTIN = ("shapes",)
+MAX_PROMPT_CHARS = 100_000  # longer input is refused outright rather than tokenised
+
+
+@dataclass
+class PipelineOutput:
+    images: list[Image.Image]  # prompt-major: all images of prompt 0, then prompt 1, ...
+    prompts: list[str]  # the prompt of each image
+    seeds: list[int]  # the seed of each image
+    tokens: torch.Tensor  # (n_images, N) image code ids
+    warnings: list[str] = field(default_factory=list)
+
+
+def builtin_path(name: str) -> Path:
+    return Path(str(resources.files("wordbrush") / "models" / name))
+
+
+class TextToImagePipeline:
+    def __init__(self, tokenizer: TextTokenizer, generator: DALLE, vae: DiscreteVAE):
+        if generator.cfg.image_vocab != vae.num_codes or generator.cfg.image_grid != vae.grid_size:
+            raise ConfigError(f"generator expects {generator.cfg.image_vocab} codes on a {generator.cfg.image_grid}² grid, "
+                              f"the VAE has {vae.num_codes} on {vae.grid_size}²")
+        if generator.cfg.text_vocab != tokenizer.vocab_size:
+            raise ConfigError(f"generator text_vocab {generator.cfg.text_vocab} != tokenizer vocabulary {tokenizer.vocab_size}")
+        self.tokenizer, self.generator, self.vae = tokenizer, generator.eval(), vae.eval()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.generator.parameters()).device
+
+    def to(self, device: str | torch.device) -> "TextToImagePipeline":
+        self.generator.to(device)
+        self.vae.to(device)
+        return self
+
+    # ------------------------------------------------------------------------------------------ save / load
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        header = model_header("pipeline", {"generator": "dalle", "dalle": to_dict(unwrap(self.generator).cfg),
+                                           "vae": to_dict(unwrap(self.vae).cfg)})
+        write_json(folder / "config.json", header)
+        save_part(self.generator, folder / "dalle.safetensors")
+        save_part(self.vae, folder / "vae.safetensors")
+        self.tokenizer.save(folder)
+        return folder
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device = "cpu") -> "TextToImagePipeline":
+        folder = Path(name_or_path)
+        if not folder.is_dir():
+            if str(name_or_path) in BUILTIN and builtin_path(str(name_or_path)).is_dir():
+                folder = builtin_path(str(name_or_path))
+            else:
+                raise CheckpointError(f"no model folder or built-in model named {str(name_or_path)!r} "
+                                      f"(built-in: {', '.join(BUILTIN)})")
+        header = read_json(folder / "config.json", "pipeline")
+        if header.get("kind") != "pipeline":
+            raise CheckpointError(f"{folder} holds a {header.get('kind')!r} model, not a text-to-image pipeline")
+        cfg = header.get("config", {})
+        try:
+            dcfg = from_dict(DalleConfig, cfg.get("dalle", {}), "dalle")
+            vcfg = from_dict(VAEConfig, cfg.get("vae", {}), "vae")
+        except ConfigError as e:
+            raise CheckpointError(f"{folder}/config.json: {e}") from None
+        generator, vae = DALLE(dcfg), DiscreteVAE(vcfg)
+        load_part(generator, folder / "dalle.safetensors", "dalle")
+        load_part(vae, folder / "vae.safetensors", "vae")
+        return cls(TextTokenizer.load(folder), generator, vae).to(device)
+
+    # ---------------------------------------------------------------------------------------------- call
+
+    def check_prompts(self, prompts: str | list[str]) -> tuple[list[str], list[str]]:
+        """Validate prompts; return them as a list plus the warnings a user should see."""
+        if isinstance(prompts, str):
+            prompts = [prompts]
+        if not isinstance(prompts, (list, tuple)) or not prompts:
+            raise WordbrushError("prompts must be a string or a non-empty list of strings")
+        notes = []
+        for i, p in enumerate(prompts):
+            if not isinstance(p, str):
+                raise WordbrushError(f"prompt {i} is a {type(p).__name__}, not a string")
+            if len(p) > MAX_PROMPT_CHARS:
+                raise WordbrushError(f"prompt {i} has {len(p):,} characters; the limit is {MAX_PROMPT_CHARS:,}")
+            if not clean_prompt(p):
+                raise WordbrushError(f"prompt {i} is empty (or only whitespace / control characters)")
+        enc = self.tokenizer.encode(list(prompts), self.generator.cfg.text_len)
+        for i, p in enumerate(prompts):
+            short = clean_prompt(p)[:40] + ("…" if len(clean_prompt(p)) > 40 else "")
+            if enc.truncated[i]:
+                notes.append(f"prompt {i} ({short!r}) is longer than {self.generator.cfg.text_len} tokens "
+                             f"and was truncated")
+            if enc.unknown_words[i]:
+                words = ", ".join(dict.fromkeys(enc.unknown_words[i]))
+                notes.append(f"prompt {i} has words the model never saw in training: {words}")
+        return list(prompts), notes
+
+    @torch.no_grad()
+    def __call__(self, prompts: str | list[str], num_images_per_prompt: int = 1, seed: int = 0,
+                 guidance_scale: float = 3.0, temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, prime_images: list[Image.Image] | None = None, prime_rows: int = 0,
+                 batch_size: int = 64, use_cache: bool = True) -> PipelineOutput:
+        """Draw num_images_per_prompt images for each prompt. Image k (prompt-major) uses seed + k.
+
+        prime_images / prime_rows: keep the top prime_rows token rows of the given image (one per prompt) and
+        let the model complete the rest.
+        """
+        prompts, notes = self.check_prompts(prompts)
+        for note in notes:
+            warnings.warn(note, stacklevel=2)
+        if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
+            raise WordbrushError(f"num_images_per_prompt must be a positive integer, got {num_images_per_prompt!r}")
+        if not isinstance(seed, int) or seed < 0:
+            raise WordbrushError(f"seed must be a non-negative integer, got {seed!r}")
+        options = SampleOptions(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p)
+        options.validate(self.generator.cfg.image_vocab)
+        cfg = self.generator.cfg
+        prime = None
+        if prime_images is not None:
+            if len(prime_images) != len(prompts):
+                raise WordbrushError(f"prime_images needs one image per prompt ({len(prompts)}), got {len(prime_images)}")
+            if not 0 < prime_rows < cfg.image_grid:
+                raise WordbrushError(f"prime_rows must be in 1..{cfg.image_grid - 1}, got {prime_rows}")
+            prime = self.encode_images(prime_images)[:, : prime_rows * cfg.image_grid]  # (P, rows*grid)
+            prime = prime.repeat_interleave(num_images_per_prompt, 0)
+
+        all_prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
+        seeds = [seed + k for k in range(len(all_prompts))]
+        text = self.tokenizer.encode(all_prompts, cfg.text_len).ids.to(self.device)
+        tokens = []
+        for s in range(0, len(all_prompts), batch_size):
+            gens = [torch.Generator().manual_seed(x) for x in seeds[s : s + batch_size]]
+            p = None if prime is None else prime[s : s + batch_size]
+            tokens.append(self.generator.sample(text[s : s + batch_size], gens, options, prime=p, use_cache=use_cache))
+        tokens_t = torch.cat(tokens)
+        images = [im for s in range(0, len(tokens_t), batch_size) for im in to_pil(self.vae.decode(tokens_t[s : s + batch_size]))]
+        return PipelineOutput(images=images, prompts=all_prompts, seeds=seeds, tokens=tokens_t.cpu(), warnings=notes)
+
+    def encode_images(self, images: list[Image.Image]) -> torch.Tensor:
+        """PIL images -> (B, N) code ids (converted to RGB and resized to the model's size)."""
+        import numpy as np
+
+        from .utils.images import to_tensor
+
+        size = self.vae.cfg.image_size
+        arr = np.stack([np.asarray(im.convert("RGB").resize((size, size), Image.BICUBIC)) for im in images])
+        return self.vae.encode(to_tensor(arr).to(self.device)).flatten(1)

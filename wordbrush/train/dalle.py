@@ -1,0 +1,145 @@
+"""`wordbrush train dalle`: the transformer's training loop, written out.
+
+    once:           train the BPE tokenizer on captions; load the frozen VAE
+    for each step:  render a fresh batch of scenes + captions -> VAE codes (no grad) -> caption dropout
+                    -> forward under bf16 autocast -> weighted next-token loss -> backward -> clip -> AdamW
+    every N steps:  log (JSONL + progress bar), a PNG grid of samples for fixed prompts, a checkpoint that is
+                    a complete pipeline folder (TextToImagePipeline.from_pretrained loads it) + optimizer state
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..checkpoint import load_optimizer, load_part, save_optimizer, write_json
+from ..config import DalleTrainConfig, to_dict
+from ..data.shapes import ShapesDataset
+from ..errors import WordbrushError
+from ..generators.dalle import DALLE
+from ..image.vae import load_vae
+from ..pipeline import TextToImagePipeline
+from ..text.tokenizer import PAD_ID, TextTokenizer
+from ..utils.images import save_grid, to_tensor
+from .common import Budget, JsonlLog, autocast, lr_at, setup_torch
+
+STATE = "train_state.safetensors"
+TOKENIZER_SEED_OFFSET = 3_000_000  # captions for the BPE come from their own seed
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on matrices only (not on norms, biases, embeddings' positions)."""
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "pos" not in n]
+    rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "pos" not in n)]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+
+
+def train_dalle(cfg: DalleTrainConfig, resume: bool = False, progress_bar: bool = True) -> dict[str, Any]:
+    setup_torch(cfg.threads, cfg.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    out = Path(cfg.out)
+    has_ckpt = (out / STATE).exists()
+    if has_ckpt and not resume:
+        raise WordbrushError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+    vae = load_vae(cfg.vae).to(device)
+    for p in vae.parameters():
+        p.requires_grad_(False)
+    if vae.cfg.image_size != cfg.data.size:
+        raise WordbrushError(f"the VAE in {cfg.vae} works on {vae.cfg.image_size}px images, data.size is {cfg.data.size}")
+    if resume and has_ckpt:
+        tokenizer = TextTokenizer.load(out)
+    else:
+        cap_ds = ShapesDataset(cfg.tokenizer_captions, size=cfg.data.size, seed=cfg.data.seed + TOKENIZER_SEED_OFFSET,
+                               split=cfg.data.split)
+        tokenizer = TextTokenizer.train((cap_ds.item_arrays(i)[1] for i in range(len(cap_ds))), cfg.tokenizer_vocab)
+    cfg.model.text_vocab = tokenizer.vocab_size
+    cfg.model.image_vocab, cfg.model.image_grid = vae.num_codes, vae.grid_size
+
+    model = DALLE(cfg.model).to(device)
+    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
+    step, elapsed = 0, 0.0
+    if resume and has_ckpt:
+        load_part(model, out / "dalle.safetensors", "dalle")
+        extra = load_optimizer(opt, out / STATE)
+        step, elapsed = int(extra["step"]), float(extra["elapsed"])
+        print(f"resuming {out} at step {step}")
+    write_json(out / "train_config.json", to_dict(cfg))
+    pipe = TextToImagePipeline(tokenizer, model, vae)
+    log = JsonlLog(out / "log.jsonl")
+    n_params = sum(p.numel() for p in model.parameters())
+
+    data = ShapesDataset(None, size=cfg.data.size, seed=cfg.data.seed, split=cfg.data.split)
+    drop_rng = np.random.default_rng([cfg.seed, 1])
+    budget = Budget(cfg.max_steps, cfg.max_minutes, elapsed)
+    bar = tqdm(total=cfg.max_steps, initial=step, desc=f"train dalle ({n_params / 1e6:.1f}M)", unit="step",
+               disable=not progress_bar, dynamic_ncols=True)
+    t_log, seen, data_time = time.perf_counter(), 0, 0.0
+    while not budget.done(step):
+        lr = lr_at(step, budget.progress(step), cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        t0 = time.perf_counter()
+        b = cfg.batch_size
+        items = [data.item_arrays(i) for i in range(step * b, (step + 1) * b)]
+        images = to_tensor(np.stack([it[0] for it in items])).to(device)
+        captions = [it[1] for it in items]
+        with torch.no_grad(), autocast(device, cfg.bf16):
+            codes = vae.encode(images.contiguous(memory_format=torch.channels_last)).flatten(1)  # (B, N)
+        text = tokenizer.encode(captions, cfg.model.text_len).ids.to(device)  # (B, L)
+        dropped = torch.from_numpy(drop_rng.random(b) < cfg.caption_dropout).to(device)
+        text[dropped] = PAD_ID
+        data_time += time.perf_counter() - t0
+
+        model.train()
+        with autocast(device, cfg.bf16):
+            losses = model(text, codes)
+        opt.zero_grad(set_to_none=True)
+        losses.loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        seen += b
+        bar.update(1)
+
+        if step % cfg.log_every == 0:
+            now = time.perf_counter()
+            rate = seen / (now - t_log)
+            record = {"step": step, "elapsed": round(budget.elapsed, 1), "lr": lr, "loss": losses.loss.item(),
+                      "image_loss": losses.image.item(), "text_loss": losses.text.item(),
+                      "samples_per_s": rate, "data_share": data_time / (now - t_log)}
+            t_log, seen, data_time = now, 0, 0.0
+            log.write(record)
+            bar.set_postfix(loss=f"{record['loss']:.3f}", img=f"{record['image_loss']:.3f}", smp_s=f"{rate:.0f}")
+        if step % cfg.sample_every == 0:
+            _write_samples(pipe, cfg, out / "samples" / f"step_{step:06d}.png")
+        if step % cfg.checkpoint_every == 0:
+            _checkpoint(pipe, opt, out, step, budget.elapsed)
+    bar.close()
+    _checkpoint(pipe, opt, out, step, budget.elapsed)
+    _write_samples(pipe, cfg, out / "samples" / "final.png")
+    records = log.read()
+    summary = {"steps": step, "train_minutes": round(budget.elapsed / 60, 2), "samples_seen": step * cfg.batch_size,
+               "parameters": n_params, "final_loss": records[-1]["loss"] if records else None}
+    write_json(out / "train_summary.json", summary)
+    return summary
+
+
+def _checkpoint(pipe: TextToImagePipeline, opt: torch.optim.Optimizer, out: Path, step: int, elapsed: float) -> None:
+    pipe.save_pretrained(out)
+    save_optimizer(opt, out / STATE, {"step": step, "elapsed": elapsed})
+
+
+def _write_samples(pipe: TextToImagePipeline, cfg: DalleTrainConfig, path: Path) -> None:
+    """One row per prompt, 4 seeds each."""
+    prompts = list(cfg.sample_prompts)
+    pipe.generator.eval()
+    out = pipe(prompts, num_images_per_prompt=4, seed=0)
+    save_grid(out.images, path, cols=4, scale=2)
