@@ -172,7 +172,7 @@ def test_oracle_scores_one_and_writes_files(tmp_path):
     assert set(res["categories"]) == set(CATEGORIES)
     assert all(c["score"] == 1.0 and c["n_images"] == 6 for c in res["categories"].values())
     assert all(len(b[0]) <= 7 for b in calls) and sum(len(b[0]) for b in calls) == 36
-    assert [s for b in calls for s in b[1]][:4] == [5, 6, 5, 6]  # image j of prompt i: seed + j
+    assert [s for b in calls for s in b[1]][:4] == [5, 6, 7, 8]  # image j of prompt i: seed + i*2 + j
     for name in ("results.json", "results.md", "grid_successes.png", "grid_failures.png"):
         assert (tmp_path / name).is_file(), name
     saved = json.loads((tmp_path / "results.json").read_text())

@@ -92,6 +92,6 @@ def test_cli_train_and_eval_vae(tmp_path, capsys):
            "data": {"size": 32}, "batch_size": 8, "max_steps": 4, "warmup_steps": 1, "eval_images": 8}
     (tmp_path / "c.json").write_text(json.dumps(cfg))
     assert main(["train", "vae", "--config", str(tmp_path / "c.json"), "--out", str(tmp_path / "v"), "-q"]) == 0
-    assert main(["eval", "--model", str(tmp_path / "v"), "-n", "8", "-q", "--out", str(tmp_path / "e.json")]) == 0
-    figures = json.loads((tmp_path / "e.json").read_text())
+    assert main(["eval", "--model", str(tmp_path / "v"), "-n", "8", "-q", "--out", str(tmp_path / "e")]) == 0
+    figures = json.loads((tmp_path / "e" / "vae_eval.json").read_text())
     assert 0 <= figures["codes_used_share"] <= 1 and figures["psnr_db"] > 0

@@ -117,21 +117,42 @@ def cmd_train_dalle(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from .checkpoint import read_json
+    from .pipeline import BUILTIN, builtin_path
 
     folder = Path(args.model)
+    if not folder.is_dir() and args.model in BUILTIN:
+        folder = builtin_path(args.model)
     if not folder.is_dir():
         raise WordbrushError(f"model folder not found: {folder}")
     kind = read_json(folder / "config.json", "model").get("kind")
-    if kind != "vae":
-        raise WordbrushError(f"{folder}: cannot evaluate a model of kind {kind!r} yet")
-    from .image.vae import load_vae
-    from .train.vae import EVAL_SEED_OFFSET, evaluate_vae
+    if kind == "vae":
+        from .image.vae import load_vae
+        from .train.vae import EVAL_SEED_OFFSET, evaluate_vae
 
-    figures = evaluate_vae(load_vae(folder), n=args.n, seed=EVAL_SEED_OFFSET + args.seed,
-                           size=load_vae(folder).cfg.image_size, progress_bar=not args.quiet)
-    print(json.dumps(figures, indent=2))
-    if args.out:
-        Path(args.out).write_text(json.dumps(figures, indent=2) + "\n")
+        vae = load_vae(folder)
+        figures = evaluate_vae(vae, n=args.n, seed=EVAL_SEED_OFFSET + args.seed, size=vae.cfg.image_size,
+                               progress_bar=not args.quiet)
+        print(json.dumps(figures, indent=2))
+        if args.out:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            (Path(args.out) / "vae_eval.json").write_text(json.dumps(figures, indent=2) + "\n")
+        return
+    if kind != "pipeline":
+        raise WordbrushError(f"{folder}: cannot evaluate a model of kind {kind!r}")
+    from .eval.report import evaluate_pipeline
+    from .generators.dalle import SampleOptions
+    from .pipeline import TextToImagePipeline
+
+    pipe = TextToImagePipeline.from_pretrained(folder)
+    options = SampleOptions(guidance_scale=args.guidance, temperature=args.temperature, top_k=args.top_k,
+                            top_p=args.top_p)
+    options.validate(pipe.generator.cfg.image_vocab)
+    out = Path(args.out or f"eval-{folder.name}")
+    report = evaluate_pipeline(pipe, out, n_per_category=args.prompts_per_category, images_per_prompt=args.images,
+                               options=options, progress=not args.quiet)
+    print((out / "report.md").read_text())
+    print(f"wrote {out / 'report.md'}, {out / 'report.json'} and image grids under {out}")
+    _ = report
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,11 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--top-p", type=float)
     gen.set_defaults(func=cmd_generate)
 
-    ev = sub.add_parser("eval", help="evaluate a saved model folder")
-    ev.add_argument("--model", required=True, help="saved model folder")
-    ev.add_argument("-n", type=_positive_int, default=1024, help="held-out scenes")
-    ev.add_argument("--seed", type=_nonneg_int, default=0)
-    ev.add_argument("--out", help="also write the figures as JSON here")
+    ev = sub.add_parser("eval", help="evaluate a saved model: the shapes benchmark (pipelines) or PSNR/usage (VAEs)")
+    ev.add_argument("--model", required=True, help="built-in name or saved model folder")
+    ev.add_argument("--out", help="report folder (default: eval-<model>)")
+    ev.add_argument("--prompts-per-category", type=_positive_int, default=20, help="pipelines: prompts per category")
+    ev.add_argument("--images", type=_positive_int, default=4, help="pipelines: images per prompt")
+    ev.add_argument("--guidance", type=float, default=3.0)
+    ev.add_argument("--temperature", type=float, default=1.0)
+    ev.add_argument("--top-k", type=_positive_int)
+    ev.add_argument("--top-p", type=float)
+    ev.add_argument("-n", type=_positive_int, default=1024, help="VAEs: held-out scenes")
+    ev.add_argument("--seed", type=_nonneg_int, default=0, help="VAEs: offset of the held-out seed")
     ev.add_argument("-q", "--quiet", action="store_true")
     ev.set_defaults(func=cmd_eval)
     return p

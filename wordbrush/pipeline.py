@@ -49,8 +49,8 @@ class TextToImagePipeline:
         if generator.cfg.image_vocab != vae.num_codes or generator.cfg.image_grid != vae.grid_size:
             raise ConfigError(f"generator expects {generator.cfg.image_vocab} codes on a {generator.cfg.image_grid}² grid, "
                               f"the VAE has {vae.num_codes} on {vae.grid_size}²")
-        if generator.cfg.text_vocab != tokenizer.vocab_size:
-            raise ConfigError(f"generator text_vocab {generator.cfg.text_vocab} != tokenizer vocabulary {tokenizer.vocab_size}")
+        if tokenizer.vocab_size > generator.cfg.text_vocab:
+            raise ConfigError(f"tokenizer has {tokenizer.vocab_size} tokens, the generator embeds {generator.cfg.text_vocab}")
         self.tokenizer, self.generator, self.vae = tokenizer, generator.eval(), vae.eval()
 
     @property
@@ -156,15 +156,24 @@ class TextToImagePipeline:
 
         all_prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
         seeds = [seed + k for k in range(len(all_prompts))]
-        text = self.tokenizer.encode(all_prompts, cfg.text_len).ids.to(self.device)
-        tokens = []
-        for s in range(0, len(all_prompts), batch_size):
+        images, tokens = self.draw(all_prompts, seeds, options, prime=prime, batch_size=batch_size, use_cache=use_cache)
+        return PipelineOutput(images=images, prompts=all_prompts, seeds=seeds, tokens=tokens, warnings=notes)
+
+    @torch.no_grad()
+    def draw(self, prompts: list[str], seeds: list[int], options: SampleOptions | None = None,
+             prime: torch.Tensor | None = None, batch_size: int = 64,
+             use_cache: bool = True) -> tuple[list[Image.Image], torch.Tensor]:
+        """One image per (prompt, seed) pair, no validation: the loop under __call__, for benchmarks."""
+        options = options or SampleOptions(guidance_scale=3.0)
+        text = self.tokenizer.encode(prompts, self.generator.cfg.text_len).ids.to(self.device)
+        images, tokens = [], []
+        for s in range(0, len(prompts), batch_size):
             gens = [torch.Generator().manual_seed(x) for x in seeds[s : s + batch_size]]
             p = None if prime is None else prime[s : s + batch_size]
-            tokens.append(self.generator.sample(text[s : s + batch_size], gens, options, prime=p, use_cache=use_cache))
-        tokens_t = torch.cat(tokens)
-        images = [im for s in range(0, len(tokens_t), batch_size) for im in to_pil(self.vae.decode(tokens_t[s : s + batch_size]))]
-        return PipelineOutput(images=images, prompts=all_prompts, seeds=seeds, tokens=tokens_t.cpu(), warnings=notes)
+            t = self.generator.sample(text[s : s + batch_size], gens, options, prime=p, use_cache=use_cache)
+            images += to_pil(self.vae.decode(t))
+            tokens.append(t.cpu())
+        return images, torch.cat(tokens)
 
     def encode_images(self, images: list[Image.Image]) -> torch.Tensor:
         """PIL images -> (B, N) code ids (converted to RGB and resized to the model's size)."""

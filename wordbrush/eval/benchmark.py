@@ -335,8 +335,8 @@ def _spread(items: list, k: int) -> list:
 def run_benchmark(generate: Generator, specs: list[PromptSpec], images_per_prompt: int = 4,
                   seed: int = 0, out_dir: str | Path | None = None, batch_size: int = 16,
                   progress: bool = True) -> dict:
-    """Generate images_per_prompt images per spec (image j of prompt i with seed + j), judge each,
-    and score: per category the share of images judged ok, overall the mean of the category scores.
+    """Generate images_per_prompt images per spec (image j of prompt i with seed + i*images_per_prompt + j,
+    so a prompt that repeats gets fresh images), judge each, and score: per category the share of images judged ok, overall the mean of the category scores.
 
     generate(prompts, seeds) -> one image per (prompt, seed) pair; called in batches of batch_size.
     With out_dir: writes results.json, results.md, grid_successes.png and grid_failures.png.
@@ -355,14 +355,14 @@ def run_benchmark(generate: Generator, specs: list[PromptSpec], images_per_promp
     with tqdm(total=len(jobs), desc="benchmark", unit="img", disable=not progress) as bar:
         for b in range(0, len(jobs), batch_size):
             chunk = jobs[b : b + batch_size]
-            prompts, seeds = [specs[i].prompt for i, _ in chunk], [seed + j for _, j in chunk]
+            prompts, seeds = [specs[i].prompt for i, _ in chunk], [seed + i * images_per_prompt + j for i, j in chunk]
             images = list(generate(prompts, seeds))
             if len(images) != len(chunk):
                 raise ValueError(f"generate returned {len(images)} images for {len(chunk)} prompts")
             for (i, j), im in zip(chunk, images):
                 im = _as_pil(im)
                 jd = judge(im, specs[i])
-                per_prompt[i]["images"].append({"seed": seed + j, "ok": jd.ok, "reasons": jd.reasons})
+                per_prompt[i]["images"].append({"seed": seed + i * images_per_prompt + j, "ok": jd.ok, "reasons": jd.reasons})
                 (good if jd.ok else bad).append(im)
             bar.update(len(chunk))
     categories = {}

@@ -21,6 +21,7 @@ from ..errors import CheckpointError
 
 PAD, UNK = "[PAD]", "[UNK]"
 PAD_ID, UNK_ID = 0, 1
+EOW = "</w>"  # marks a word's last piece, so decoding restores the spaces
 FILE = "tokenizer.json"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
@@ -51,11 +52,12 @@ class TextTokenizer:
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 1000) -> "TextTokenizer":
-        tok = Tokenizer(models.BPE(unk_token=UNK))
+        tok = Tokenizer(models.BPE(unk_token=UNK, end_of_word_suffix=EOW))
         tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
         tok.pre_tokenizer = pre_tokenizers.Whitespace()
-        tok.decoder = decoders.BPEDecoder()
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, UNK], show_progress=False)
+        tok.decoder = decoders.BPEDecoder(suffix=EOW)
+        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, UNK], end_of_word_suffix=EOW,
+                                      show_progress=False)
         tok.train_from_iterator((clean_prompt(t) for t in texts), trainer=trainer)
         return cls(tok)
 

@@ -1,0 +1,151 @@
+"""TextToImagePipeline and `wordbrush generate`: contract, save/load, prompt validation, the tokenizer."""
+
+import json
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+from PIL import Image
+
+from wordbrush.cli import main
+from wordbrush.config import DalleConfig, VAEConfig
+from wordbrush.data.shapes import ShapesDataset
+from wordbrush.errors import CheckpointError, WordbrushError
+from wordbrush.generators.dalle import DALLE
+from wordbrush.image.vae import DiscreteVAE
+from wordbrush.pipeline import TextToImagePipeline
+from wordbrush.text.tokenizer import PAD_ID, TextTokenizer, clean_prompt
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    ds = ShapesDataset(400, size=32)
+    return TextTokenizer.train((ds.item_arrays(i)[1] for i in range(400)), vocab_size=300)
+
+
+@pytest.fixture(scope="module")
+def pipe(tokenizer):
+    torch.manual_seed(0)
+    vae = DiscreteVAE(VAEConfig(image_size=32, channels=(8, 16), num_codes=32, code_dim=8))
+    vae.quantizer.initialised.fill_(True)
+    dalle = DALLE(DalleConfig(text_vocab=tokenizer.vocab_size, text_len=12, image_vocab=32, image_grid=8,
+                              dim=32, depth=2, heads=4))
+    return TextToImagePipeline(tokenizer, dalle, vae)
+
+
+def test_tokenizer_pads_truncates_and_reports_unknown_words(tokenizer):
+    enc = tokenizer.encode(["a red circle", "a big red ball " * 20], length=12)
+    assert enc.ids.shape == (2, 12) and enc.ids.dtype == torch.long
+    assert (enc.ids[0, 3:] == PAD_ID).all() and (enc.ids[0, :3] != PAD_ID).all()
+    assert enc.truncated == [False, True]
+    assert enc.unknown_words[0] == [] and {"big", "ball"} <= set(enc.unknown_words[1])
+    assert clean_prompt("  A\tRed\x00 circle\n") == "a red circle"
+    assert tokenizer.decode(enc.ids[0]) == "a red circle"
+
+
+def test_tokenizer_save_load(tokenizer, tmp_path):
+    tokenizer.save(tmp_path)
+    again = TextTokenizer.load(tmp_path)
+    assert torch.equal(again.encode(["two blue squares"], 8).ids, tokenizer.encode(["two blue squares"], 8).ids)
+    (tmp_path / "tokenizer.json").write_text("garbage")
+    with pytest.raises(CheckpointError, match="cannot read"):
+        TextTokenizer.load(tmp_path)
+
+
+def test_call_contract(pipe):
+    out = pipe(["a red circle", "two blue squares"], num_images_per_prompt=3, seed=5)
+    assert len(out.images) == 6 and all(isinstance(im, Image.Image) and im.size == (32, 32) for im in out.images)
+    assert out.prompts == ["a red circle"] * 3 + ["two blue squares"] * 3  # prompt-major
+    assert out.seeds == [5, 6, 7, 8, 9, 10]
+    again = pipe("two blue squares", num_images_per_prompt=1, seed=8)  # image k uses seed + k
+    assert torch.equal(again.tokens[0], out.tokens[3])
+
+
+def test_save_load_roundtrip_is_bit_identical(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "m")
+    header = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert header["kind"] == "pipeline" and header["config"]["generator"] == "dalle"
+    loaded = TextToImagePipeline.from_pretrained(tmp_path / "m")
+    a = pipe(["a green cross above a white square"], num_images_per_prompt=2, seed=1)
+    b = loaded(["a green cross above a white square"], num_images_per_prompt=2, seed=1)
+    assert torch.equal(a.tokens, b.tokens)
+    assert all(x.tobytes() == y.tobytes() for x, y in zip(a.images, b.images))
+
+
+def test_from_pretrained_errors(pipe, tmp_path):
+    with pytest.raises(CheckpointError, match="no model folder or built-in model"):
+        TextToImagePipeline.from_pretrained(tmp_path / "nothing")
+    pipe.save_pretrained(tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["config"]["dalle"]["dim"] = 64
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"dalle: tensor '.*' has shape"):
+        TextToImagePipeline.from_pretrained(tmp_path / "m")
+
+
+@pytest.mark.parametrize("prompt, outcome", [
+    ("", "empty"),
+    ("   \t\n ", "empty"),
+    ("\x00\x01\x1b", "empty"),
+    ("a red circle " * 770, "truncated"),  # ~10,000 characters
+    ("красный круг и синий квадрат", "never saw"),
+    ("一个红色的圆", "never saw"),
+    ("a red\x07 circle\x1b[31m", None),
+    ("a zebra riding a unicycle", "never saw"),
+    ("🟥🔵", "never saw"),
+])
+def test_hostile_prompts_generate_or_fail_clearly(pipe, prompt, outcome):
+    if outcome == "empty":
+        with pytest.raises(WordbrushError, match="empty"):
+            pipe(prompt)
+        return
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = pipe(prompt, seed=0)
+    assert len(out.images) == 1
+    notes = " ".join(out.warnings)
+    if outcome:
+        assert outcome in notes and any(outcome in str(w.message) for w in caught)
+
+
+@pytest.mark.parametrize("kwargs, msg", [
+    (dict(num_images_per_prompt=0), "num_images_per_prompt"),
+    (dict(seed=-1), "seed"),
+    (dict(temperature=0.0), "temperature"),
+    (dict(top_p=0.0), "top_p"),
+    (dict(top_k=10_000), "top_k"),
+])
+def test_bad_arguments(pipe, kwargs, msg):
+    with pytest.raises(ValueError, match=msg):
+        pipe("a red circle", **kwargs)
+    with pytest.raises(WordbrushError, match="not a string"):
+        pipe(["a red circle", 3])
+
+
+def test_priming_keeps_the_top_rows(pipe):
+    img = ShapesDataset(1, size=32)[0][0]
+    out = pipe(["a red circle"], prime_images=[img], prime_rows=3, num_images_per_prompt=2)
+    codes = pipe.encode_images([img])
+    assert torch.equal(out.tokens[:, :24], codes[:, :24].repeat(2, 1))
+    with pytest.raises(WordbrushError, match="prime_rows"):
+        pipe(["a red circle"], prime_images=[img], prime_rows=0)
+
+
+def test_cli_generate_writes_pngs_and_grid(pipe, tmp_path, capsys):
+    pipe.save_pretrained(tmp_path / "m")
+    code = main(["generate", "a red circle", "a blue square to the left of a green cross", "--model",
+                 str(tmp_path / "m"), "-n", "2", "--seed", "3", "--out", str(tmp_path / "o")])
+    assert code == 0
+    printed = capsys.readouterr().out.split()
+    assert len(printed) == 5 and printed[-1].endswith("grid.png")
+    assert all((tmp_path / "o" / p.split("/")[-1]).exists() for p in printed)
+
+
+def test_cli_generate_bad_prompt_is_one_line(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "m")
+    r = subprocess.run([sys.executable, "-m", "wordbrush.cli", "generate", "  ", "--model", str(tmp_path / "m")],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "empty" in r.stderr
