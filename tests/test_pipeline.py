@@ -149,3 +149,25 @@ def test_cli_generate_bad_prompt_is_one_line(pipe, tmp_path):
                        capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().count("\n") == 0 and "empty" in r.stderr
+
+
+def test_sampling_defaults_are_saved_with_the_model(pipe, tmp_path):
+    from wordbrush.generators.dalle import SampleOptions
+
+    custom = TextToImagePipeline(pipe.tokenizer, pipe.generator, pipe.vae,
+                                 SampleOptions(guidance_scale=2.0, temperature=0.8, top_k=5))
+    custom.save_pretrained(tmp_path / "m")
+    loaded = TextToImagePipeline.from_pretrained(tmp_path / "m")
+    assert loaded.sampling == SampleOptions(guidance_scale=2.0, temperature=0.8, top_k=5)
+    a = loaded("a red circle", seed=2)  # defaults apply ...
+    b = pipe("a red circle", seed=2, guidance_scale=2.0, temperature=0.8, top_k=5)  # ... as if passed
+    assert torch.equal(a.tokens, b.tokens)
+
+
+def test_from_config_r1_builds_the_reference_shapes():
+    pipe = TextToImagePipeline.from_config("r1")
+    c = pipe.generator.cfg
+    assert (c.dim, c.depth, c.heads, c.text_len, c.text_vocab, c.image_vocab, c.image_grid) == (256, 6, 8, 32, 1000, 512, 8)
+    assert pipe.vae.cfg.image_size == 64 and pipe.vae.grid_size == 8
+    with pytest.raises(WordbrushError, match="unknown reference config"):
+        TextToImagePipeline.from_config("r9")

@@ -144,8 +144,11 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from .pipeline import TextToImagePipeline
 
     pipe = TextToImagePipeline.from_pretrained(folder)
-    options = SampleOptions(guidance_scale=args.guidance, temperature=args.temperature, top_k=args.top_k,
-                            top_p=args.top_p)
+    d = pipe.sampling
+    options = SampleOptions(guidance_scale=d.guidance_scale if args.guidance is None else args.guidance,
+                            temperature=d.temperature if args.temperature is None else args.temperature,
+                            top_k=d.top_k if args.top_k is None else args.top_k,
+                            top_p=d.top_p if args.top_p is None else args.top_p)
     options.validate(pipe.generator.cfg.image_vocab)
     out = Path(args.out or f"eval-{folder.name}")
     report = evaluate_pipeline(pipe, out, n_per_category=args.prompts_per_category, images_per_prompt=args.images,
@@ -199,8 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-n", type=_positive_int, default=4, help="images per prompt")
     gen.add_argument("--seed", type=_nonneg_int, default=0, help="image k uses seed + k")
     gen.add_argument("--out", default="wordbrush-out", help="output folder")
-    gen.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale (1 = off)")
-    gen.add_argument("--temperature", type=float, default=1.0)
+    gen.add_argument("--guidance", type=float, help="classifier-free guidance scale (1 = off; default: the model's)")
+    gen.add_argument("--temperature", type=float)
     gen.add_argument("--top-k", type=_positive_int)
     gen.add_argument("--top-p", type=float)
     gen.set_defaults(func=cmd_generate)
@@ -210,8 +213,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="report folder (default: eval-<model>)")
     ev.add_argument("--prompts-per-category", type=_positive_int, default=20, help="pipelines: prompts per category")
     ev.add_argument("--images", type=_positive_int, default=4, help="pipelines: images per prompt")
-    ev.add_argument("--guidance", type=float, default=3.0)
-    ev.add_argument("--temperature", type=float, default=1.0)
+    ev.add_argument("--guidance", type=float, help="default: the model's saved sampling options")
+    ev.add_argument("--temperature", type=float)
     ev.add_argument("--top-k", type=_positive_int)
     ev.add_argument("--top-p", type=float)
     ev.add_argument("-n", type=_positive_int, default=1024, help="VAEs: held-out scenes")

@@ -31,6 +31,12 @@ BUILTIN = ("shapes",)
 MAX_PROMPT_CHARS = 100_000  # longer input is refused outright rather than tokenised
 
 
+REFERENCE_CONFIGS = {
+    "r1": lambda: (DalleConfig(text_vocab=1000, text_len=32, image_vocab=512, image_grid=8, dim=256, depth=6, heads=8),
+                   VAEConfig(image_size=64, channels=(64, 128, 256), num_codes=512)),
+}
+
+
 @dataclass
 class PipelineOutput:
     images: list[Image.Image]  # prompt-major: all images of prompt 0, then prompt 1, ...
@@ -45,13 +51,16 @@ def builtin_path(name: str) -> Path:
 
 
 class TextToImagePipeline:
-    def __init__(self, tokenizer: TextTokenizer, generator: DALLE, vae: DiscreteVAE):
+    def __init__(self, tokenizer: TextTokenizer, generator: DALLE, vae: DiscreteVAE,
+                 sampling: SampleOptions | None = None):
         if generator.cfg.image_vocab != vae.num_codes or generator.cfg.image_grid != vae.grid_size:
             raise ConfigError(f"generator expects {generator.cfg.image_vocab} codes on a {generator.cfg.image_grid}² grid, "
                               f"the VAE has {vae.num_codes} on {vae.grid_size}²")
         if tokenizer.vocab_size > generator.cfg.text_vocab:
             raise ConfigError(f"tokenizer has {tokenizer.vocab_size} tokens, the generator embeds {generator.cfg.text_vocab}")
         self.tokenizer, self.generator, self.vae = tokenizer, generator.eval(), vae.eval()
+        self.sampling = sampling or SampleOptions(guidance_scale=3.0)  # defaults of __call__, saved with the model
+        self.sampling.validate(generator.cfg.image_vocab)
 
     @property
     def device(self) -> torch.device:
@@ -68,7 +77,8 @@ class TextToImagePipeline:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         header = model_header("pipeline", {"generator": "dalle", "dalle": to_dict(unwrap(self.generator).cfg),
-                                           "vae": to_dict(unwrap(self.vae).cfg)})
+                                           "vae": to_dict(unwrap(self.vae).cfg),
+                                           "sampling": to_dict(self.sampling)})
         write_json(folder / "config.json", header)
         save_part(self.generator, folder / "dalle.safetensors")
         save_part(self.vae, folder / "vae.safetensors")
@@ -91,12 +101,34 @@ class TextToImagePipeline:
         try:
             dcfg = from_dict(DalleConfig, cfg.get("dalle", {}), "dalle")
             vcfg = from_dict(VAEConfig, cfg.get("vae", {}), "vae")
+            sampling = from_dict(SampleOptions, cfg.get("sampling", {}), "sampling")
         except ConfigError as e:
             raise CheckpointError(f"{folder}/config.json: {e}") from None
         generator, vae = DALLE(dcfg), DiscreteVAE(vcfg)
         load_part(generator, folder / "dalle.safetensors", "dalle")
         load_part(vae, folder / "vae.safetensors", "vae")
-        return cls(TextTokenizer.load(folder), generator, vae).to(device)
+        try:
+            pipe = cls(TextTokenizer.load(folder), generator, vae, sampling)
+        except ValueError as e:
+            raise CheckpointError(f"{folder}: {e}") from None
+        return pipe.to(device)
+
+    @classmethod
+    def from_config(cls, name: str, seed: int = 0) -> "TextToImagePipeline":
+        """An untrained pipeline at a named reference config, e.g. "r1" (64x64 images, VAE with 3 downsamples
+        and 512 codes, transformer width 256, depth 6, 8 heads, 32 text tokens, text vocabulary 1000), so that
+        speed can be measured through the public API."""
+        if name not in REFERENCE_CONFIGS:
+            raise WordbrushError(f"unknown reference config {name!r} (known: {', '.join(REFERENCE_CONFIGS)})")
+        dcfg, vcfg = REFERENCE_CONFIGS[name]()
+        from .data.shapes import ShapesDataset
+
+        torch.manual_seed(seed)
+        ds = ShapesDataset(2000, size=vcfg.image_size, seed=seed)
+        tokenizer = TextTokenizer.train((ds.item_arrays(i)[1] for i in range(len(ds))), dcfg.text_vocab)
+        vae = DiscreteVAE(vcfg)
+        vae.quantizer.initialised.fill_(True)
+        return cls(tokenizer, DALLE(dcfg), vae)
 
     # ---------------------------------------------------------------------------------------------- call
 
@@ -127,13 +159,14 @@ class TextToImagePipeline:
 
     @torch.no_grad()
     def __call__(self, prompts: str | list[str], num_images_per_prompt: int = 1, seed: int = 0,
-                 guidance_scale: float = 3.0, temperature: float = 1.0, top_k: int | None = None,
+                 guidance_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
                  top_p: float | None = None, prime_images: list[Image.Image] | None = None, prime_rows: int = 0,
                  batch_size: int = 64, use_cache: bool = True) -> PipelineOutput:
         """Draw num_images_per_prompt images for each prompt. Image k (prompt-major) uses seed + k.
 
         prime_images / prime_rows: keep the top prime_rows token rows of the given image (one per prompt) and
-        let the model complete the rest.
+        let the model complete the rest. Sampling options left as None take the model's saved defaults
+        (`pipe.sampling`, stored in config.json).
         """
         prompts, notes = self.check_prompts(prompts)
         for note in notes:
@@ -142,7 +175,10 @@ class TextToImagePipeline:
             raise WordbrushError(f"num_images_per_prompt must be a positive integer, got {num_images_per_prompt!r}")
         if not isinstance(seed, int) or seed < 0:
             raise WordbrushError(f"seed must be a non-negative integer, got {seed!r}")
-        options = SampleOptions(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k, top_p=top_p)
+        d = self.sampling
+        options = SampleOptions(guidance_scale=d.guidance_scale if guidance_scale is None else guidance_scale,
+                                temperature=d.temperature if temperature is None else temperature,
+                                top_k=d.top_k if top_k is None else top_k, top_p=d.top_p if top_p is None else top_p)
         options.validate(self.generator.cfg.image_vocab)
         cfg = self.generator.cfg
         prime = None
@@ -164,7 +200,7 @@ class TextToImagePipeline:
              prime: torch.Tensor | None = None, batch_size: int = 64,
              use_cache: bool = True) -> tuple[list[Image.Image], torch.Tensor]:
         """One image per (prompt, seed) pair, no validation: the loop under __call__, for benchmarks."""
-        options = options or SampleOptions(guidance_scale=3.0)
+        options = options or self.sampling
         text = self.tokenizer.encode(prompts, self.generator.cfg.text_len).ids.to(self.device)
         images, tokens = [], []
         for s in range(0, len(prompts), batch_size):
