@@ -145,3 +145,22 @@ def test_bf16_autocast_sampling_runs_and_matches_mostly():
         low = m.sample(text, _gens(range(4)))
     assert low.shape == ref.shape
     assert (low == ref).float().mean() > 0.5  # same noise; bf16 rounding flips only near-ties
+
+
+def test_explicit_attention_matches_sdpa():
+    """The CPU-bf16 training path (explicit softmax) and scaled_dot_product_attention agree."""
+    from wordbrush.nn.transformer import SelfAttention
+
+    torch.manual_seed(0)
+    att = SelfAttention(32, 4)
+    x = torch.randn(2, 10, 32)
+    ref = att(x)  # float32 -> sdpa
+    q = torch.randn(2, 4, 10, 8)
+    w = SelfAttention._weights(q, q, causal=True)
+    assert torch.allclose(w.sum(-1), torch.ones(2, 4, 10)) and (w.triu(1) == 0).all()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        xb = x.clone().requires_grad_()
+        low = att(xb)  # bf16 + grad -> explicit path
+    assert (low.float() - ref).abs().max() < 0.05
+    low.float().sum().backward()
+    assert torch.isfinite(xb.grad).all()

@@ -9,6 +9,13 @@ from einops import rearrange
 from torch import nn
 
 
+def use_explicit_attention(q: torch.Tensor) -> bool:
+    """scaled_dot_product_attention everywhere except CPU training in bfloat16: for this project's short
+    sequences (~100 tokens, head width 32) the CPU flash kernel's backward in bf16 measured ~5x slower than
+    the explicit softmax(q k^T) v (benchmarks/attention_cpu.py). Both give the same result (tests/test_dalle.py)."""
+    return q.device.type == "cpu" and q.dtype == torch.bfloat16 and torch.is_grad_enabled() and q.requires_grad
+
+
 class KVCache:
     """Keys and values of every layer, preallocated for the whole sequence: (layers, B, heads, T_max, d_head).
     `length` is how many positions are filled; appending writes in place, never concatenates."""
@@ -50,18 +57,22 @@ class SelfAttention(nn.Module):
                 raise ValueError("a multi-token step on a non-empty cache is not supported")
         if self.record_weights:
             self.last_weights = self._weights(q, k, causal)
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        if use_explicit_attention(q):
+            y = F.dropout(self._weights(q, k, causal, q.dtype), self.dropout, self.training) @ v
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=causal,
+                                               dropout_p=self.dropout if self.training else 0.0)
         return self.proj(rearrange(y, "b h t d -> b t (h d)"))
 
     @staticmethod
-    def _weights(q: torch.Tensor, k: torch.Tensor, causal: bool) -> torch.Tensor:
-        att = (q.float() @ k.float().transpose(-1, -2)) / q.shape[-1] ** 0.5  # (B, h, t, T)
+    def _weights(q: torch.Tensor, k: torch.Tensor, causal: bool, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d)) with the causal mask: (B, h, t, T), softmax taken in float32."""
+        att = (q @ k.transpose(-1, -2)).float() / q.shape[-1] ** 0.5
         if causal:
             t, T = att.shape[-2:]
             mask = torch.ones(t, T, dtype=torch.bool, device=q.device).tril(T - t)
             att = att.masked_fill(~mask, float("-inf"))
-        return att.softmax(-1)
+        return att.softmax(-1).to(dtype)
 
 
 class Block(nn.Module):
