@@ -26,6 +26,7 @@ from ..image.vae import load_vae
 from ..pipeline import TextToImagePipeline
 from ..text.tokenizer import PAD_ID, TextTokenizer
 from ..utils.images import save_grid, to_tensor
+from ..utils.plot import plot_curves
 from .common import Budget, JsonlLog, autocast, lr_at, setup_torch
 
 STATE = "train_state.safetensors"
@@ -125,6 +126,8 @@ def train_dalle(cfg: DalleTrainConfig, resume: bool = False, progress_bar: bool 
     bar.close()
     _checkpoint(pipe, opt, out, step, budget.elapsed)
     _write_samples(pipe, cfg, out / "samples" / "final.png")
+    plot_curves(log.path, out / "curves.png", ["loss", "image_loss", "text_loss", "samples_per_s"],
+                title=f"dalle {out.name}")
     records = log.read()
     summary = {"steps": step, "train_minutes": round(budget.elapsed / 60, 2), "samples_seen": step * cfg.batch_size,
                "parameters": n_params, "final_loss": records[-1]["loss"] if records else None}

@@ -23,6 +23,7 @@ from ..errors import WordbrushError
 from ..image.metrics import code_usage, psnr
 from ..image.vae import DiscreteVAE, VAEOutput, save_vae
 from ..utils.images import save_grid, to_pil, to_tensor
+from ..utils.plot import plot_curves
 from .common import Budget, JsonlLog, autocast, lr_at, setup_torch
 
 STATE = "train_state.safetensors"
@@ -116,6 +117,7 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress_bar: bool = Tr
     bar.close()
     _checkpoint(vae, opt, out, step, budget.elapsed)
     _write_samples(vae, fixed, out / "samples" / "final.png", device)
+    plot_curves(log.path, out / "curves.png", ["recon", "psnr", "batch_perplexity", "lr"], title=f"VAE {out.name}")
     train_seconds = budget.elapsed
 
     vae.eval()
