@@ -56,19 +56,31 @@ def cmd_data_shapes(args: argparse.Namespace) -> None:
         print(f"  {i}: {ds[i][1]}")
 
 
-def cmd_train_vae(args: argparse.Namespace) -> None:
-    from .config import VAETrainConfig, load_config
-    from .train.vae import train_vae
+def _train_config(cls, args: argparse.Namespace):
+    """The config file (or the defaults), with the command line's overrides (--out, --vae, --max-...)."""
+    from .config import load_config
 
-    cfg = load_config(VAETrainConfig, args.config) if args.config else VAETrainConfig()
-    if args.out:
-        cfg.out = args.out
-    if args.max_steps:
-        cfg.max_steps = args.max_steps
-    if args.max_minutes is not None:
-        cfg.max_minutes = args.max_minutes
-    figures = train_vae(cfg, resume=args.resume, progress_bar=not args.quiet)
-    print(json.dumps(figures, indent=2))
+    cfg = load_config(cls, args.config) if args.config else cls()
+    for name in ("out", "vae", "max_steps", "max_minutes"):
+        value = getattr(args, name, None)
+        if value is not None:
+            setattr(cfg, name, value)
+    return cfg
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .config import DalleTrainConfig, VAETrainConfig
+
+    if args.part == "vae":
+        from .train.vae import train_vae as train
+
+        cfg = _train_config(VAETrainConfig, args)
+    else:
+        from .train.dalle import train_dalle as train
+
+        cfg = _train_config(DalleTrainConfig, args)
+    result = train(cfg, resume=args.resume, progress_bar=not args.quiet)
+    print(json.dumps(result, indent=2))
     print(f"saved to {cfg.out}")
 
 
@@ -95,24 +107,6 @@ def cmd_generate(args: argparse.Namespace) -> None:
         print(path)
     grid = save_grid(out.images, folder / "grid.png", cols=args.n, scale=4)
     print(grid)
-
-
-def cmd_train_dalle(args: argparse.Namespace) -> None:
-    from .config import DalleTrainConfig, load_config
-    from .train.dalle import train_dalle
-
-    cfg = load_config(DalleTrainConfig, args.config) if args.config else DalleTrainConfig()
-    if args.out:
-        cfg.out = args.out
-    if args.vae:
-        cfg.vae = args.vae
-    if args.max_steps:
-        cfg.max_steps = args.max_steps
-    if args.max_minutes is not None:
-        cfg.max_minutes = args.max_minutes
-    summary = train_dalle(cfg, resume=args.resume, progress_bar=not args.quiet)
-    print(json.dumps(summary, indent=2))
-    print(f"saved to {cfg.out}")
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
@@ -184,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("--max-steps", type=_positive_int)
     tv.add_argument("--max-minutes", type=float)
     tv.add_argument("-q", "--quiet", action="store_true")
-    tv.set_defaults(func=cmd_train_vae)
+    tv.set_defaults(func=cmd_train)
 
     td = train_sub.add_parser("dalle", help="train the text-to-image transformer on a trained VAE's tokens")
     td.add_argument("--config", help="JSON or TOML file of DalleTrainConfig (defaults otherwise)")
@@ -194,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     td.add_argument("--max-steps", type=_positive_int)
     td.add_argument("--max-minutes", type=float)
     td.add_argument("-q", "--quiet", action="store_true")
-    td.set_defaults(func=cmd_train_dalle)
+    td.set_defaults(func=cmd_train)
 
     gen = sub.add_parser("generate", help="draw images from prompts: one PNG per image plus a grid")
     gen.add_argument("prompts", nargs="+", metavar="PROMPT")

@@ -6,8 +6,10 @@ import json
 from pathlib import Path
 
 
-def plot_curves(log_path: str | Path, out_path: str | Path, keys: list[str], title: str = "") -> Path:
-    """One panel per key (x = step) from a JSONL training log; returns the PNG's path."""
+def plot_curves(log_path: str | Path, out_path: str | Path, keys: list[str], title: str = "") -> Path | None:
+    """One panel per key (x = step) from a JSONL training log; returns the PNG's path (None: nothing logged)."""
+    if not Path(log_path).exists():
+        return None
     import matplotlib
 
     matplotlib.use("Agg")
