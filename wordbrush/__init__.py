@@ -1,3 +1,14 @@
 """wordbrush: text-to-image models of the DALL·E family in plain PyTorch."""
 
 __version__ = "0.1.0"
+
+__all__ = ["TextToImagePipeline", "__version__"]
+
+
+def __getattr__(name: str):
+    # imported on first use, so `wordbrush --help` and the dataset tools start without loading torch
+    if name == "TextToImagePipeline":
+        from .pipeline import TextToImagePipeline
+
+        return TextToImagePipeline
+    raise AttributeError(f"module 'wordbrush' has no attribute {name!r}")

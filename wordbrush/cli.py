@@ -56,6 +56,64 @@ def cmd_data_shapes(args: argparse.Namespace) -> None:
         print(f"  {i}: {ds[i][1]}")
 
 
+def _color(text: str) -> tuple[int, int, int]:
+    from PIL import ImageColor
+
+    try:
+        return ImageColor.getrgb(text)[:3]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a colour name, #rrggbb or rgb(r,g,b), got {text!r}") from None
+
+
+def cmd_data_emoji(args: argparse.Namespace) -> None:
+    from PIL import Image
+
+    from .data.emoji import write_emoji_dataset
+    from .utils.images import save_grid
+
+    res = write_emoji_dataset(args.out, style=args.style, size=args.size, cache=args.cache,
+                              background=args.background, progress=not args.quiet)
+    out, records = res["out"], res["records"]
+    total = sum(sum(v.values()) for v in res["images"].values())
+    print(f"wrote {total} images with captions, metadata.jsonl and LICENSES.md to {out}")
+    for style, splits in res["images"].items():
+        print(f"  {style}: " + ", ".join(f"{n} {split}" for split, n in splits.items()))
+    print("  concepts: " + ", ".join(f"{n} {split}" for split, n in res["concepts"].items()))
+    if res["skipped"]:
+        print("  skipped: " + ", ".join(f"{n} {k}" for k, n in sorted(res["skipped"].items())))
+    if records:
+        k, n_styles = min(64, len(records)), len(res["images"])
+        # spread over the dataset; with both styles, odd cells show the twitter image of the next emoji
+        picks = [records[min(i * len(records) // k // n_styles * n_styles + i % n_styles, len(records) - 1)]
+                 for i in range(k)]
+        grid = save_grid([Image.open(out / r["file"]).convert("RGB") for r in picks], out / "grid.png", cols=8,
+                         scale=max(1, 128 // args.size))
+        print(f"grid of {len(picks)} spread over the dataset: {grid}")
+        for r in picks[:4]:
+            print(f"  {r['file']}: {r['caption']}")
+
+
+def cmd_data_inspect(args: argparse.Namespace) -> None:
+    from .data.folder import open_dataset
+    from .utils.images import save_grid
+
+    ds = open_dataset(args.path, size=args.size, seed=args.seed)
+    first, n = [], 0
+    for img, caption in ds:  # one full pass: counts every usable item (tar shards are streamed)
+        if len(first) < 64:
+            first.append((img, caption))
+        n += 1
+    print(f"{n} usable items in {args.path} ({ds.kind})")
+    skipped = sum(ds.skipped.values())
+    print(f"skipped {skipped}" + (": " + ", ".join(f"{v} {k}" for k, v in sorted(ds.skipped.items()))
+                                  if skipped else ""))
+    if first:
+        grid = save_grid([im for im, _ in first], args.grid, cols=8, scale=max(1, 128 // args.size))
+        print(f"grid of the first {len(first)}: {grid}")
+        for i, (_, caption) in enumerate(first[:4]):
+            print(f"  {i}: {caption}")
+
+
 def _train_config(cls, args: argparse.Namespace):
     """The config file (or the defaults), with the command line's overrides (--out, --vae, --max-...)."""
     from .config import load_config
@@ -145,11 +203,41 @@ def cmd_eval(args: argparse.Namespace) -> None:
                             top_p=d.top_p if args.top_p is None else args.top_p)
     options.validate(pipe.generator.cfg.image_vocab)
     out = Path(args.out or f"eval-{folder.name}")
-    report = evaluate_pipeline(pipe, out, n_per_category=args.prompts_per_category, images_per_prompt=args.images,
-                               options=options, progress=not args.quiet)
+    evaluate_pipeline(pipe, out, n_per_category=args.prompts_per_category, images_per_prompt=args.images,
+                      options=options, progress=not args.quiet)
     print((out / "report.md").read_text())
     print(f"wrote {out / 'report.md'}, {out / 'report.json'} and image grids under {out}")
-    _ = report
+
+
+def _list_of(kind):
+    def parse(text: str):
+        try:
+            return tuple(kind(x) for x in text.split(",") if x.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+    return parse
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from .bench import BenchConfig, append_markdown, format_markdown, run_bench
+
+    cfg = BenchConfig(model=args.model, threads=args.threads, device=args.device,
+                      batch_sizes=args.batch_sizes or BenchConfig.batch_sizes,
+                      guidance_scales=args.guidance or BenchConfig.guidance_scales,
+                      dtypes=("float32", "bfloat16") if args.bf16 else ("float32",),
+                      sample=args.sample, train=args.train, train_batch=args.train_batch,
+                      train_steps=args.train_steps or (1 if args.quick else BenchConfig.train_steps),
+                      repeats=args.repeats or (1 if args.quick else BenchConfig.repeats),
+                      against=args.against, reference_venv=args.reference_venv)
+    results = run_bench(cfg, progress=not args.quiet)
+    print(format_markdown(results), end="")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    if args.out:
+        print(f"appended to {append_markdown(args.out, results)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,6 +256,22 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--out", required=True, help="output folder")
     sh.add_argument("-q", "--quiet", action="store_true")
     sh.set_defaults(func=cmd_data_shapes)
+    em = data_sub.add_parser("emoji", help="build the emoji dataset from npm packages: PNG + .txt + metadata.jsonl")
+    em.add_argument("--out", required=True, help="output folder")
+    em.add_argument("--style", choices=("google", "twitter", "both"), default="both",
+                    help="Noto Emoji (Apache-2.0), Twemoji (CC-BY 4.0) or both")
+    em.add_argument("--size", type=_positive_int, default=64, help="image side in pixels (sources are 64)")
+    em.add_argument("--cache", help="folder for the npm packages (default: ~/.cache/wordbrush/npm)")
+    em.add_argument("--background", type=_color, default=(255, 255, 255),
+                    help="colour behind transparent pixels (default: white)")
+    em.add_argument("-q", "--quiet", action="store_true")
+    em.set_defaults(func=cmd_data_emoji)
+    ins = data_sub.add_parser("inspect", help="count the usable and skipped items of a dataset and write a grid")
+    ins.add_argument("path", help="folder of images + .txt, .jsonl/.csv manifest, .tar shard or folder of shards")
+    ins.add_argument("--size", type=_positive_int, default=64, help="image side in pixels")
+    ins.add_argument("--seed", type=_nonneg_int, default=0, help="seed of the caption choice")
+    ins.add_argument("--grid", default="inspect-grid.png", help="grid PNG of the first 64 items")
+    ins.set_defaults(func=cmd_data_inspect)
 
     train = sub.add_parser("train", help="train a part")
     train_sub = train.add_subparsers(dest="part", required=True, parser_class=_Parser)
@@ -215,6 +319,27 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=_nonneg_int, default=0, help="VAEs: offset of the held-out seed")
     ev.add_argument("-q", "--quiet", action="store_true")
     ev.set_defaults(func=cmd_eval)
+
+    bn = sub.add_parser("bench", help="sampling and training speed (optionally against dalle-pytorch), as a table")
+    bn.add_argument("--model", default="r1", help="reference config (r1: untrained), built-in name or saved folder")
+    bn.add_argument("--threads", type=_positive_int, default=2, help="torch threads, ours and the reference's")
+    bn.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    bn.add_argument("--batch-sizes", type=_list_of(int), metavar="B,B,...", help="sampling batches (default 1,16,64)")
+    bn.add_argument("--guidance", type=_list_of(float), metavar="G,G,...", help="guidance scales (default 1,3)")
+    bn.add_argument("--repeats", type=_positive_int, help="timed runs per case; the median is reported (default 5)")
+    bn.add_argument("--train-batch", type=_positive_int, default=32)
+    bn.add_argument("--train-steps", type=_positive_int, help="AdamW steps per timed training run (default 3)")
+    bn.add_argument("--bf16", action="store_true", help="also measure under bfloat16 autocast")
+    bn.add_argument("--train", action=argparse.BooleanOptionalAction, default=True, help="measure training")
+    bn.add_argument("--sample", action=argparse.BooleanOptionalAction, default=True, help="measure sampling")
+    bn.add_argument("--against", choices=("dalle-pytorch",), help="also run this reference implementation")
+    bn.add_argument("--reference-venv", metavar="VENV",
+                    help="its venv (bash ../shared/anchors/install-dalle-pytorch.sh VENV)")
+    bn.add_argument("--out", metavar="FILE.md", help="append a dated section to this Markdown file")
+    bn.add_argument("--json", metavar="FILE", help="write the full results as JSON")
+    bn.add_argument("--quick", action="store_true", help="1 timed run, 1 step per training run: a smoke test")
+    bn.add_argument("-q", "--quiet", action="store_true")
+    bn.set_defaults(func=cmd_bench)
     return p
 
 

@@ -1,8 +1,12 @@
-"""Datasets. The built-in procedural `shapes` dataset lives in shapes.py (captions in captions.py)."""
+"""Datasets. The built-in procedural `shapes` dataset lives in shapes.py (captions in captions.py); your own
+data (folders, manifests, tar shards) in folder.py; the emoji dataset builder in emoji.py."""
 
 from .captions import RESERVED_WORDS, caption
+from .folder import (FolderDataset, ManifestDataset, TarShardDataset, open_dataset, prepare_image,
+                     write_webdataset)
 from .shapes import (COLORS, DEFAULT_HOLDOUT, PALETTE, SHAPES, SIZES, Obj, Scene, ShapesDataset, render,
                      sample_scene, write_dataset)
 
-__all__ = ["COLORS", "DEFAULT_HOLDOUT", "PALETTE", "RESERVED_WORDS", "SHAPES", "SIZES", "Obj", "Scene",
-           "ShapesDataset", "caption", "render", "sample_scene", "write_dataset"]
+__all__ = ["COLORS", "DEFAULT_HOLDOUT", "PALETTE", "RESERVED_WORDS", "SHAPES", "SIZES", "FolderDataset",
+           "ManifestDataset", "Obj", "Scene", "ShapesDataset", "TarShardDataset", "caption", "open_dataset",
+           "prepare_image", "render", "sample_scene", "write_dataset", "write_webdataset"]
