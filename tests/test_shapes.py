@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wordbrush.data.captions import (RESERVED_WORDS, TEMPLATES, caption, caption_and_template,
-                                     reserved_in)
+from wordbrush.data.captions import (PAIR_NO_RELATION_TEMPLATES, RESERVED_WORDS, TEMPLATES, caption,
+                                     caption_and_template, reserved_in)
 from wordbrush.data.shapes import (COLORS, DEFAULT_HOLDOUT, PALETTE, SHAPES, SIZES, Obj, Scene,
                                    ShapesDataset, relation_holds, render, sample_scene,
                                    shape_mask, side_px, write_dataset)
@@ -169,6 +169,7 @@ def test_caption_variety_and_words():
     rng = np.random.default_rng(0)
     used = defaultdict(set)
     texts = defaultdict(list)
+    no_rel = Counter()
     for sc in _scenes(3000, seed=5):
         text, tmpl = caption_and_template(sc, rng)
         used[sc.kind].add(tmpl)
@@ -179,8 +180,11 @@ def test_caption_variety_and_words():
                             "diamonds", "rhombus", "rhombuses", "cross", "crosses", "plus"}
         if sc.kind == "count":
             assert words & ({"two", "2"} if len(sc.objects) == 2 else {"three", "3"})
-        if sc.kind == "pair":
-            assert words & {"left", "right", "above", "over", "top", "below", "under", "underneath"}
+        if sc.kind == "pair":  # a relation word, or both objects joined by "and" / "together with"
+            no_relation = tmpl in PAIR_NO_RELATION_TEMPLATES
+            assert no_relation or words & {"left", "right", "above", "over", "top", "below", "under", "underneath"}
+            no_rel[no_relation] += 1
+    assert 0.15 < no_rel[True] / (no_rel[True] + no_rel[False]) < 0.35  # about P_NO_RELATION
     for kind in ("single", "pair", "count"):
         assert len(TEMPLATES[kind]) >= 10
         assert len(used[kind]) >= 10, (kind, len(used[kind]))

@@ -23,6 +23,7 @@ RESERVED_WORDS: frozenset[str] = frozenset({
 P_DROP_COLOR = 0.15
 P_DROP_SIZE = 0.15
 P_DIGITS = 0.2
+P_NO_RELATION = 0.25  # pair captions that name both objects but not where they are ("a and b")
 
 SHAPE_WORDS: dict[str, tuple[tuple[str, str], ...]] = {  # (singular, plural), first is most common
     "circle": (("circle", "circles"),),
@@ -88,6 +89,18 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# Pair scenes described without their relation, as real captions often are (GenEval's "a X and a Y").
+PAIR_NO_RELATION_TEMPLATES: tuple[str, ...] = (
+    "{a} and {b}",
+    "a picture of {a} and {b}",
+    "an image with {a} and {b}",
+    "{a} and {b} on a black background",
+    "there is {a} and {b}",
+    "a drawing of {a} and {b}",
+    "two shapes: {a} and {b}",
+    "{a} together with {b}",
+)
+
 
 def _pick(rng: np.random.Generator, seq):
     return seq[int(rng.integers(len(seq)))]
@@ -113,7 +126,10 @@ def caption_and_template(scene: "Scene", rng: np.random.Generator) -> tuple[str,
     kind = scene.kind
     if kind not in TEMPLATES:
         raise ValueError(f"unknown scene kind {kind!r}")
-    template = _pick(rng, TEMPLATES[kind])
+    if kind == "pair" and rng.random() < P_NO_RELATION:
+        template = _pick(rng, PAIR_NO_RELATION_TEMPLATES)
+    else:
+        template = _pick(rng, TEMPLATES[kind])
     if kind == "single":
         t = _phrase(rng, scene.objects[0])
         text = template.format(o=_article(t), t=t)

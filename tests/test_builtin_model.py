@@ -1,0 +1,51 @@
+"""The built-in `shapes` model: ships inside the package, loads offline, and draws what it is asked for."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wordbrush import TextToImagePipeline
+from wordbrush.eval.benchmark import ObjSpec, PromptSpec, judge
+from wordbrush.pipeline import builtin_path
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return TextToImagePipeline.from_pretrained("shapes")
+
+
+def test_ships_inside_the_package_and_is_small():
+    folder = builtin_path("shapes")
+    files = sorted(p.name for p in folder.iterdir())
+    assert files == ["config.json", "dalle.safetensors", "tokenizer.json", "vae.safetensors"]
+    assert sum(p.stat().st_size for p in folder.iterdir()) <= 30 * 2**20
+
+
+def test_loads_with_the_network_cut_off(tmp_path):
+    code = ("from wordbrush import TextToImagePipeline as P; "
+            "print(len(P.from_pretrained('shapes')('a red circle', num_images_per_prompt=2).images))")
+    env = {"HF_HUB_OFFLINE": "1", "HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and r.stdout.strip() == "2", r.stderr
+
+
+@pytest.mark.parametrize("spec", [
+    PromptSpec("colors", "a red circle", (ObjSpec("circle", "red"),)),
+    PromptSpec("colors", "a blue square", (ObjSpec("square", "blue"),)),
+    PromptSpec("counting", "two green triangles", (ObjSpec("triangle", "green", 2),)),
+])
+def test_draws_what_it_is_asked_for(pipe, spec):
+    """A known-answer check of the shipped weights: most of 8 seeds pass the scene checker."""
+    out = pipe(spec.prompt, num_images_per_prompt=8, seed=100)
+    passed = sum(judge(im, spec).ok for im in out.images)
+    assert passed >= 6, f"{spec.prompt!r}: {passed}/8 judged right"
+
+
+def test_cli_generate_with_the_default_model(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "wordbrush.cli", "generate", "a red circle to the left of a blue square",
+                        "-n", "2", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    paths = r.stdout.split()
+    assert len(paths) == 3 and all(Path(p).exists() for p in paths)
