@@ -10,14 +10,9 @@ import torch
 
 from wordbrush import bench
 from wordbrush.bench import BenchConfig, append_markdown, format_markdown, run_bench
+from conftest import tiny_pipeline
 from wordbrush.cli import main
-from wordbrush.config import DalleConfig, VAEConfig
-from wordbrush.data.shapes import ShapesDataset
 from wordbrush.errors import WordbrushError
-from wordbrush.generators.dalle import DALLE
-from wordbrush.image.vae import DiscreteVAE
-from wordbrush.pipeline import TextToImagePipeline
-from wordbrush.text.tokenizer import TextTokenizer
 
 TINY = dict(batch_sizes=(1, 2), train_batch=4, train_steps=1, repeats=2, threads=1)
 
@@ -64,14 +59,7 @@ class DALLE(nn.Module):
 
 @pytest.fixture(scope="module")
 def pipe():
-    ds = ShapesDataset(200, size=16)
-    tokenizer = TextTokenizer.train((ds.item_arrays(i)[1] for i in range(200)), vocab_size=200)
-    torch.manual_seed(0)
-    vae = DiscreteVAE(VAEConfig(image_size=16, channels=(8, 16), num_codes=32, code_dim=8))
-    vae.quantizer.initialised.fill_(True)
-    dalle = DALLE(DalleConfig(text_vocab=tokenizer.vocab_size, text_len=8, image_vocab=32, image_grid=4,
-                              dim=32, depth=2, heads=4))
-    return TextToImagePipeline(tokenizer, dalle, vae)
+    return tiny_pipeline(image_size=16, text_len=8, captions=200)
 
 
 def _fake_venv(tmp_path, with_package: bool):

@@ -9,30 +9,22 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import tiny_pipeline
 from wordbrush.cli import main
-from wordbrush.config import DalleConfig, VAEConfig
 from wordbrush.data.shapes import ShapesDataset
 from wordbrush.errors import CheckpointError, WordbrushError
-from wordbrush.generators.dalle import DALLE
-from wordbrush.image.vae import DiscreteVAE
 from wordbrush.pipeline import TextToImagePipeline
 from wordbrush.text.tokenizer import PAD_ID, TextTokenizer, clean_prompt
 
 
 @pytest.fixture(scope="module")
-def tokenizer():
-    ds = ShapesDataset(400, size=32)
-    return TextTokenizer.train((ds.item_arrays(i)[1] for i in range(400)), vocab_size=300)
+def pipe():
+    return tiny_pipeline(image_size=32, text_len=12)
 
 
 @pytest.fixture(scope="module")
-def pipe(tokenizer):
-    torch.manual_seed(0)
-    vae = DiscreteVAE(VAEConfig(image_size=32, channels=(8, 16), num_codes=32, code_dim=8))
-    vae.quantizer.initialised.fill_(True)
-    dalle = DALLE(DalleConfig(text_vocab=tokenizer.vocab_size, text_len=12, image_vocab=32, image_grid=8,
-                              dim=32, depth=2, heads=4))
-    return TextToImagePipeline(tokenizer, dalle, vae)
+def tokenizer(pipe):
+    return pipe.tokenizer
 
 
 def test_tokenizer_pads_truncates_and_reports_unknown_words(tokenizer):
