@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -25,7 +26,7 @@ from .errors import CheckpointError, ConfigError, WordbrushError
 from .generators.dalle import DALLE, SampleOptions
 from .image.vae import DiscreteVAE
 from .text.tokenizer import TextTokenizer, clean_prompt
-from .utils.images import to_pil
+from .utils.images import to_pil, to_tensor
 
 BUILTIN = ("shapes",)
 MAX_PROMPT_CHARS = 100_000  # longer input is refused outright rather than tokenised
@@ -213,10 +214,6 @@ class TextToImagePipeline:
 
     def encode_images(self, images: list[Image.Image]) -> torch.Tensor:
         """PIL images -> (B, N) code ids (converted to RGB and resized to the model's size)."""
-        import numpy as np
-
-        from .utils.images import to_tensor
-
         size = self.vae.cfg.image_size
         arr = np.stack([np.asarray(im.convert("RGB").resize((size, size), Image.BICUBIC)) for im in images])
         return self.vae.encode(to_tensor(arr).to(self.device)).flatten(1)
