@@ -121,9 +121,10 @@ def test_against_a_reference_runs_in_turns_and_gives_ratios(pipe, tmp_path, monk
     failed = ref["cases"].pop("ref/train/bfloat16/b4")  # a reference failure is recorded, the run goes on
     assert "does not train in bfloat16" in failed["error"]
     assert all(c["per_s"] > 0 and len(c["seconds"]) == 2 for c in ref["cases"].values())
-    assert len(res["ratios"]) == 5
+    assert len(res["ratios"]) == 8  # training x 2 dtypes; sampling x 2 dtypes x (2 paths off + 1 with guidance)
+    assert sum("ours bfloat16" in r["what"] for r in res["ratios"]) == 3  # bf16 sampling vs its float32 paths
     for r in res["ratios"]:
-        if "bfloat16" in r["what"]:
+        if r["what"].startswith("training") and "bfloat16" in r["what"]:
             assert r["ratio"] is None and "does not train in bfloat16" in r["error"]
         else:
             assert r["ratio"] == pytest.approx(r["ours"] / r["theirs"]) and r["ratio"] > 0

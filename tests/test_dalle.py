@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from wordbrush.config import DalleConfig
-from wordbrush.generators.dalle import DALLE, SampleOptions, _pick
+from wordbrush.generators.common import SampleOptions, pick
+from wordbrush.generators.dalle import DALLE
 
 CFG = DalleConfig(text_vocab=40, text_len=6, image_vocab=24, image_grid=3, dim=32, depth=2, heads=4)
 
@@ -106,12 +107,12 @@ def test_priming_keeps_the_given_tokens():
 
 def test_top_k_and_top_p_filter_the_image_vocabulary():
     logits = torch.tensor([[5.0, 4.0, 3.0, -2.0, -3.0]])
-    draws = {int(_pick(logits, -torch.log(-torch.log(torch.rand(1, 5))), SampleOptions(top_k=2))) for _ in range(300)}
+    draws = {int(pick(logits, -torch.log(-torch.log(torch.rand(1, 5))), SampleOptions(top_k=2))) for _ in range(300)}
     assert draws == {0, 1}
     # probabilities ~ [0.665, 0.245, 0.09, ...]: top_p=0.8 keeps the first two
-    draws = {int(_pick(logits, -torch.log(-torch.log(torch.rand(1, 5))), SampleOptions(top_p=0.8))) for _ in range(300)}
+    draws = {int(pick(logits, -torch.log(-torch.log(torch.rand(1, 5))), SampleOptions(top_p=0.8))) for _ in range(300)}
     assert draws == {0, 1}
-    draws = {int(_pick(logits, -torch.log(-torch.log(torch.rand(1, 5))), SampleOptions(top_p=0.5))) for _ in range(100)}
+    draws = {int(pick(logits, -torch.log(-torch.log(torch.rand(1, 5))), SampleOptions(top_p=0.5))) for _ in range(100)}
     assert draws == {0}
 
 
@@ -149,14 +150,14 @@ def test_bf16_autocast_sampling_runs_and_matches_mostly():
 
 def test_explicit_attention_matches_sdpa():
     """The CPU-bf16 training path (explicit softmax) and scaled_dot_product_attention agree."""
-    from wordbrush.nn.transformer import SelfAttention
+    from wordbrush.nn.transformer import SelfAttention, attention_weights
 
     torch.manual_seed(0)
     att = SelfAttention(32, 4)
     x = torch.randn(2, 10, 32)
     ref = att(x)  # float32 -> sdpa
     q = torch.randn(2, 4, 10, 8)
-    w = SelfAttention._weights(q, q, causal=True)
+    w = attention_weights(q, q, causal=True)
     assert torch.allclose(w.sum(-1), torch.ones(2, 4, 10)) and (w.triu(1) == 0).all()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         xb = x.clone().requires_grad_()

@@ -17,9 +17,9 @@ from wordbrush.pipeline import TextToImagePipeline
 from wordbrush.text.tokenizer import PAD_ID, TextTokenizer, clean_prompt
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    return tiny_pipeline(image_size=32, text_len=12)
+@pytest.fixture(scope="module", params=["dalle", "maskgit"])
+def pipe(request):
+    return tiny_pipeline(image_size=32, text_len=12, generator=request.param)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_call_contract(pipe):
 def test_save_load_roundtrip_is_bit_identical(pipe, tmp_path):
     pipe.save_pretrained(tmp_path / "m")
     header = json.loads((tmp_path / "m" / "config.json").read_text())
-    assert header["kind"] == "pipeline" and header["config"]["generator"] == "dalle"
+    assert header["kind"] == "pipeline" and header["config"]["generator"] == pipe.generator.kind
     loaded = TextToImagePipeline.from_pretrained(tmp_path / "m")
     a = pipe(["a green cross above a white square"], num_images_per_prompt=2, seed=1)
     b = loaded(["a green cross above a white square"], num_images_per_prompt=2, seed=1)
@@ -71,9 +71,14 @@ def test_from_pretrained_errors(pipe, tmp_path):
         TextToImagePipeline.from_pretrained(tmp_path / "nothing")
     pipe.save_pretrained(tmp_path / "m")
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
-    cfg["config"]["dalle"]["dim"] = 64
+    kind = cfg["config"]["generator"]
+    cfg["config"][kind]["dim"] = 64
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match=r"dalle: tensor '.*' has shape"):
+    with pytest.raises(CheckpointError, match=rf"{kind}: tensor '.*' has shape"):
+        TextToImagePipeline.from_pretrained(tmp_path / "m")
+    cfg["config"]["generator"] = "diffusion"
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match="unknown generator 'diffusion'"):
         TextToImagePipeline.from_pretrained(tmp_path / "m")
 
 
@@ -108,6 +113,7 @@ def test_hostile_prompts_generate_or_fail_clearly(pipe, prompt, outcome):
     (dict(temperature=0.0), "temperature"),
     (dict(top_p=0.0), "top_p"),
     (dict(top_k=10_000), "top_k"),
+    (dict(num_inference_steps=0), "steps"),
 ])
 def test_bad_arguments(pipe, kwargs, msg):
     with pytest.raises(ValueError, match=msg):
@@ -144,7 +150,7 @@ def test_cli_generate_bad_prompt_is_one_line(pipe, tmp_path):
 
 
 def test_sampling_defaults_are_saved_with_the_model(pipe, tmp_path):
-    from wordbrush.generators.dalle import SampleOptions
+    from wordbrush.generators.common import SampleOptions
 
     custom = TextToImagePipeline(pipe.tokenizer, pipe.generator, pipe.vae,
                                  SampleOptions(guidance_scale=2.0, temperature=0.8, top_k=5))
@@ -156,10 +162,27 @@ def test_sampling_defaults_are_saved_with_the_model(pipe, tmp_path):
     assert torch.equal(a.tokens, b.tokens)
 
 
-def test_from_config_r1_builds_the_reference_shapes():
-    pipe = TextToImagePipeline.from_config("r1")
+@pytest.mark.parametrize("generator", ["dalle", "maskgit"])
+def test_from_config_r1_builds_the_reference_shapes(generator):
+    pipe = TextToImagePipeline.from_config("r1", generator=generator)
+    assert pipe.generator.kind == generator
     c = pipe.generator.cfg
     assert (c.dim, c.depth, c.heads, c.text_len, c.text_vocab, c.image_vocab, c.image_grid) == (256, 6, 8, 32, 1000, 512, 8)
     assert pipe.vae.cfg.image_size == 64 and pipe.vae.grid_size == 8
     with pytest.raises(WordbrushError, match="unknown reference config"):
         TextToImagePipeline.from_config("r9")
+    with pytest.raises(WordbrushError, match="unknown generator"):
+        TextToImagePipeline.from_config("r1", generator="gan")
+
+
+def test_bf16_weights_sample_and_the_vae_stays_float32(pipe):
+    import copy
+
+    low = copy.deepcopy(pipe).to(dtype=torch.bfloat16)
+    assert all(p.dtype == torch.bfloat16 for p in low.generator.parameters())
+    assert all(p.dtype == torch.float32 for p in low.vae.parameters())
+    out = low(["a red circle", "two blue squares"], num_images_per_prompt=2, seed=3, guidance_scale=2.0)
+    assert len(out.images) == 4 and out.images[0].size == (32, 32)
+    assert ((out.tokens >= 0) & (out.tokens < 32)).all()
+    with pytest.raises(WordbrushError, match="floating-point"):
+        low.to(dtype=torch.int64)

@@ -55,11 +55,12 @@ PROMPTS = ("a red circle to the left of a blue square", "two green triangles", "
 @dataclass
 class BenchConfig:
     model: str = "r1"  # a reference config (pipeline.REFERENCE_CONFIGS, untrained), a built-in name or a folder
+    generator: str = "dalle"  # for a reference config: which generator to build (dalle | maskgit)
     threads: int = 2  # torch.set_num_threads, here and in the reference's process
     device: str = "auto"  # auto | cpu | cuda
     batch_sizes: tuple[int, ...] = (1, 16, 64)  # sampling
     guidance_scales: tuple[float, ...] = (1.0, 3.0)  # 1 = off
-    dtypes: tuple[str, ...] = ("float32",)  # add "bfloat16" for bf16 autocast
+    dtypes: tuple[str, ...] = ("float32",)  # "bfloat16": sampling with bf16 weights, training under bf16 autocast
     sample: bool = True
     train: bool = True
     train_batch: int = 32
@@ -77,6 +78,8 @@ class BenchConfig:
         self.dtypes = tuple(self.dtypes)
         if self.threads < 1:
             raise WordbrushError(f"threads must be >= 1, got {self.threads}")
+        if self.generator not in ("dalle", "maskgit"):
+            raise WordbrushError(f"generator must be dalle or maskgit, got {self.generator!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise WordbrushError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if not self.batch_sizes or min(self.batch_sizes) < 1:
@@ -100,6 +103,8 @@ class BenchConfig:
         """The `wordbrush bench` command that reproduces this configuration (recorded with the results)."""
         d = BenchConfig()
         parts = ["wordbrush bench", f"--model {self.model}", f"--threads {self.threads}"]
+        if self.generator != d.generator:
+            parts.append(f"--generator {self.generator}")
         if self.device != d.device:
             parts.append(f"--device {self.device}")
         if self.sample and self.batch_sizes != d.batch_sizes:
@@ -233,14 +238,13 @@ def _ours(fn: Callable[[], None], device: torch.device, memory: Memory) -> Calla
 
 
 def sample_case(pipe, batch: int, guidance: float, dtype: str, memory: Memory) -> Case:
-    from .generators.dalle import SampleOptions
+    from .generators.common import SampleOptions
 
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(batch)]
     options = SampleOptions(guidance_scale=guidance)
 
-    def fn() -> None:
-        with _autocast(pipe.device, dtype):
-            pipe.draw(prompts, list(range(batch)), options, batch_size=batch, use_cache=True)
+    def fn() -> None:  # the pipeline's own weights set the dtype (see _build_cases)
+        pipe.draw(prompts, list(range(batch)), options, batch_size=batch, use_cache=True)
 
     return Case(f"sample/{dtype}/g{guidance:g}/b{batch}", _ours(fn, pipe.device, memory), batch,
                 {"dtype": dtype, "guidance": guidance, "batch": batch})
@@ -354,11 +358,11 @@ def reference_config(pipe) -> dict[str, int]:
 # ------------------------------------------------------------------------------------------ the run
 
 
-def load_pipeline(model: str, device: torch.device, seed: int = 0):
+def load_pipeline(model: str, device: torch.device, seed: int = 0, generator: str = "dalle"):
     from .pipeline import REFERENCE_CONFIGS, TextToImagePipeline
 
     if model in REFERENCE_CONFIGS:
-        return TextToImagePipeline.from_config(model, seed=seed).to(device)
+        return TextToImagePipeline.from_config(model, seed=seed, generator=generator).to(device)
     return TextToImagePipeline.from_pretrained(model, device=device)
 
 
@@ -393,7 +397,7 @@ def run_bench(cfg: BenchConfig, pipe=None, progress: bool = True) -> dict[str, A
     """
     from .config import DalleTrainConfig
     from .pipeline import REFERENCE_CONFIGS
-    from .train.dalle import _param_groups
+    from .train.generator import _param_groups
 
     if cfg.against:
         reference_python(cfg.reference_venv)  # fail before any slow work
@@ -405,10 +409,10 @@ def run_bench(cfg: BenchConfig, pipe=None, progress: bool = True) -> dict[str, A
     torch.set_num_threads(cfg.threads)
     name = cfg.model if pipe is None else "(given pipeline)"
     if pipe is None and cfg.model in REFERENCE_CONFIGS:
-        name += " (untrained, reference config)"
+        name += f" {cfg.generator} (untrained, reference config)"
     probe = None
     try:
-        pipe = pipe.to(device) if pipe is not None else load_pipeline(cfg.model, device, cfg.seed)
+        pipe = pipe.to(device) if pipe is not None else load_pipeline(cfg.model, device, cfg.seed, cfg.generator)
         if cfg.against:
             probe = ReferenceProbe(cfg.reference_venv, reference_config(pipe), cfg.threads, device.type, cfg.seed)
         memory = Memory(device)
@@ -480,22 +484,27 @@ def _build_cases(cfg: BenchConfig, pipe, memory: Memory, probe: ReferenceProbe |
         combos = {(b, g) for b in cfg.batch_sizes for g in cfg.guidance_scales}
         if probe is not None:
             combos |= {(rb, 1.0), (rb, 3.0)}  # what the comparison needs
+        made: set[str] = set()
         for dtype in cfg.dtypes:
+            # bfloat16 sampling runs a copy of the pipeline with bf16 weights (pipe.to(dtype=...)), as a user would
+            p = pipe if dtype == "float32" else copy.deepcopy(pipe).to(dtype=getattr(torch, dtype))
             for b, gs in sorted(combos):
-                ours = sample_case(pipe, b, gs, dtype, memory)
+                ours = sample_case(p, b, gs, dtype, memory)
                 cases.append(ours)
-                if probe is None or dtype != "float32" or b != rb or gs not in (1.0, 3.0):
+                if probe is None or b != rb or gs not in (1.0, 3.0):
                     continue
-                if gs == 1.0:
-                    for path, label in (("default", "its default path (cond_scale=1: cache skipped)"),
-                                        ("cached", "its cached path (cond_scale=1.0001: 2 passes/token)")):
-                        key = f"ref/sample/{path}/b{rb}"
+                paths = (("default", "its default path (cond_scale=1: cache skipped)"),
+                         ("cached", "its cached path (cond_scale=1.0001: 2 passes/token)"))
+                if gs != 1.0:  # the same work as its cached path: a conditional and an unconditional row per image
+                    paths = (("cached", "its cached path (both run conditional + unconditional rows)"),)
+                for path, label in paths:
+                    key = f"ref/sample/{path}/b{rb}"
+                    if key not in made:  # the reference samples in float32 only
+                        made.add(key)
                         cases.append(probe.case(key, {"op": "sample", "batch": rb, "path": path}, rb,
                                                 {"path": path, "batch": rb}))
-                        pairs.append((f"sampling images/s, batch {rb}: ours guidance off vs {label}", ours.key, key))
-                else:  # the same work as its cached path: a conditional and an unconditional row per image
-                    pairs.append((f"sampling images/s, batch {rb}: ours guidance 3 vs its cached path "
-                                  f"(both run conditional + unconditional rows)", ours.key, f"ref/sample/cached/b{rb}"))
+                    ours_label = f"ours {dtype}, guidance {'off' if gs == 1.0 else f'{gs:g}'}"
+                    pairs.append((f"sampling images/s, batch {rb}: {ours_label} vs {label}", ours.key, key))
     return cases, pairs
 
 

@@ -127,16 +127,16 @@ def _train_config(cls, args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .config import DalleTrainConfig, VAETrainConfig
+    from .config import DalleTrainConfig, MaskGITTrainConfig, VAETrainConfig
 
     if args.part == "vae":
         from .train.vae import train_vae as train
 
         cfg = _train_config(VAETrainConfig, args)
     else:
-        from .train.dalle import train_dalle as train
+        from .train.generator import train_generator as train
 
-        cfg = _train_config(DalleTrainConfig, args)
+        cfg = _train_config(MaskGITTrainConfig if args.part == "maskgit" else DalleTrainConfig, args)
     result = train(cfg, resume=args.resume, progress_bar=not args.quiet)
     print(json.dumps(result, indent=2))
     print(f"saved to {cfg.out}")
@@ -146,14 +146,16 @@ def cmd_generate(args: argparse.Namespace) -> None:
     import re
     import warnings
 
+    import torch
+
     from .pipeline import TextToImagePipeline
     from .utils.images import save_grid
 
-    pipe = TextToImagePipeline.from_pretrained(args.model)
+    pipe = TextToImagePipeline.from_pretrained(args.model, dtype=getattr(torch, args.dtype))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the notes are printed below, once, as one line each
         out = pipe(args.prompts, num_images_per_prompt=args.n, seed=args.seed, guidance_scale=args.guidance,
-                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p)
+                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, num_inference_steps=args.steps)
     for note in out.warnings:
         print(f"wordbrush: warning: {note}", file=sys.stderr)
     folder = Path(args.out)
@@ -191,17 +193,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
         return
     if kind != "pipeline":
         raise WordbrushError(f"{folder}: cannot evaluate a model of kind {kind!r}")
+    import torch
+
     from .eval.report import evaluate_pipeline
-    from .generators.dalle import SampleOptions
     from .pipeline import TextToImagePipeline
 
-    pipe = TextToImagePipeline.from_pretrained(folder)
-    d = pipe.sampling
-    options = SampleOptions(guidance_scale=d.guidance_scale if args.guidance is None else args.guidance,
-                            temperature=d.temperature if args.temperature is None else args.temperature,
-                            top_k=d.top_k if args.top_k is None else args.top_k,
-                            top_p=d.top_p if args.top_p is None else args.top_p)
-    options.validate(pipe.generator.cfg.image_vocab)
+    pipe = TextToImagePipeline.from_pretrained(folder, dtype=getattr(torch, args.dtype))
+    options = pipe.sampling_options(guidance_scale=args.guidance, temperature=args.temperature, top_k=args.top_k,
+                                    top_p=args.top_p, steps=args.steps)
     out = Path(args.out or f"eval-{folder.name}")
     evaluate_pipeline(pipe, out, n_per_category=args.prompts_per_category, images_per_prompt=args.images,
                       options=options, progress=not args.quiet)
@@ -222,7 +221,7 @@ def _list_of(kind):
 def cmd_bench(args: argparse.Namespace) -> None:
     from .bench import BenchConfig, append_markdown, format_markdown, run_bench
 
-    cfg = BenchConfig(model=args.model, threads=args.threads, device=args.device,
+    cfg = BenchConfig(model=args.model, generator=args.generator, threads=args.threads, device=args.device,
                       batch_sizes=args.batch_sizes or BenchConfig.batch_sizes,
                       guidance_scales=args.guidance or BenchConfig.guidance_scales,
                       dtypes=("float32", "bfloat16") if args.bf16 else ("float32",),
@@ -284,15 +283,17 @@ def build_parser() -> argparse.ArgumentParser:
     tv.add_argument("-q", "--quiet", action="store_true")
     tv.set_defaults(func=cmd_train)
 
-    td = train_sub.add_parser("dalle", help="train the text-to-image transformer on a trained VAE's tokens")
-    td.add_argument("--config", help="JSON or TOML file of DalleTrainConfig (defaults otherwise)")
-    td.add_argument("--vae", help="trained VAE folder (overrides the config's vae)")
-    td.add_argument("--out", help="output folder (overrides the config's out)")
-    td.add_argument("--resume", action="store_true", help="continue the run saved in the output folder")
-    td.add_argument("--max-steps", type=_positive_int)
-    td.add_argument("--max-minutes", type=float)
-    td.add_argument("-q", "--quiet", action="store_true")
-    td.set_defaults(func=cmd_train)
+    for part, cfg_name, what in (("dalle", "DalleTrainConfig", "the autoregressive transformer (DALL·E)"),
+                                 ("maskgit", "MaskGITTrainConfig", "the parallel-decoding transformer (MaskGIT)")):
+        td = train_sub.add_parser(part, help=f"train {what} on a trained VAE's tokens")
+        td.add_argument("--config", help=f"JSON or TOML file of {cfg_name} (defaults otherwise)")
+        td.add_argument("--vae", help="trained VAE folder (overrides the config's vae)")
+        td.add_argument("--out", help="output folder (overrides the config's out)")
+        td.add_argument("--resume", action="store_true", help="continue the run saved in the output folder")
+        td.add_argument("--max-steps", type=_positive_int)
+        td.add_argument("--max-minutes", type=float)
+        td.add_argument("-q", "--quiet", action="store_true")
+        td.set_defaults(func=cmd_train)
 
     gen = sub.add_parser("generate", help="draw images from prompts: one PNG per image plus a grid")
     gen.add_argument("prompts", nargs="+", metavar="PROMPT")
@@ -304,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--temperature", type=float)
     gen.add_argument("--top-k", type=_positive_int)
     gen.add_argument("--top-p", type=float)
+    gen.add_argument("--steps", type=_positive_int, help="maskgit models: parallel decoding steps (default: the model's)")
+    gen.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                     help="the generator's weights; bfloat16 samples faster where the CPU/GPU supports it")
     gen.set_defaults(func=cmd_generate)
 
     ev = sub.add_parser("eval", help="evaluate a saved model: the shapes benchmark (pipelines) or PSNR/usage (VAEs)")
@@ -315,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--temperature", type=float)
     ev.add_argument("--top-k", type=_positive_int)
     ev.add_argument("--top-p", type=float)
+    ev.add_argument("--steps", type=_positive_int, help="maskgit models: parallel decoding steps")
+    ev.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="the generator's weights")
     ev.add_argument("-n", type=_positive_int, default=1024, help="VAEs: held-out scenes")
     ev.add_argument("--seed", type=_nonneg_int, default=0, help="VAEs: offset of the held-out seed")
     ev.add_argument("-q", "--quiet", action="store_true")
@@ -322,6 +328,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     bn = sub.add_parser("bench", help="sampling and training speed (optionally against dalle-pytorch), as a table")
     bn.add_argument("--model", default="r1", help="reference config (r1: untrained), built-in name or saved folder")
+    bn.add_argument("--generator", choices=("dalle", "maskgit"), default="dalle",
+                    help="generator to build for a reference config (default dalle)")
     bn.add_argument("--threads", type=_positive_int, default=2, help="torch threads, ours and the reference's")
     bn.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     bn.add_argument("--batch-sizes", type=_list_of(int), metavar="B,B,...", help="sampling batches (default 1,16,64)")
@@ -329,7 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     bn.add_argument("--repeats", type=_positive_int, help="timed runs per case; the median is reported (default 5)")
     bn.add_argument("--train-batch", type=_positive_int, default=32)
     bn.add_argument("--train-steps", type=_positive_int, help="AdamW steps per timed training run (default 3)")
-    bn.add_argument("--bf16", action="store_true", help="also measure under bfloat16 autocast")
+    bn.add_argument("--bf16", action="store_true",
+                    help="also measure bfloat16: sampling with bf16 weights, training under bf16 autocast")
     bn.add_argument("--train", action=argparse.BooleanOptionalAction, default=True, help="measure training")
     bn.add_argument("--sample", action=argparse.BooleanOptionalAction, default=True, help="measure sampling")
     bn.add_argument("--against", choices=("dalle-pytorch",), help="also run this reference implementation")

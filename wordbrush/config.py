@@ -133,6 +133,33 @@ class DalleConfig:
 
 
 @dataclass
+class MaskGITConfig:
+    """The `maskgit` generator: a bidirectional transformer over image tokens that cross-attends to text states
+    from a small text encoder of its own, trained to fill in masked tokens and sampled in a few parallel steps."""
+
+    text_vocab: int = 1000
+    text_len: int = 32
+    image_vocab: int = 512  # = the VAE's num_codes; id image_vocab is the [MASK] token
+    image_grid: int = 8
+    dim: int = 256
+    depth: int = 6  # image blocks (self-attention + cross-attention + MLP)
+    heads: int = 8
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    text_depth: int = 2  # blocks of the text encoder (bidirectional self-attention)
+
+    def __post_init__(self) -> None:
+        _check(self.text_vocab >= 2 and self.image_vocab >= 2, "vocabularies need at least 2 entries")
+        _check(self.text_len >= 1 and self.image_grid >= 1, "text_len and image_grid must be >= 1")
+        _check(self.dim % self.heads == 0, f"dim {self.dim} is not divisible by heads {self.heads}")
+        _check(self.depth >= 1 and self.text_depth >= 1, "depth and text_depth must be >= 1")
+
+    @property
+    def image_len(self) -> int:
+        return self.image_grid**2
+
+
+@dataclass
 class DalleTrainConfig:
     """`wordbrush train dalle --config FILE`: the transformer, trained on a frozen VAE's tokens."""
 
@@ -169,6 +196,14 @@ class DalleTrainConfig:
         _check(self.tokenizer_vocab >= 16, "tokenizer_vocab must be >= 16")
         _check(self.lr > 0 and self.max_minutes >= 0, "lr must be > 0 and max_minutes >= 0")
 
+
+
+@dataclass
+class MaskGITTrainConfig(DalleTrainConfig):
+    """`wordbrush train maskgit --config FILE`: the same loop and data as dalle, with a MaskGIT generator."""
+
+    model: MaskGITConfig = field(default_factory=MaskGITConfig)
+    out: str = "runs/maskgit-shapes"
 
 # ----------------------------------------------------------------------------------------------------------
 # generic (de)serialisation

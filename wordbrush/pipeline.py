@@ -5,14 +5,15 @@
     out.images                                                   # list[PIL.Image.Image], prompt-major
     pipe.save_pretrained("my-model/")
 
-A saved pipeline is a folder: config.json (kind "pipeline", the generator's and the VAE's configs, the
-wordbrush version) + dalle.safetensors + vae.safetensors + tokenizer.json.
+A saved pipeline is a folder: config.json (kind "pipeline", which generator, the generator's and the VAE's configs,
+the default sampling options, the wordbrush version) + GENERATOR.safetensors (dalle or maskgit) + vae.safetensors
++ tokenizer.json.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 
@@ -21,19 +22,23 @@ import torch
 from PIL import Image
 
 from .checkpoint import load_part, model_header, read_json, save_part, unwrap, write_json
-from .config import DalleConfig, VAEConfig, from_dict, to_dict
+from .config import DalleConfig, MaskGITConfig, VAEConfig, from_dict, to_dict
 from .errors import CheckpointError, ConfigError, WordbrushError
-from .generators.dalle import DALLE, SampleOptions
+from .generators.common import SampleOptions
+from .generators.dalle import DALLE
+from .generators.maskgit import MaskGIT
 from .image.vae import DiscreteVAE
 from .text.tokenizer import TextTokenizer, clean_prompt
 from .utils.images import to_pil, to_tensor
 
 BUILTIN = ("shapes",)
+Generator = DALLE | MaskGIT
+GENERATORS: dict[str, tuple[type[Generator], type]] = {"dalle": (DALLE, DalleConfig), "maskgit": (MaskGIT, MaskGITConfig)}
 MAX_PROMPT_CHARS = 100_000  # longer input is refused outright rather than tokenised
 
 
-REFERENCE_CONFIGS = {
-    "r1": lambda: (DalleConfig(text_vocab=1000, text_len=32, image_vocab=512, image_grid=8, dim=256, depth=6, heads=8),
+REFERENCE_CONFIGS = {  # name -> (generator shape, VAE config)
+    "r1": lambda: (dict(text_vocab=1000, text_len=32, image_vocab=512, image_grid=8, dim=256, depth=6, heads=8),
                    VAEConfig(image_size=64, channels=(64, 128, 256), num_codes=512)),
 }
 
@@ -52,7 +57,7 @@ def builtin_path(name: str) -> Path:
 
 
 class TextToImagePipeline:
-    def __init__(self, tokenizer: TextTokenizer, generator: DALLE, vae: DiscreteVAE,
+    def __init__(self, tokenizer: TextTokenizer, generator: Generator, vae: DiscreteVAE,
                  sampling: SampleOptions | None = None):
         if generator.cfg.image_vocab != vae.num_codes or generator.cfg.image_grid != vae.grid_size:
             raise ConfigError(f"generator expects {generator.cfg.image_vocab} codes on a {generator.cfg.image_grid}² grid, "
@@ -67,9 +72,17 @@ class TextToImagePipeline:
     def device(self) -> torch.device:
         return next(self.generator.parameters()).device
 
-    def to(self, device: str | torch.device) -> "TextToImagePipeline":
-        self.generator.to(device)
-        self.vae.to(device)
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "TextToImagePipeline":
+        """Move the parts to device; dtype (e.g. torch.bfloat16) converts the generator's weights, which makes
+        sampling faster where the hardware multiplies bf16 quickly (about 1.5x on this project's CPUs; logits
+        and the CPU KV cache stay float32, see docs/benchmarks.md). The VAE stays float32."""
+        if device is not None:
+            self.generator.to(device)
+            self.vae.to(device)
+        if dtype is not None:
+            if not dtype.is_floating_point:
+                raise WordbrushError(f"dtype must be a floating-point type, got {dtype}")
+            self.generator.to(dtype)
         return self
 
     # ------------------------------------------------------------------------------------------ save / load
@@ -77,17 +90,19 @@ class TextToImagePipeline:
     def save_pretrained(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        header = model_header("pipeline", {"generator": "dalle", "dalle": to_dict(unwrap(self.generator).cfg),
+        kind = unwrap(self.generator).kind
+        header = model_header("pipeline", {"generator": kind, kind: to_dict(unwrap(self.generator).cfg),
                                            "vae": to_dict(unwrap(self.vae).cfg),
                                            "sampling": to_dict(self.sampling)})
         write_json(folder / "config.json", header)
-        save_part(self.generator, folder / "dalle.safetensors")
+        save_part(self.generator, folder / f"{kind}.safetensors")
         save_part(self.vae, folder / "vae.safetensors")
         self.tokenizer.save(folder)
         return folder
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device = "cpu") -> "TextToImagePipeline":
+    def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device = "cpu",
+                        dtype: torch.dtype | None = None) -> "TextToImagePipeline":
         folder = Path(name_or_path)
         if not folder.is_dir():
             if str(name_or_path) in BUILTIN and builtin_path(str(name_or_path)).is_dir():
@@ -99,29 +114,38 @@ class TextToImagePipeline:
         if header.get("kind") != "pipeline":
             raise CheckpointError(f"{folder} holds a {header.get('kind')!r} model, not a text-to-image pipeline")
         cfg = header.get("config", {})
+        kind = cfg.get("generator", "dalle")
+        if kind not in GENERATORS:
+            raise CheckpointError(f"{folder}/config.json: unknown generator {kind!r} (known: {', '.join(GENERATORS)})")
+        model_cls, cfg_cls = GENERATORS[kind]
         try:
-            dcfg = from_dict(DalleConfig, cfg.get("dalle", {}), "dalle")
+            gcfg = from_dict(cfg_cls, cfg.get(kind, {}), kind)
             vcfg = from_dict(VAEConfig, cfg.get("vae", {}), "vae")
             sampling = from_dict(SampleOptions, cfg.get("sampling", {}), "sampling")
         except ConfigError as e:
             raise CheckpointError(f"{folder}/config.json: {e}") from None
-        generator, vae = DALLE(dcfg), DiscreteVAE(vcfg)
-        load_part(generator, folder / "dalle.safetensors", "dalle")
+        generator, vae = model_cls(gcfg), DiscreteVAE(vcfg)
+        load_part(generator, folder / f"{kind}.safetensors", kind)
         load_part(vae, folder / "vae.safetensors", "vae")
         try:
             pipe = cls(TextTokenizer.load(folder), generator, vae, sampling)
         except ValueError as e:
             raise CheckpointError(f"{folder}: {e}") from None
-        return pipe.to(device)
+        return pipe.to(device, dtype)
 
     @classmethod
-    def from_config(cls, name: str, seed: int = 0) -> "TextToImagePipeline":
+    def from_config(cls, name: str, seed: int = 0, generator: str = "dalle") -> "TextToImagePipeline":
         """An untrained pipeline at a named reference config, e.g. "r1" (64x64 images, VAE with 3 downsamples
         and 512 codes, transformer width 256, depth 6, 8 heads, 32 text tokens, text vocabulary 1000), so that
-        speed can be measured through the public API."""
+        speed can be measured through the public API. generator: "dalle" or "maskgit" (its image trunk has the
+        config's depth; its own text encoder has MaskGITConfig's default text_depth on top)."""
         if name not in REFERENCE_CONFIGS:
             raise WordbrushError(f"unknown reference config {name!r} (known: {', '.join(REFERENCE_CONFIGS)})")
-        dcfg, vcfg = REFERENCE_CONFIGS[name]()
+        if generator not in GENERATORS:
+            raise WordbrushError(f"unknown generator {generator!r} (known: {', '.join(GENERATORS)})")
+        shape, vcfg = REFERENCE_CONFIGS[name]()
+        model_cls, cfg_cls = GENERATORS[generator]
+        dcfg = cfg_cls(**shape)
         from .data.shapes import ShapesDataset
 
         torch.manual_seed(seed)
@@ -129,7 +153,7 @@ class TextToImagePipeline:
         tokenizer = TextTokenizer.train((ds.item_arrays(i)[1] for i in range(len(ds))), dcfg.text_vocab)
         vae = DiscreteVAE(vcfg)
         vae.quantizer.initialised.fill_(True)
-        return cls(tokenizer, DALLE(dcfg), vae)
+        return cls(tokenizer, model_cls(dcfg), vae)
 
     # ---------------------------------------------------------------------------------------------- call
 
@@ -161,12 +185,14 @@ class TextToImagePipeline:
     @torch.no_grad()
     def __call__(self, prompts: str | list[str], num_images_per_prompt: int = 1, seed: int = 0,
                  guidance_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
-                 top_p: float | None = None, prime_images: list[Image.Image] | None = None, prime_rows: int = 0,
+                 top_p: float | None = None, num_inference_steps: int | None = None,
+                 prime_images: list[Image.Image] | None = None, prime_rows: int = 0,
                  batch_size: int = 64, use_cache: bool = True) -> PipelineOutput:
         """Draw num_images_per_prompt images for each prompt. Image k (prompt-major) uses seed + k.
 
         prime_images / prime_rows: keep the top prime_rows token rows of the given image (one per prompt) and
-        let the model complete the rest. Sampling options left as None take the model's saved defaults
+        let the model complete the rest. num_inference_steps: parallel decoding steps (maskgit; dalle always
+        takes one step per image token). Sampling options left as None take the model's saved defaults
         (`pipe.sampling`, stored in config.json).
         """
         prompts, notes = self.check_prompts(prompts)
@@ -176,11 +202,8 @@ class TextToImagePipeline:
             raise WordbrushError(f"num_images_per_prompt must be a positive integer, got {num_images_per_prompt!r}")
         if not isinstance(seed, int) or seed < 0:
             raise WordbrushError(f"seed must be a non-negative integer, got {seed!r}")
-        d = self.sampling
-        options = SampleOptions(guidance_scale=d.guidance_scale if guidance_scale is None else guidance_scale,
-                                temperature=d.temperature if temperature is None else temperature,
-                                top_k=d.top_k if top_k is None else top_k, top_p=d.top_p if top_p is None else top_p)
-        options.validate(self.generator.cfg.image_vocab)
+        options = self.sampling_options(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k,
+                                        top_p=top_p, steps=num_inference_steps)
         cfg = self.generator.cfg
         prime = None
         if prime_images is not None:
@@ -195,6 +218,12 @@ class TextToImagePipeline:
         seeds = [seed + k for k in range(len(all_prompts))]
         images, tokens = self.draw(all_prompts, seeds, options, prime=prime, batch_size=batch_size, use_cache=use_cache)
         return PipelineOutput(images=images, prompts=all_prompts, seeds=seeds, tokens=tokens, warnings=notes)
+
+    def sampling_options(self, **overrides) -> SampleOptions:
+        """The model's saved sampling defaults with the overrides that are not None, validated."""
+        options = replace(self.sampling, **{k: v for k, v in overrides.items() if v is not None})
+        options.validate(self.generator.cfg.image_vocab)
+        return options
 
     @torch.no_grad()
     def draw(self, prompts: list[str], seeds: list[int], options: SampleOptions | None = None,

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..generators.dalle import SampleOptions
+from ..generators.common import SampleOptions
 from .benchmark import DEFAULT_SEED, baseline_generators, format_table, make_prompts, run_benchmark
 
 

@@ -15,8 +15,6 @@ depends on its own seed only, and the cached and uncached paths draw exactly the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -24,34 +22,12 @@ from torch import nn
 from ..config import DalleConfig
 from ..nn.transformer import Block, KVCache
 from ..text.tokenizer import PAD_ID
-
-
-@dataclass
-class DalleLoss:
-    loss: torch.Tensor
-    text: torch.Tensor
-    image: torch.Tensor
-
-
-@dataclass
-class SampleOptions:
-    guidance_scale: float = 1.0  # 1 = no guidance (the unconditional rows are skipped)
-    temperature: float = 1.0
-    top_k: int | None = None  # keep the k most likely image tokens
-    top_p: float | None = None  # keep the smallest set whose probability reaches p
-
-    def validate(self, vocab: int) -> None:
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.guidance_scale < 0:
-            raise ValueError(f"guidance_scale must be >= 0, got {self.guidance_scale}")
-        if self.top_k is not None and not 1 <= self.top_k <= vocab:
-            raise ValueError(f"top_k must be in 1..{vocab}, got {self.top_k}")
-        if self.top_p is not None and not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+from .common import GeneratorLoss, SampleOptions, gumbel, pick
 
 
 class DALLE(nn.Module):
+    kind = "dalle"  # the name in a saved pipeline's config.json
+
     def __init__(self, cfg: DalleConfig):
         super().__init__()
         self.cfg = cfg
@@ -100,7 +76,7 @@ class DALLE(nn.Module):
 
     # -------------------------------------------------------------------------------------------- training
 
-    def forward(self, text: torch.Tensor, image: torch.Tensor) -> DalleLoss:
+    def forward(self, text: torch.Tensor, image: torch.Tensor) -> GeneratorLoss:
         """text (B, L), image (B, N) code ids -> weighted next-token loss."""
         L = text.shape[1]
         h = self.trunk(self.embed(text, image[:, :-1]))  # (B, L + N - 1, D)
@@ -116,7 +92,7 @@ class DALLE(nn.Module):
                 text_loss = text_logits.sum() * 0.0
         else:
             text_loss = image_loss.new_zeros(())
-        return DalleLoss(loss=w * text_loss + (1 - w) * image_loss, text=text_loss, image=image_loss)
+        return GeneratorLoss(loss=w * text_loss + (1 - w) * image_loss, text=text_loss, image=image_loss)
 
     # -------------------------------------------------------------------------------------------- sampling
 
@@ -137,8 +113,7 @@ class DALLE(nn.Module):
             raise ValueError(f"prime must have fewer than {N} tokens, got {n0}")
         device = text.device
         # Gumbel noise for every (row, step, code), from each row's own generator: sampling = argmax(logits + g)
-        noise = torch.stack([-torch.log(-torch.log(torch.rand(N, cfg.image_vocab, generator=g).clamp_(1e-20, 1.0)))
-                             for g in generators]).to(device)  # (B, N, V)
+        noise = gumbel(generators, (N, cfg.image_vocab), device)  # (B, N, V)
         guided = options.guidance_scale != 1.0
         rows = torch.cat([text, torch.full_like(text, PAD_ID)]) if guided else text  # (R, L); input untouched
         tokens = torch.empty(B, N, dtype=torch.long, device=device)
@@ -149,9 +124,10 @@ class DALLE(nn.Module):
         cache = None
         if use_cache:
             dh = cfg.dim // cfg.heads
+            compute = (torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type)
+                       else self.text_pos.dtype)
             cache = KVCache(cfg.depth, rows.shape[0], cfg.heads, cfg.text_len + N, dh, device,
-                            self.text_pos.dtype if not torch.is_autocast_enabled(device.type)
-                            else torch.get_autocast_dtype(device.type))
+                            KVCache.storage_dtype(device, compute))
             h = self.trunk(self.embed(rows, primed), cache)[:, -1]  # (R, D)
         for i in range(n0, N):
             if not use_cache:
@@ -161,22 +137,9 @@ class DALLE(nn.Module):
             if guided:
                 c, u = logits.chunk(2)
                 logits = u + options.guidance_scale * (c - u)
-            tokens[:, i] = _pick(logits, noise[:, i], options)
+            tokens[:, i] = pick(logits, noise[:, i], options)
             if use_cache and i + 1 < N:
                 nxt = tokens[:, i : i + 1].repeat(2, 1) if guided else tokens[:, i : i + 1]
                 h = self.trunk(self.embed(None, nxt, image_start=i), cache)[:, -1]
         return tokens
 
-
-def _pick(logits: torch.Tensor, gumbel: torch.Tensor, o: SampleOptions) -> torch.Tensor:
-    """One token per row: top-k / top-p filtering, temperature, then the Gumbel-max trick."""
-    logits = logits / o.temperature
-    if o.top_k is not None and o.top_k < logits.shape[-1]:
-        kth = logits.topk(o.top_k, dim=-1).values[:, -1:]
-        logits = logits.masked_fill(logits < kth, float("-inf"))
-    if o.top_p is not None and o.top_p < 1.0:
-        sorted_logits, order = logits.sort(dim=-1, descending=True)
-        cum = sorted_logits.softmax(-1).cumsum(-1)
-        drop = cum - sorted_logits.softmax(-1) >= o.top_p  # mass before this token already reaches p
-        logits = logits.masked_fill(torch.zeros_like(drop).scatter(1, order, drop), float("-inf"))
-    return (logits + gumbel).argmax(-1)

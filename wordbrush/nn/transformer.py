@@ -1,5 +1,6 @@
-"""Shared transformer blocks: pre-norm residual blocks, attention through scaled_dot_product_attention,
-and a preallocated key/value cache for fast autoregressive sampling."""
+"""Shared transformer blocks: pre-norm residual blocks (causal or bidirectional, optionally with cross-attention
+to a context such as text states), attention through scaled_dot_product_attention, and a preallocated key/value
+cache for fast autoregressive sampling."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ from torch import nn
 
 
 def use_explicit_attention(q: torch.Tensor) -> bool:
-    """scaled_dot_product_attention everywhere except CPU training in bfloat16: for this project's short
-    sequences (~100 tokens, head width 32) the CPU flash kernel's backward in bf16 measured ~5x slower than
-    the explicit softmax(q k^T) v (benchmarks/attention_cpu.py). Both give the same result (tests/test_dalle.py)."""
-    return q.device.type == "cpu" and q.dtype == torch.bfloat16 and torch.is_grad_enabled() and q.requires_grad
+    """scaled_dot_product_attention everywhere except two CPU cases where the explicit softmax(q k^T) v is faster
+    (benchmarks/attention_cpu.py): training in bfloat16, where the CPU flash kernel's backward measured ~5x slower
+    at this project's short sequences (~100 tokens, head width 32), and one-query decoding steps with a KV cache,
+    where the flash kernel's set-up dominates (~195 vs ~20 us a call at R1, batch 16). Both forms give the same
+    result (tests/test_dalle.py)."""
+    if q.device.type != "cpu":
+        return False
+    return q.shape[-2] == 1 or (q.dtype == torch.bfloat16 and torch.is_grad_enabled() and q.requires_grad)
 
 
 class KVCache:
@@ -26,6 +31,12 @@ class KVCache:
         self.v = torch.empty_like(self.k)
         self.length = 0
 
+    @staticmethod
+    def storage_dtype(device: torch.device, compute: torch.dtype) -> torch.dtype:
+        """float32 on the CPU, whatever the model computes in: one-query attention over a bf16 cache measured
+        ~3x slower there than over a float32 one (R1, batch 16); the compute dtype elsewhere."""
+        return torch.float32 if device.type == "cpu" else compute
+
     def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Write k, v (B, heads, t, d) at the current position; return all keys/values so far."""
         t0, t1 = self.length, self.length + k.shape[2]
@@ -34,12 +45,29 @@ class KVCache:
         return self.k[layer, :, :, :t1], self.v[layer, :, :, :t1]
 
 
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, dropout: float = 0.0) -> torch.Tensor:
+    """Attention over (B, h, t, d) queries and (B, h, T, d) keys/values -> (B, h, t, d); dropout > 0 only in training."""
+    if use_explicit_attention(q):
+        return F.dropout(attention_weights(q, k, causal, q.dtype), dropout, dropout > 0) @ v
+    return F.scaled_dot_product_attention(q, k, v, is_causal=causal, dropout_p=dropout)
+
+
+def attention_weights(q: torch.Tensor, k: torch.Tensor, causal: bool, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)), causal mask aligned to the last keys: (B, h, t, T), softmax taken in float32."""
+    att = (q @ k.transpose(-1, -2)).float() / q.shape[-1] ** 0.5
+    if causal:
+        t, T = att.shape[-2:]
+        mask = torch.ones(t, T, dtype=torch.bool, device=q.device).tril(T - t)
+        att = att.masked_fill(~mask, float("-inf"))
+    return att.softmax(-1).to(dtype)
+
+
 class SelfAttention(nn.Module):
-    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, causal: bool = True):
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim {dim} is not divisible by heads {heads}")
-        self.heads = heads
+        self.heads, self.causal = heads, causal
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.proj = nn.Linear(dim, dim, bias=False)
         self.dropout = dropout
@@ -48,44 +76,64 @@ class SelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
         q, k, v = rearrange(self.qkv(x), "b t (three h d) -> three b h t d", three=3, h=self.heads)
-        causal = True
+        causal = self.causal
         if cache is not None:
+            if not causal:
+                raise ValueError("a KV cache needs causal attention")
             prefix = cache.length
             k, v = cache.store(layer, k, v)  # (B, h, prefix + t, d)
             causal = q.shape[2] > 1  # one new query may see every cached key
             if causal and prefix > 0:
                 raise ValueError("a multi-token step on a non-empty cache is not supported")
         if self.record_weights:
-            self.last_weights = self._weights(q, k, causal)
-        if use_explicit_attention(q):
-            y = F.dropout(self._weights(q, k, causal, q.dtype), self.dropout, self.training) @ v
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, is_causal=causal,
-                                               dropout_p=self.dropout if self.training else 0.0)
+            self.last_weights = attention_weights(q, k, causal)
+        y = attend(q.to(k.dtype), k, v, causal, self.dropout if self.training else 0.0).to(x.dtype)  # cache may be fp32
         return self.proj(rearrange(y, "b h t d -> b t (h d)"))
 
-    @staticmethod
-    def _weights(q: torch.Tensor, k: torch.Tensor, causal: bool, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """softmax(q k^T / sqrt(d)) with the causal mask: (B, h, t, T), softmax taken in float32."""
-        att = (q @ k.transpose(-1, -2)).float() / q.shape[-1] ** 0.5
-        if causal:
-            t, T = att.shape[-2:]
-            mask = torch.ones(t, T, dtype=torch.bool, device=q.device).tril(T - t)
-            att = att.masked_fill(~mask, float("-inf"))
-        return att.softmax(-1).to(dtype)
+
+class CrossAttention(nn.Module):
+    """Queries from x (B, t, D), keys and values from a context (B, s, D), e.g. text states; no mask."""
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0):
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+        self.heads = heads
+        self.q = nn.Linear(dim, dim, bias=False)
+        self.kv = nn.Linear(dim, 2 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim, bias=False)
+        self.dropout = dropout
+        self.last_weights: torch.Tensor | None = None  # (B, heads, t, s) when record_weights is set
+        self.record_weights = False
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        q = rearrange(self.q(x), "b t (h d) -> b h t d", h=self.heads)
+        k, v = rearrange(self.kv(context), "b s (two h d) -> two b h s d", two=2, h=self.heads)
+        if self.record_weights:
+            self.last_weights = attention_weights(q, k, False)
+        y = attend(q, k, v, False, self.dropout if self.training else 0.0)
+        return self.proj(rearrange(y, "b h t d -> b t (h d)"))
 
 
 class Block(nn.Module):
-    """x + attn(ln(x)); x + mlp(ln(x))."""
+    """x + attn(ln(x)); [x + cross_attn(ln(x), context)]; x + mlp(ln(x))."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: int = 4, dropout: float = 0.0):
+    def __init__(self, dim: int, heads: int, mlp_ratio: int = 4, dropout: float = 0.0, causal: bool = True,
+                 cross: bool = False):
         super().__init__()
         self.ln1 = nn.LayerNorm(dim)
-        self.attn = SelfAttention(dim, heads, dropout)
+        self.attn = SelfAttention(dim, heads, dropout, causal)
+        self.ln_cross = nn.LayerNorm(dim) if cross else None
+        self.cross = CrossAttention(dim, heads, dropout) if cross else None
         self.ln2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(approximate="tanh"),
                                  nn.Linear(mlp_ratio * dim, dim), nn.Dropout(dropout))
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
+                context: torch.Tensor | None = None) -> torch.Tensor:
         x = x + self.attn(self.ln1(x), cache, layer)
+        if self.cross is not None:
+            if context is None:
+                raise ValueError("this block cross-attends and needs a context")
+            x = x + self.cross(self.ln_cross(x), context)
         return x + self.mlp(self.ln2(x))

@@ -53,6 +53,15 @@ class Budget:
     def done(self, step: int) -> bool:
         return self.progress(step) >= 1.0
 
+    @property
+    def bar_total(self) -> int | None:
+        """The progress bar's step total: none under a time budget (it would promise a bogus ETA)."""
+        return None if self.max_seconds > 0 else self.max_steps
+
+    def postfix(self) -> dict[str, str]:
+        """Minutes spent / budgeted, for the progress bar, when a time budget is set."""
+        return {"min": f"{self.elapsed / 60:.1f}/{self.max_seconds / 60:g}"} if self.max_seconds > 0 else {}
+
 
 class JsonlLog:
     """Appends one JSON object per line: the training curve, readable by anything."""

@@ -67,7 +67,7 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress_bar: bool = Tr
     data = ShapesDataset(None, size=cfg.data.size, seed=cfg.data.seed, split=cfg.data.split)
     fixed = to_tensor(ShapesDataset(8, size=cfg.data.size, seed=cfg.data.seed + EVAL_SEED_OFFSET).render_batch(range(8)))
     budget = Budget(cfg.max_steps, cfg.max_minutes, elapsed)
-    bar = tqdm(total=cfg.max_steps, initial=step, desc="train vae", unit="step", disable=not progress_bar,
+    bar = tqdm(total=budget.bar_total, initial=step, desc="train vae", unit="step", disable=not progress_bar,
                dynamic_ncols=True)
     t_log, seen_log = time.perf_counter(), 0
     vae.train()
@@ -109,7 +109,7 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress_bar: bool = Tr
                 record.update(kl=o.kl.item(), temperature=vae.quantizer.temperature)
             log.write(record)
             bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{rec_psnr:.1f}", ppl=f"{usage['perplexity']:.0f}",
-                            img_s=f"{rec_rate:.0f}")
+                            img_s=f"{rec_rate:.0f}", **budget.postfix())
         if step % cfg.sample_every == 0:
             _write_samples(vae, fixed, out / "samples" / f"step_{step:06d}.png", device)
         if step % cfg.checkpoint_every == 0:

@@ -16,7 +16,7 @@ def plot_curves(log_path: str | Path, out_path: str | Path, keys: list[str], tit
     import matplotlib.pyplot as plt
 
     records = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
-    keys = [k for k in keys if any(k in r for r in records)]
+    keys = [k for k in keys if any(r.get(k) for r in records)]  # leave out keys never logged or always 0
     fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4 * max(1, len(keys)), 3.2), squeeze=False)
     for ax, key in zip(axes[0], keys):
         pts = [(r["step"], r[key]) for r in records if key in r]
@@ -24,7 +24,7 @@ def plot_curves(log_path: str | Path, out_path: str | Path, keys: list[str], tit
         ax.set_title(key)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-        if key in ("loss", "recon", "image_loss", "text_loss"):
+        if key in ("loss", "recon", "image_loss", "text_loss") and min(p[1] for p in pts) > 0:
             ax.set_yscale("log")
     if title:
         fig.suptitle(title)

@@ -1,14 +1,16 @@
-"""The transformer's training loop: runs, writes a loadable pipeline folder and sample grids, resumes."""
+"""The generators' training loop (dalle and maskgit): runs, writes a loadable pipeline folder and sample grids,
+resumes."""
 
 import json
 
 import pytest
 import torch
 
-from wordbrush.config import DalleConfig, DalleTrainConfig, ShapesDataConfig, VAEConfig
+from wordbrush.config import (DalleConfig, DalleTrainConfig, MaskGITConfig, MaskGITTrainConfig, ShapesDataConfig,
+                              VAEConfig)
 from wordbrush.image.vae import DiscreteVAE, save_vae
 from wordbrush.pipeline import TextToImagePipeline
-from wordbrush.train.dalle import train_dalle
+from wordbrush.train.generator import train_generator
 
 
 @pytest.fixture()
@@ -19,15 +21,17 @@ def vae_dir(tmp_path):
     return save_vae(vae, tmp_path / "vae")
 
 
-def _cfg(tmp_path, vae_dir, steps):
-    return DalleTrainConfig(model=DalleConfig(text_len=12, dim=32, depth=2, heads=4), vae=str(vae_dir),
-                            data=ShapesDataConfig(size=32), out=str(tmp_path / "run"), tokenizer_captions=300,
-                            batch_size=8, max_steps=steps, warmup_steps=2, log_every=2, sample_every=4,
-                            checkpoint_every=4, sample_prompts=("a red circle", "two blue squares"))
+def _cfg(tmp_path, vae_dir, steps, kind="dalle"):
+    cls, model = ((MaskGITTrainConfig, MaskGITConfig(text_len=12, dim=32, depth=2, heads=4, text_depth=1))
+                  if kind == "maskgit" else (DalleTrainConfig, DalleConfig(text_len=12, dim=32, depth=2, heads=4)))
+    return cls(model=model, vae=str(vae_dir), data=ShapesDataConfig(size=32), out=str(tmp_path / "run"),
+               tokenizer_captions=300, batch_size=8, max_steps=steps, warmup_steps=2, log_every=2, sample_every=4,
+               checkpoint_every=4, sample_prompts=("a red circle", "two blue squares"))
 
 
-def test_train_dalle_writes_a_pipeline_and_resumes(tmp_path, vae_dir):
-    summary = train_dalle(_cfg(tmp_path, vae_dir, 6), progress_bar=False)
+@pytest.mark.parametrize("kind", ["dalle", "maskgit"])
+def test_training_writes_a_pipeline_and_resumes(tmp_path, vae_dir, kind):
+    summary = train_generator(_cfg(tmp_path, vae_dir, 6, kind), progress_bar=False)
     run = tmp_path / "run"
     assert summary["steps"] == 6 and summary["samples_seen"] == 48
     assert (run / "samples" / "step_000004.png").exists() and (run / "samples" / "final.png").exists()
@@ -35,12 +39,13 @@ def test_train_dalle_writes_a_pipeline_and_resumes(tmp_path, vae_dir):
     assert [r["step"] for r in log] == [2, 4, 6]
     assert all(0 <= r["data_share"] <= 1 and r["samples_per_s"] > 0 for r in log)
     pipe = TextToImagePipeline.from_pretrained(run)
+    assert pipe.generator.kind == kind and (run / f"{kind}.safetensors").exists()
     assert pipe.generator.cfg.image_vocab == 32 and pipe.generator.cfg.text_vocab == pipe.tokenizer.vocab_size
     before = pipe("a red circle", seed=0).tokens
 
     with pytest.raises(ValueError, match="--resume"):
-        train_dalle(_cfg(tmp_path, vae_dir, 8), progress_bar=False)
-    summary = train_dalle(_cfg(tmp_path, vae_dir, 8), resume=True, progress_bar=False)
+        train_generator(_cfg(tmp_path, vae_dir, 8, kind), progress_bar=False)
+    summary = train_generator(_cfg(tmp_path, vae_dir, 8, kind), resume=True, progress_bar=False)
     assert summary["steps"] == 8
     log = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4, 6, 8]
@@ -53,4 +58,4 @@ def test_train_dalle_refuses_a_vae_of_another_size(tmp_path, vae_dir):
     cfg = _cfg(tmp_path, vae_dir, 2)
     cfg.data = ShapesDataConfig(size=64)
     with pytest.raises(ValueError, match="32px"):
-        train_dalle(cfg, progress_bar=False)
+        train_generator(cfg, progress_bar=False)

@@ -1,8 +1,10 @@
-"""`wordbrush train dalle`: the transformer's training loop, written out.
+"""`wordbrush train dalle` and `wordbrush train maskgit`: the token generator's training loop, written out.
+The generator (generators/dalle.py or generators/maskgit.py) is chosen by the type of cfg.model; each computes its
+own loss from (text ids, image code ids), so the loop is the same for both.
 
     once:           train the BPE tokenizer on captions; load the frozen VAE
     for each step:  render a fresh batch of scenes + captions -> VAE codes (no grad) -> caption dropout
-                    -> forward under bf16 autocast -> weighted next-token loss -> backward -> clip -> AdamW
+                    -> forward under bf16 autocast -> the generator's loss -> backward -> clip -> AdamW
     every N steps:  log (JSONL + progress bar), a PNG grid of samples for fixed prompts, a checkpoint that is
                     a complete pipeline folder (TextToImagePipeline.from_pretrained loads it) + optimizer state
 """
@@ -18,10 +20,11 @@ import torch
 from tqdm import tqdm
 
 from ..checkpoint import load_optimizer, load_part, save_optimizer, write_json
-from ..config import DalleTrainConfig, to_dict
+from ..config import DalleTrainConfig, MaskGITConfig, to_dict
 from ..data.shapes import ShapesDataset
 from ..errors import WordbrushError
 from ..generators.dalle import DALLE
+from ..generators.maskgit import MaskGIT
 from ..image.vae import load_vae
 from ..pipeline import TextToImagePipeline
 from ..text.tokenizer import PAD_ID, TextTokenizer
@@ -40,7 +43,8 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
     return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
 
 
-def train_dalle(cfg: DalleTrainConfig, resume: bool = False, progress_bar: bool = True) -> dict[str, Any]:
+def train_generator(cfg: DalleTrainConfig, resume: bool = False, progress_bar: bool = True) -> dict[str, Any]:
+    """Train the generator that cfg.model configures (DalleConfig -> dalle, MaskGITConfig -> maskgit); see the top."""
     setup_torch(cfg.threads, cfg.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(cfg.out)
@@ -63,11 +67,11 @@ def train_dalle(cfg: DalleTrainConfig, resume: bool = False, progress_bar: bool 
     cfg.model.text_vocab = tokenizer.vocab_size
     cfg.model.image_vocab, cfg.model.image_grid = vae.num_codes, vae.grid_size
 
-    model = DALLE(cfg.model).to(device)
+    model = (MaskGIT if isinstance(cfg.model, MaskGITConfig) else DALLE)(cfg.model).to(device)
     opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
     step, elapsed = 0, 0.0
     if resume and has_ckpt:
-        load_part(model, out / "dalle.safetensors", "dalle")
+        load_part(model, out / f"{model.kind}.safetensors", model.kind)
         extra = load_optimizer(opt, out / STATE)
         step, elapsed = int(extra["step"]), float(extra["elapsed"])
         print(f"resuming {out} at step {step}")
@@ -79,7 +83,7 @@ def train_dalle(cfg: DalleTrainConfig, resume: bool = False, progress_bar: bool 
     data = ShapesDataset(None, size=cfg.data.size, seed=cfg.data.seed, split=cfg.data.split)
     drop_rng = np.random.default_rng([cfg.seed, 1])
     budget = Budget(cfg.max_steps, cfg.max_minutes, elapsed)
-    bar = tqdm(total=cfg.max_steps, initial=step, desc=f"train dalle ({n_params / 1e6:.1f}M)", unit="step",
+    bar = tqdm(total=budget.bar_total, initial=step, desc=f"train {model.kind} ({n_params / 1e6:.1f}M)", unit="step",
                disable=not progress_bar, dynamic_ncols=True)
     t_log, seen, data_time = time.perf_counter(), 0, 0.0
     while not budget.done(step):
@@ -118,7 +122,8 @@ def train_dalle(cfg: DalleTrainConfig, resume: bool = False, progress_bar: bool 
                       "samples_per_s": rate, "data_share": data_time / (now - t_log)}
             t_log, seen, data_time = now, 0, 0.0
             log.write(record)
-            bar.set_postfix(loss=f"{record['loss']:.3f}", img=f"{record['image_loss']:.3f}", smp_s=f"{rate:.0f}")
+            bar.set_postfix(loss=f"{record['loss']:.3f}", img=f"{record['image_loss']:.3f}", smp_s=f"{rate:.0f}",
+                            **budget.postfix())
         if step % cfg.sample_every == 0:
             _write_samples(pipe, cfg, out / "samples" / f"step_{step:06d}.png")
         if step % cfg.checkpoint_every == 0:
@@ -127,7 +132,7 @@ def train_dalle(cfg: DalleTrainConfig, resume: bool = False, progress_bar: bool 
     _checkpoint(pipe, opt, out, step, budget.elapsed)
     _write_samples(pipe, cfg, out / "samples" / "final.png")
     plot_curves(log.path, out / "curves.png", ["loss", "image_loss", "text_loss", "samples_per_s"],
-                title=f"dalle {out.name}")
+                title=f"{model.kind} {out.name}")
     records = log.read()
     summary = {"steps": step, "train_minutes": round(budget.elapsed / 60, 2), "samples_seen": step * cfg.batch_size,
                "parameters": n_params, "final_loss": records[-1]["loss"] if records else None}

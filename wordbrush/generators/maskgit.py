@@ -1,0 +1,127 @@
+"""The `maskgit` generator: a bidirectional transformer over image tokens with cross-attention to text states,
+trained to fill in masked tokens and sampled by parallel decoding (MaskGIT, Chang et al. 2022).
+
+Training: a caption goes through the generator's own text encoder (text/encoder.py) to states (B, L, D). For each
+image, a share r = cos(pi/2 * u), u ~ U(0, 1), of its N tokens (at least one) is replaced by [MASK]; the model sees
+the rest and the text and is scored by cross-entropy on the masked positions only. Caption dropout (all-[PAD]
+captions, done by the training loop) gives the unconditional model for classifier-free guidance.
+
+Sampling in K steps (options.steps): start with every token masked (or a primed prefix known). At each step,
+predict every masked token at once, draw one per position (temperature, top-k / top-p, Gumbel-max), score each
+draw by its log-probability plus Gumbel noise scaled by a choice temperature that falls linearly to 0, and keep
+the most confident ones so that cos(pi/2 * (t+1)/K) of the image stays masked. Known tokens stay fixed. With
+guidance, the conditional and unconditional rows run in one batch: u + s * (c - u). All randomness comes from one
+torch.Generator per image, so an image depends on its own seed only.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import MaskGITConfig
+from ..nn.transformer import Block
+from ..text.encoder import TextEncoder
+from ..text.tokenizer import PAD_ID
+from .common import GeneratorLoss, SampleOptions, filter_logits, gumbel
+
+
+class MaskGIT(nn.Module):
+    kind = "maskgit"  # the name in a saved pipeline's config.json
+
+    def __init__(self, cfg: MaskGITConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.dim
+        self.text_encoder = TextEncoder(cfg.text_vocab, cfg.text_len, d, cfg.text_depth, cfg.heads, cfg.mlp_ratio,
+                                        cfg.dropout)
+        self.image_emb = nn.Embedding(cfg.image_vocab + 1, d)  # the last id is [MASK]
+        self.row_pos = nn.Parameter(torch.randn(cfg.image_grid, d) * 0.02)
+        self.col_pos = nn.Parameter(torch.randn(cfg.image_grid, d) * 0.02)
+        self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout, causal=False, cross=True)
+                                    for _ in range(cfg.depth))
+        self.ln_f = nn.LayerNorm(d)
+        self.head = nn.Linear(d, cfg.image_vocab, bias=False)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    @property
+    def mask_id(self) -> int:
+        return self.cfg.image_vocab
+
+    def logits(self, text_states: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        """text states (B, L, D) and image ids (B, N), [MASK] where unknown -> logits (B, N, V)."""
+        pos = (self.row_pos[:, None] + self.col_pos[None]).flatten(0, 1)  # (N, D), row-major like the tokens
+        x = self.image_emb(tokens) + pos
+        for blk in self.blocks:
+            x = blk(x, context=text_states)
+        return self.head(self.ln_f(x))
+
+    # -------------------------------------------------------------------------------------------- training
+
+    def forward(self, text: torch.Tensor, image: torch.Tensor) -> GeneratorLoss:
+        """text (B, L), image (B, N) code ids -> cross-entropy on a cosine-scheduled random share of masked tokens."""
+        B, N = image.shape
+        ratio = torch.cos(math.pi / 2 * torch.rand(B, device=image.device))  # (B,) share to mask
+        n_mask = (ratio * N).ceil().clamp(1, N)
+        rank = torch.rand(B, N, device=image.device).argsort(1).argsort(1)  # a random permutation per row
+        masked = rank < n_mask[:, None]  # (B, N)
+        logits = self.logits(self.text_encoder(text), image.masked_fill(masked, self.mask_id))
+        loss = F.cross_entropy(logits[masked].float(), image[masked])
+        return GeneratorLoss(loss=loss, text=loss.new_zeros(()), image=loss)
+
+    # -------------------------------------------------------------------------------------------- sampling
+
+    @torch.no_grad()
+    def sample(self, text: torch.Tensor, generators: list[torch.Generator], options: SampleOptions = SampleOptions(),
+               prime: torch.Tensor | None = None, use_cache: bool = True) -> torch.Tensor:
+        """text (B, L) ids -> image code ids (B, N) in options.steps parallel steps.
+
+        generators: one per row; prime: (B, n) first image tokens to keep. use_cache is accepted for the
+        pipeline's sake and ignored: the text states are computed once, and nothing else repeats across steps.
+        """
+        cfg = self.cfg
+        options.validate(cfg.image_vocab)
+        B, N, V, K = text.shape[0], cfg.image_len, cfg.image_vocab, options.steps
+        if len(generators) != B:
+            raise ValueError(f"need one generator per row: {len(generators)} for {B} rows")
+        n0 = 0 if prime is None else prime.shape[1]
+        if not 0 <= n0 < N:
+            raise ValueError(f"prime must have fewer than {N} tokens, got {n0}")
+        device = text.device
+        guided = options.guidance_scale != 1.0
+        rows = torch.cat([text, torch.full_like(text, PAD_ID)]) if guided else text  # (R, L); input untouched
+        context = self.text_encoder(rows)  # (R, L, D), once
+        tokens = torch.full((B, N), self.mask_id, dtype=torch.long, device=device)
+        if prime is not None:
+            tokens[:, :n0] = prime
+        known = tokens != self.mask_id  # (B, N); every row has the same number known
+        for t in range(K):
+            unknown = N - int(known[0].sum())
+            if unknown == 0:
+                break
+            logits = self.logits(context, tokens.repeat(2, 1) if guided else tokens).float()  # (R, N, V)
+            if guided:
+                c, u = logits.chunk(2)
+                logits = u + options.guidance_scale * (c - u)
+            logits = filter_logits(logits, options)
+            drawn = (logits + gumbel(generators, (N, V), device)).argmax(-1)  # (B, N)
+            confidence = logits.log_softmax(-1).gather(-1, drawn[..., None])[..., 0]  # (B, N) log p(drawn)
+            confidence = confidence + options.choice_temperature * (1 - (t + 1) / K) * gumbel(generators, (N,), device)
+            confidence = confidence.masked_fill(known, float("inf"))
+            drawn = torch.where(known, tokens, drawn)
+            # how many stay masked after this step: the cosine schedule, but at least one fewer than now
+            still = 0 if t == K - 1 else min(int(N * math.cos(math.pi / 2 * (t + 1) / K)), unknown - 1)
+            keep = torch.zeros_like(known).scatter_(1, confidence.argsort(1, descending=True)[:, : N - still], True)
+            tokens = torch.where(keep, drawn, torch.full_like(drawn, self.mask_id))
+            known = keep
+        return tokens
