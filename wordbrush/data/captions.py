@@ -20,10 +20,10 @@ RESERVED_WORDS: frozenset[str] = frozenset({
     "beneath", "atop", "to the right side of", "to the left side of",
 })
 
-P_DROP_COLOR = 0.15
-P_DROP_SIZE = 0.15
+P_DROP_COLOR = 0.2
+P_DROP_SIZE = 0.3  # GenEval-style prompts never name a size
 P_DIGITS = 0.2
-P_NO_RELATION = 0.25  # pair captions that name both objects but not where they are ("a and b")
+P_NO_RELATION = 0.4  # pair captions that name both objects but not where they are ("a and b")
 
 SHAPE_WORDS: dict[str, tuple[tuple[str, str], ...]] = {  # (singular, plural), first is most common
     "circle": (("circle", "circles"),),
