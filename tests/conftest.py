@@ -23,3 +23,8 @@ def tiny_pipeline(image_size: int = 32, text_len: int = 12, captions: int = 400,
                  dim=32, depth=2, heads=4)
     model = MaskGIT(MaskGITConfig(**shape, text_depth=1)) if generator == "maskgit" else DALLE(DalleConfig(**shape))
     return TextToImagePipeline(tokenizer, model, vae)
+
+
+def generators(seeds) -> list[torch.Generator]:
+    """One torch.Generator per image, seeded: what a generator's sample() takes."""
+    return [torch.Generator().manual_seed(s) for s in seeds]

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from conftest import generators as _gens
 from wordbrush.config import DalleConfig
 from wordbrush.generators.common import SampleOptions, pick
 from wordbrush.generators.dalle import DALLE
@@ -13,10 +14,6 @@ CFG = DalleConfig(text_vocab=40, text_len=6, image_vocab=24, image_grid=3, dim=3
 def _model(seed=0):
     torch.manual_seed(seed)
     return DALLE(CFG).eval()
-
-
-def _gens(seeds):
-    return [torch.Generator().manual_seed(s) for s in seeds]
 
 
 def test_loss_is_weighted_and_learns():

@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from conftest import generators as _gens
 from wordbrush.config import MaskGITConfig
 from wordbrush.generators.common import SampleOptions
 from wordbrush.generators.maskgit import MaskGIT
@@ -15,10 +16,6 @@ CFG = MaskGITConfig(text_vocab=40, text_len=6, image_vocab=24, image_grid=3, dim
 def _model(seed=0):
     torch.manual_seed(seed)
     return MaskGIT(CFG).eval()
-
-
-def _gens(seeds):
-    return [torch.Generator().manual_seed(s) for s in seeds]
 
 
 def test_loss_is_on_masked_tokens_and_learns():

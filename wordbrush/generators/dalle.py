@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DalleConfig
-from ..nn.transformer import Block, KVCache
+from ..nn.transformer import Block, KVCache, init_weights
 from ..text.tokenizer import PAD_ID
 from .common import GeneratorLoss, SampleOptions, gumbel, pick
 
@@ -41,14 +41,7 @@ class DALLE(nn.Module):
         self.ln_f = nn.LayerNorm(d)
         self.text_head = nn.Linear(d, cfg.text_vocab, bias=False)
         self.image_head = nn.Linear(d, cfg.image_vocab, bias=False)
-        self.apply(self._init)
-
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, std=0.02)
-            if isinstance(m, nn.Linear) and m.bias is not None:
-                nn.init.zeros_(m.bias)
+        self.apply(init_weights)
 
     # ------------------------------------------------------------------------------------------- embedding
 

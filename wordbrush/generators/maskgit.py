@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import MaskGITConfig
-from ..nn.transformer import Block
+from ..nn.transformer import Block, init_weights
 from ..text.encoder import TextEncoder
 from ..text.tokenizer import PAD_ID
 from .common import GeneratorLoss, SampleOptions, filter_logits, gumbel
@@ -45,14 +45,7 @@ class MaskGIT(nn.Module):
                                     for _ in range(cfg.depth))
         self.ln_f = nn.LayerNorm(d)
         self.head = nn.Linear(d, cfg.image_vocab, bias=False)
-        self.apply(self._init)
-
-    @staticmethod
-    def _init(m: nn.Module) -> None:
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, std=0.02)
-            if isinstance(m, nn.Linear) and m.bias is not None:
-                nn.init.zeros_(m.bias)
+        self.apply(init_weights)
 
     @property
     def mask_id(self) -> int:

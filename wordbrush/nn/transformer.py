@@ -10,6 +10,14 @@ from einops import rearrange
 from torch import nn
 
 
+def init_weights(m: nn.Module) -> None:
+    """GPT-2's initialisation for the generators (module.apply(init_weights)): N(0, 0.02) weights, zero biases."""
+    if isinstance(m, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
 def use_explicit_attention(q: torch.Tensor) -> bool:
     """scaled_dot_product_attention everywhere except two CPU cases where the explicit softmax(q k^T) v is faster
     (benchmarks/attention_cpu.py): training in bfloat16, where the CPU flash kernel's backward measured ~5x slower
