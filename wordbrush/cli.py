@@ -126,17 +126,22 @@ def _train_config(cls, args: argparse.Namespace):
     return cfg
 
 
+# `wordbrush train PART`: PART -> (its config class in config.py, what it trains)
+TRAIN_PARTS = {
+    "vae": ("VAETrainConfig", "the discrete VAE image tokenizer"),
+    "dalle": ("DalleTrainConfig", "the autoregressive transformer (DALL·E) on a trained VAE's tokens"),
+    "maskgit": ("MaskGITTrainConfig", "the parallel-decoding transformer (MaskGIT) on a trained VAE's tokens"),
+}
+
+
 def cmd_train(args: argparse.Namespace) -> None:
-    from .config import DalleTrainConfig, MaskGITTrainConfig, VAETrainConfig
+    from . import config
 
     if args.part == "vae":
         from .train.vae import train_vae as train
-
-        cfg = _train_config(VAETrainConfig, args)
     else:
         from .train.generator import train_generator as train
-
-        cfg = _train_config(MaskGITTrainConfig if args.part == "maskgit" else DalleTrainConfig, args)
+    cfg = _train_config(getattr(config, TRAIN_PARTS[args.part][0]), args)
     result = train(cfg, resume=args.resume, progress_bar=not args.quiet)
     print(json.dumps(result, indent=2))
     print(f"saved to {cfg.out}")
@@ -274,26 +279,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train a part")
     train_sub = train.add_subparsers(dest="part", required=True, parser_class=_Parser)
-    tv = train_sub.add_parser("vae", help="train the discrete VAE image tokenizer")
-    tv.add_argument("--config", help="JSON or TOML file of VAETrainConfig (defaults otherwise)")
-    tv.add_argument("--out", help="output folder (overrides the config's out)")
-    tv.add_argument("--resume", action="store_true", help="continue the run saved in the output folder")
-    tv.add_argument("--max-steps", type=_positive_int)
-    tv.add_argument("--max-minutes", type=float)
-    tv.add_argument("-q", "--quiet", action="store_true")
-    tv.set_defaults(func=cmd_train)
-
-    for part, cfg_name, what in (("dalle", "DalleTrainConfig", "the autoregressive transformer (DALL·E)"),
-                                 ("maskgit", "MaskGITTrainConfig", "the parallel-decoding transformer (MaskGIT)")):
-        td = train_sub.add_parser(part, help=f"train {what} on a trained VAE's tokens")
-        td.add_argument("--config", help=f"JSON or TOML file of {cfg_name} (defaults otherwise)")
-        td.add_argument("--vae", help="trained VAE folder (overrides the config's vae)")
-        td.add_argument("--out", help="output folder (overrides the config's out)")
-        td.add_argument("--resume", action="store_true", help="continue the run saved in the output folder")
-        td.add_argument("--max-steps", type=_positive_int)
-        td.add_argument("--max-minutes", type=float)
-        td.add_argument("-q", "--quiet", action="store_true")
-        td.set_defaults(func=cmd_train)
+    for part, (cfg_name, what) in TRAIN_PARTS.items():
+        tp = train_sub.add_parser(part, help=f"train {what}")
+        tp.add_argument("--config", help=f"JSON or TOML file of {cfg_name} (defaults otherwise)")
+        if part != "vae":
+            tp.add_argument("--vae", help="trained VAE folder (overrides the config's vae)")
+        tp.add_argument("--out", help="output folder (overrides the config's out)")
+        tp.add_argument("--resume", action="store_true", help="continue the run saved in the output folder")
+        tp.add_argument("--max-steps", type=_positive_int)
+        tp.add_argument("--max-minutes", type=float)
+        tp.add_argument("-q", "--quiet", action="store_true")
+        tp.set_defaults(func=cmd_train)
 
     gen = sub.add_parser("generate", help="draw images from prompts: one PNG per image plus a grid")
     gen.add_argument("prompts", nargs="+", metavar="PROMPT")

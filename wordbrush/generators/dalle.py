@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DalleConfig
-from ..nn.transformer import Block, KVCache, init_weights
+from ..nn.transformer import Block, KVCache, grid_positions, init_weights
 from ..text.tokenizer import PAD_ID
 from .common import GeneratorLoss, SampleOptions, gumbel, pick
 
@@ -47,9 +47,7 @@ class DALLE(nn.Module):
 
     def image_pos(self, start: int, n: int) -> torch.Tensor:
         """Positions of image tokens start..start+n-1: row + column embeddings, (n, D)."""
-        idx = torch.arange(start, start + n, device=self.row_pos.device)
-        g = self.cfg.image_grid
-        return self.row_pos[idx // g] + self.col_pos[idx % g]
+        return grid_positions(self.row_pos, self.col_pos, start, n)
 
     def embed(self, text: torch.Tensor | None, image: torch.Tensor | None = None, image_start: int = 0) -> torch.Tensor:
         """text (B, L) ids and/or image (B, n) ids starting at grid index image_start -> (B, T, D)."""

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import MaskGITConfig
-from ..nn.transformer import Block, init_weights
+from ..nn.transformer import Block, grid_positions, init_weights
 from ..text.encoder import TextEncoder
 from ..text.tokenizer import PAD_ID
 from .common import GeneratorLoss, SampleOptions, filter_logits, gumbel
@@ -53,8 +53,7 @@ class MaskGIT(nn.Module):
 
     def logits(self, text_states: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
         """text states (B, L, D) and image ids (B, N), [MASK] where unknown -> logits (B, N, V)."""
-        pos = (self.row_pos[:, None] + self.col_pos[None]).flatten(0, 1)  # (N, D), row-major like the tokens
-        x = self.image_emb(tokens) + pos
+        x = self.image_emb(tokens) + grid_positions(self.row_pos, self.col_pos, 0, self.cfg.image_len)  # (B, N, D)
         for blk in self.blocks:
             x = blk(x, context=text_states)
         return self.head(self.ln_f(x))

@@ -18,6 +18,13 @@ def init_weights(m: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def grid_positions(row_pos: torch.Tensor, col_pos: torch.Tensor, start: int, n: int) -> torch.Tensor:
+    """2-D positions of image tokens start..start+n-1 in row-major order: row + column embeddings, (n, D)."""
+    idx = torch.arange(start, start + n, device=row_pos.device)
+    g = col_pos.shape[0]
+    return row_pos[idx // g] + col_pos[idx % g]
+
+
 def use_explicit_attention(q: torch.Tensor) -> bool:
     """scaled_dot_product_attention everywhere except two CPU cases where the explicit softmax(q k^T) v is faster
     (benchmarks/attention_cpu.py): training in bfloat16, where the CPU flash kernel's backward measured ~5x slower

@@ -11,6 +11,8 @@ from typing import Any
 
 import torch
 
+from ..errors import WordbrushError
+
 
 def lr_at(step: int, progress: float, base_lr: float, warmup_steps: int, min_ratio: float) -> float:
     """Linear warm-up over `warmup_steps`, then cosine from base_lr to base_lr*min_ratio as progress goes 0 -> 1."""
@@ -24,6 +26,18 @@ def setup_torch(threads: int, seed: int) -> None:
     if threads > 0:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
+
+
+STATE = "train_state.safetensors"  # optimizer state + step, beside the model's own files
+
+
+def start_run(out: Path, resume: bool) -> bool:
+    """Make the run folder; True when it holds a run to resume. A run there without resume is an error."""
+    has_ckpt = (out / STATE).exists()
+    if has_ckpt and not resume:
+        raise WordbrushError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    return has_ckpt
 
 
 def autocast(device: torch.device, bf16: bool):

@@ -30,9 +30,8 @@ from ..pipeline import TextToImagePipeline
 from ..text.tokenizer import PAD_ID, TextTokenizer
 from ..utils.images import save_grid, to_tensor
 from ..utils.plot import plot_curves
-from .common import Budget, JsonlLog, autocast, lr_at, setup_torch
+from .common import STATE, Budget, JsonlLog, autocast, lr_at, setup_torch, start_run
 
-STATE = "train_state.safetensors"
 TOKENIZER_SEED_OFFSET = 3_000_000  # captions for the BPE come from their own seed
 
 
@@ -48,10 +47,7 @@ def train_generator(cfg: DalleTrainConfig, resume: bool = False, progress_bar: b
     setup_torch(cfg.threads, cfg.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(cfg.out)
-    has_ckpt = (out / STATE).exists()
-    if has_ckpt and not resume:
-        raise WordbrushError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    has_ckpt = start_run(out, resume)
 
     vae = load_vae(cfg.vae).to(device)
     for p in vae.parameters():

@@ -19,14 +19,12 @@ from tqdm import tqdm
 from ..checkpoint import load_optimizer, load_part, save_optimizer, write_json
 from ..config import VAETrainConfig, to_dict
 from ..data.shapes import ShapesDataset
-from ..errors import WordbrushError
 from ..image.metrics import code_usage, psnr
 from ..image.vae import DiscreteVAE, VAEOutput, save_vae
 from ..utils.images import save_grid, to_pil, to_tensor
 from ..utils.plot import plot_curves
-from .common import Budget, JsonlLog, autocast, lr_at, setup_torch
+from .common import STATE, Budget, JsonlLog, autocast, lr_at, setup_torch, start_run
 
-STATE = "train_state.safetensors"
 EVAL_SEED_OFFSET = 1_000_000  # held-out scenes come from seed data.seed + this
 
 
@@ -48,10 +46,7 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress_bar: bool = Tr
     setup_torch(cfg.threads, cfg.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     out = Path(cfg.out)
-    has_ckpt = (out / STATE).exists()
-    if has_ckpt and not resume:
-        raise WordbrushError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
+    has_ckpt = start_run(out, resume)
 
     vae = DiscreteVAE(cfg.model).to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
