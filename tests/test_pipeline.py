@@ -13,7 +13,7 @@ from conftest import tiny_pipeline
 from wordbrush.cli import main
 from wordbrush.data.shapes import ShapesDataset
 from wordbrush.errors import CheckpointError, WordbrushError
-from wordbrush.pipeline import TextToImagePipeline
+from wordbrush.pipeline import TextToImagePipeline, candidate_generator
 from wordbrush.text.tokenizer import PAD_ID, TextTokenizer, clean_prompt
 
 
@@ -114,12 +114,42 @@ def test_hostile_prompts_generate_or_fail_clearly(pipe, prompt, outcome):
     (dict(top_p=0.0), "top_p"),
     (dict(top_k=10_000), "top_k"),
     (dict(num_inference_steps=0), "steps"),
+    (dict(candidates=0), "candidates"),
+    (dict(candidates=65), "candidates"),
 ])
 def test_bad_arguments(pipe, kwargs, msg):
     with pytest.raises(ValueError, match=msg):
         pipe("a red circle", **kwargs)
     with pytest.raises(WordbrushError, match="not a string"):
         pipe(["a red circle", 3])
+
+
+def test_candidates_keep_the_likeliest_of_those_drawn(pipe):
+    """candidates=C draws C token grids per image (candidate 0 is the plain draw of that seed) and keeps the one
+    with the highest log_likelihood given the prompt, whatever the batch size."""
+    prompts = ["a red circle", "two blue squares"]
+    plain = pipe(prompts, seed=5)
+    out = pipe(prompts, seed=5, candidates=3)
+    small = pipe(prompts, seed=5, candidates=3, batch_size=2)
+    assert torch.equal(out.tokens, small.tokens)
+    text = pipe.tokenizer.encode(prompts, pipe.generator.cfg.text_len).ids
+    for i, seed in enumerate(plain.seeds):
+        drawn = torch.cat([pipe.generator.sample(text[i : i + 1], [candidate_generator(seed, c)], pipe.sampling)
+                           for c in range(3)])  # (3, N)
+        assert torch.equal(drawn[0], plain.tokens[i])
+        assert len({tuple(t.tolist()) for t in drawn}) == 3  # the candidates differ
+        best = pipe.generator.log_likelihood(text[i : i + 1].repeat(3, 1), drawn).argmax()
+        assert torch.equal(out.tokens[i], drawn[best])
+
+
+def test_dalle_log_likelihood_is_the_training_loss():
+    pipe = tiny_pipeline(image_size=32, text_len=12)
+    text = pipe.tokenizer.encode(["a red circle", "a blue square"], 12).ids
+    image = torch.randint(0, 32, (2, pipe.generator.cfg.image_len))
+    loss = pipe.generator(text, image).image  # mean cross-entropy over the image tokens
+    ll = pipe.generator.log_likelihood(text, image)
+    assert ll.shape == (2,)
+    assert torch.allclose(-ll.sum() / image.numel(), loss, atol=1e-5)
 
 
 def test_priming_keeps_the_top_rows(pipe):

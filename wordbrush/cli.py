@@ -160,7 +160,8 @@ def cmd_generate(args: argparse.Namespace) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the notes are printed below, once, as one line each
         out = pipe(args.prompts, num_images_per_prompt=args.n, seed=args.seed, guidance_scale=args.guidance,
-                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, num_inference_steps=args.steps)
+                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, num_inference_steps=args.steps,
+                   candidates=args.candidates)
     for note in out.warnings:
         print(f"wordbrush: warning: {note}", file=sys.stderr)
     folder = Path(args.out)
@@ -205,12 +206,25 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     pipe = TextToImagePipeline.from_pretrained(folder, dtype=getattr(torch, args.dtype))
     options = pipe.sampling_options(guidance_scale=args.guidance, temperature=args.temperature, top_k=args.top_k,
-                                    top_p=args.top_p, steps=args.steps)
+                                    top_p=args.top_p, steps=args.steps, candidates=args.candidates)
     out = Path(args.out or f"eval-{folder.name}")
     evaluate_pipeline(pipe, out, n_per_category=args.prompts_per_category, images_per_prompt=args.images,
                       options=options, progress=not args.quiet)
     print((out / "report.md").read_text())
     print(f"wrote {out / 'report.md'}, {out / 'report.json'} and image grids under {out}")
+
+
+def _add_sampling_args(p: argparse.ArgumentParser) -> None:
+    """The sampling flags of `generate` and `eval`; each left out takes the model's saved default."""
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (1 = off; default: the model's)")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-k", type=_positive_int)
+    p.add_argument("--top-p", type=float)
+    p.add_argument("--steps", type=_positive_int, help="maskgit models: parallel decoding steps")
+    p.add_argument("--candidates", type=_positive_int,
+                   help="draw this many per image and keep the one the model finds likeliest for the prompt")
+    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                   help="the generator's weights; bfloat16 samples faster where the CPU/GPU supports it")
 
 
 def _list_of(kind):
@@ -297,13 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("-n", type=_positive_int, default=4, help="images per prompt")
     gen.add_argument("--seed", type=_nonneg_int, default=0, help="image k uses seed + k")
     gen.add_argument("--out", default="wordbrush-out", help="output folder")
-    gen.add_argument("--guidance", type=float, help="classifier-free guidance scale (1 = off; default: the model's)")
-    gen.add_argument("--temperature", type=float)
-    gen.add_argument("--top-k", type=_positive_int)
-    gen.add_argument("--top-p", type=float)
-    gen.add_argument("--steps", type=_positive_int, help="maskgit models: parallel decoding steps (default: the model's)")
-    gen.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
-                     help="the generator's weights; bfloat16 samples faster where the CPU/GPU supports it")
+    _add_sampling_args(gen)
     gen.set_defaults(func=cmd_generate)
 
     ev = sub.add_parser("eval", help="evaluate a saved model: the shapes benchmark (pipelines) or PSNR/usage (VAEs)")
@@ -311,12 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="report folder (default: eval-<model>)")
     ev.add_argument("--prompts-per-category", type=_positive_int, default=20, help="pipelines: prompts per category")
     ev.add_argument("--images", type=_positive_int, default=4, help="pipelines: images per prompt")
-    ev.add_argument("--guidance", type=float, help="default: the model's saved sampling options")
-    ev.add_argument("--temperature", type=float)
-    ev.add_argument("--top-k", type=_positive_int)
-    ev.add_argument("--top-p", type=float)
-    ev.add_argument("--steps", type=_positive_int, help="maskgit models: parallel decoding steps")
-    ev.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="the generator's weights")
+    _add_sampling_args(ev)
     ev.add_argument("-n", type=_positive_int, default=1024, help="VAEs: held-out scenes")
     ev.add_argument("--seed", type=_nonneg_int, default=0, help="VAEs: offset of the held-out seed")
     ev.add_argument("-q", "--quiet", action="store_true")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .errors import ConfigError
+from .generators.common import SampleOptions
 
 T = TypeVar("T")
 
@@ -184,6 +185,8 @@ class DalleTrainConfig:
     log_every: int = 50
     sample_every: int = 1000
     checkpoint_every: int = 1000
+    # the saved model's sampling defaults (what `generate` and `eval` use unless told otherwise)
+    sampling: SampleOptions = field(default_factory=lambda: SampleOptions(guidance_scale=3.0))
     sample_prompts: tuple[str, ...] = (
         "a red circle", "a large blue square", "two green triangles", "three yellow crosses",
         "a purple diamond to the left of a white circle", "an orange square above a cyan triangle",

@@ -52,6 +52,13 @@ class PipelineOutput:
     warnings: list[str] = field(default_factory=list)
 
 
+def candidate_generator(seed: int, candidate: int) -> torch.Generator:
+    """The random stream of one candidate of the image with this seed; candidate 0 is seeded with the seed itself."""
+    if candidate == 0:
+        return torch.Generator().manual_seed(seed)
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, candidate]).generate_state(1, np.uint64)[0]))
+
+
 def builtin_path(name: str) -> Path:
     return Path(str(resources.files("wordbrush") / "models" / name))
 
@@ -185,15 +192,16 @@ class TextToImagePipeline:
     @torch.no_grad()
     def __call__(self, prompts: str | list[str], num_images_per_prompt: int = 1, seed: int = 0,
                  guidance_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
-                 top_p: float | None = None, num_inference_steps: int | None = None,
+                 top_p: float | None = None, num_inference_steps: int | None = None, candidates: int | None = None,
                  prime_images: list[Image.Image] | None = None, prime_rows: int = 0,
                  batch_size: int = 64, use_cache: bool = True) -> PipelineOutput:
         """Draw num_images_per_prompt images for each prompt. Image k (prompt-major) uses seed + k.
 
         prime_images / prime_rows: keep the top prime_rows token rows of the given image (one per prompt) and
         let the model complete the rest. num_inference_steps: parallel decoding steps (maskgit; dalle always
-        takes one step per image token). Sampling options left as None take the model's saved defaults
-        (`pipe.sampling`, stored in config.json).
+        takes one step per image token). candidates: draw this many per image and keep the one the generator
+        finds likeliest given its prompt (costs candidates times the sampling). Sampling options left as None
+        take the model's saved defaults (`pipe.sampling`, stored in config.json).
         """
         prompts, notes = self.check_prompts(prompts)
         for note in notes:
@@ -203,7 +211,7 @@ class TextToImagePipeline:
         if not isinstance(seed, int) or seed < 0:
             raise WordbrushError(f"seed must be a non-negative integer, got {seed!r}")
         options = self.sampling_options(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k,
-                                        top_p=top_p, steps=num_inference_steps)
+                                        top_p=top_p, steps=num_inference_steps, candidates=candidates)
         cfg = self.generator.cfg
         prime = None
         if prime_images is not None:
@@ -229,14 +237,25 @@ class TextToImagePipeline:
     def draw(self, prompts: list[str], seeds: list[int], options: SampleOptions | None = None,
              prime: torch.Tensor | None = None, batch_size: int = 64,
              use_cache: bool = True) -> tuple[list[Image.Image], torch.Tensor]:
-        """One image per (prompt, seed) pair, no validation: the loop under __call__, for benchmarks."""
+        """One image per (prompt, seed) pair, no validation: the loop under __call__, for benchmarks.
+
+        With options.candidates = C > 1, each image is the likeliest of C drawn for its prompt (by the
+        generator's log_likelihood given the prompt); candidate 0 is what C = 1 would draw. A batch holds
+        batch_size rows, candidates included.
+        """
         options = options or self.sampling
+        C, N = options.candidates, self.generator.cfg.image_len
         text = self.tokenizer.encode(prompts, self.generator.cfg.text_len).ids.to(self.device)
+        per_batch = max(1, batch_size // C)  # images per batch
         images, tokens = [], []
-        for s in range(0, len(prompts), batch_size):
-            gens = [torch.Generator().manual_seed(x) for x in seeds[s : s + batch_size]]
-            p = None if prime is None else prime[s : s + batch_size]
-            t = self.generator.sample(text[s : s + batch_size], gens, options, prime=p, use_cache=use_cache)
+        for s in range(0, len(prompts), per_batch):
+            rows = text[s : s + per_batch].repeat_interleave(C, 0)  # (b*C, L)
+            gens = [candidate_generator(x, c) for x in seeds[s : s + per_batch] for c in range(C)]
+            p = None if prime is None else prime[s : s + per_batch].repeat_interleave(C, 0)
+            t = self.generator.sample(rows, gens, options, prime=p, use_cache=use_cache)  # (b*C, N)
+            if C > 1:
+                best = self.generator.log_likelihood(rows, t).view(-1, C).argmax(1)  # (b,)
+                t = t.view(-1, C, N)[torch.arange(len(best), device=t.device), best]
             images += to_pil(self.vae.decode(t))
             tokens.append(t.cpu())
         return images, torch.cat(tokens)

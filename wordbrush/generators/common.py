@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+MAX_CANDIDATES = 64
+
 
 @dataclass
 class GeneratorLoss:
@@ -23,6 +25,7 @@ class SampleOptions:
     top_p: float | None = None  # keep the smallest set whose probability reaches p
     steps: int = 12  # maskgit: parallel decoding steps (dalle writes one token per step and ignores this)
     choice_temperature: float = 4.5  # maskgit: noise on which tokens to keep at a step, annealed to 0 (MaskGIT: 4.5)
+    candidates: int = 1  # draw this many per image and keep the one the generator finds likeliest given the prompt
 
     def validate(self, vocab: int) -> None:
         if not self.temperature > 0:
@@ -37,6 +40,8 @@ class SampleOptions:
             raise ValueError(f"steps must be in 1..1024, got {self.steps}")
         if self.choice_temperature < 0:
             raise ValueError(f"choice_temperature must be >= 0, got {self.choice_temperature}")
+        if not 1 <= self.candidates <= MAX_CANDIDATES:
+            raise ValueError(f"candidates must be in 1..{MAX_CANDIDATES}, got {self.candidates}")
 
 
 def gumbel(generators: list[torch.Generator], shape: tuple[int, ...], device: torch.device) -> torch.Tensor:

@@ -85,6 +85,15 @@ class DALLE(nn.Module):
             text_loss = image_loss.new_zeros(())
         return GeneratorLoss(loss=w * text_loss + (1 - w) * image_loss, text=text_loss, image=image_loss)
 
+    @torch.no_grad()
+    def log_likelihood(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """text (B, L), image (B, N) code ids -> log p(image | text) in nats, (B,): exact, one forward pass.
+        The pipeline ranks candidate images by it."""
+        L = text.shape[1]
+        h = self.trunk(self.embed(text, image[:, :-1]))  # (B, L + N - 1, D)
+        logp = self.image_head(h[:, L - 1:]).float().log_softmax(-1)  # (B, N, V_img)
+        return logp.gather(-1, image[..., None])[..., 0].sum(1)
+
     # -------------------------------------------------------------------------------------------- sampling
 
     @torch.no_grad()

@@ -71,6 +71,20 @@ class MaskGIT(nn.Module):
         loss = F.cross_entropy(logits[masked].float(), image[masked])
         return GeneratorLoss(loss=loss, text=loss.new_zeros(()), image=loss)
 
+    @torch.no_grad()
+    def log_likelihood(self, text: torch.Tensor, image: torch.Tensor, passes: int = 4) -> torch.Tensor:
+        """text (B, L), image (B, N) code ids -> a pseudo log-likelihood in nats, (B,): in each of `passes`
+        forward passes every passes-th token (a different offset each time) is masked and scored given the
+        others. Not log p(image | text), which a masked model does not define, but it ranks candidates alike."""
+        context = self.text_encoder(text)
+        group = torch.arange(image.shape[1], device=image.device) % passes  # (N,)
+        total = torch.zeros(image.shape[0], device=image.device)
+        for k in range(passes):
+            hidden = group == k
+            logp = self.logits(context, image.masked_fill(hidden, self.mask_id)).float().log_softmax(-1)
+            total += logp.gather(-1, image[..., None])[..., 0][:, hidden].sum(1)
+        return total
+
     # -------------------------------------------------------------------------------------------- sampling
 
     @torch.no_grad()

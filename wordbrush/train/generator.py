@@ -72,7 +72,7 @@ def train_generator(cfg: DalleTrainConfig, resume: bool = False, progress_bar: b
         step, elapsed = int(extra["step"]), float(extra["elapsed"])
         print(f"resuming {out} at step {step}")
     write_json(out / "train_config.json", to_dict(cfg))
-    pipe = TextToImagePipeline(tokenizer, model, vae)
+    pipe = TextToImagePipeline(tokenizer, model, vae, cfg.sampling)
     log = JsonlLog(out / "log.jsonl")
     n_params = sum(p.numel() for p in model.parameters())
 
