@@ -10,11 +10,12 @@ import pytest
 from PIL import Image
 
 from wordbrush.data.captions import INVERSE, reserved_in
-from wordbrush.data.shapes import DEFAULT_HOLDOUT, Obj, Scene, render
+from wordbrush.data.shapes import COLORS, DEFAULT_HOLDOUT, SHAPES, Obj, Scene, render
 from wordbrush.eval.benchmark import (CATEGORIES, COLOR_CATEGORIES, ObjSpec, PromptSpec,
                                       baseline_generators, format_table, judge, make_prompts,
                                       oracle_generator, render_spec, run_benchmark, scene_for_spec,
                                       shuffled_generator)
+from wordbrush.eval.paraphrase import make_paraphrase_prompts
 
 N = 20
 
@@ -212,3 +213,23 @@ def test_runner_rejects_bad_generators():
         run_benchmark(oracle_generator(specs[:1]), specs, progress=False)
     with pytest.raises(ValueError):
         shuffled_generator(specs[:1])
+
+
+# --- the paraphrase benchmark --------------------------------------------------------------------
+
+def test_paraphrases_keep_the_scenes_and_use_only_unseen_wording(specs):
+    para = make_paraphrase_prompts(N)
+    assert para == make_paraphrase_prompts(N)  # deterministic
+    assert [dataclasses.replace(p, prompt=s.prompt) for p, s in zip(para, specs)] == specs  # same scenes, in order
+    for p, s in zip(para, specs):
+        words = set(re.findall(r"[a-z]+", p.prompt))
+        # every shape and colour is named by a synonym training never uses, inside an unseen sentence frame
+        assert not words & (set(SHAPES) | set(COLORS) | {"circles", "squares", "triangles", "diamonds", "crosses"}), p.prompt
+        assert len(reserved_in(p.prompt)) >= 1 + sum(1 + (o.color is not None) for o in p.objects), p.prompt
+    assert len({p.prompt for p in para}) > 0.8 * len(para)
+
+
+def test_oracle_passes_paraphrased_prompts():
+    para = make_paraphrase_prompts(4)
+    res = run_benchmark(oracle_generator(para), para, images_per_prompt=1, progress=False)
+    assert res["overall"] == 1.0

@@ -1,4 +1,5 @@
-"""The built-in `shapes` model: ships inside the package, loads offline, and draws what it is asked for."""
+"""The built-in models (`shapes`, and `shapes-minilm` with the pretrained text encoder): ship inside the package,
+load offline, and draw what they are asked for."""
 
 import subprocess
 import sys
@@ -8,24 +9,26 @@ import pytest
 
 from wordbrush import TextToImagePipeline
 from wordbrush.eval.benchmark import ObjSpec, PromptSpec, judge
-from wordbrush.pipeline import builtin_path
+from wordbrush.pipeline import BUILTIN, builtin_path
 
 
-@pytest.fixture(scope="module")
-def pipe():
-    return TextToImagePipeline.from_pretrained("shapes")
+@pytest.fixture(scope="module", params=BUILTIN)
+def pipe(request):
+    return TextToImagePipeline.from_pretrained(request.param)
 
 
-def test_ships_inside_the_package_and_is_small():
-    folder = builtin_path("shapes")
+@pytest.mark.parametrize("name", BUILTIN)
+def test_ships_inside_the_package_and_is_small(name):
+    folder = builtin_path(name)
     files = sorted(p.name for p in folder.iterdir())
     assert files == ["config.json", "dalle.safetensors", "tokenizer.json", "vae.safetensors"]
     assert sum(p.stat().st_size for p in folder.iterdir()) <= 30 * 2**20
 
 
-def test_loads_with_the_network_cut_off(tmp_path):
+@pytest.mark.parametrize("name", BUILTIN)
+def test_loads_with_the_network_cut_off(tmp_path, name):
     code = ("from wordbrush import TextToImagePipeline as P; "
-            "print(len(P.from_pretrained('shapes')('a red circle', num_images_per_prompt=2).images))")
+            f"print(len(P.from_pretrained({name!r})('a red circle', num_images_per_prompt=2).images))")
     env = {"HF_HUB_OFFLINE": "1", "HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0 and r.stdout.strip() == "2", r.stderr

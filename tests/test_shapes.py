@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wordbrush.data.captions import (P_NO_RELATION, PAIR_NO_RELATION_TEMPLATES, RESERVED_WORDS, TEMPLATES, caption,
-                                     caption_and_template, reserved_in)
+from wordbrush.data.captions import (P_NO_RELATION, PAIR_NO_RELATION_TEMPLATES, RESERVED_WORDS, TEMPLATES,
+                                     UNSEEN_FORMS, caption, caption_and_template, reserved_in)
 from wordbrush.data.shapes import (COLORS, DEFAULT_HOLDOUT, PALETTE, SHAPES, SIZES, Obj, Scene,
                                    ShapesDataset, relation_holds, render, sample_scene,
                                    shape_mask, side_px, write_dataset)
@@ -208,6 +208,8 @@ def test_reserved_words_never_used():
     assert reserved_in("a big ball beneath a box") == ["ball", "beneath", "big", "box"]
     assert reserved_in("a cross to the right side of a square") == ["to the right side of"]
     assert reserved_in("a boxer") == []
+    for form in UNSEEN_FORMS:  # every sentence frame of the paraphrase benchmark carries a reserved marker
+        assert reserved_in(form.format(x="a circle")), form
 
 
 def test_write_dataset(tmp_path):

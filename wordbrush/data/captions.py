@@ -14,11 +14,38 @@ import numpy as np
 if TYPE_CHECKING:  # pragma: no cover
     from .shapes import Obj, Scene
 
-# Never used in training captions (single words and multi-word phrases).
-RESERVED_WORDS: frozenset[str] = frozenset({
-    "ball", "balls", "box", "boxes", "big", "bigger", "tiny", "huge", "little", "sphere",
-    "beneath", "atop", "to the right side of", "to the left side of",
-})
+# ---- Wording training captions never use. The paraphrase benchmark (eval/paraphrase.py) writes its prompts
+# with these, to measure whether a model understands phrasings it never saw; tests/test_shapes.py checks that
+# caption() never produces any of them (RESERVED_WORDS, below, is all of them).
+UNSEEN_SHAPE_WORDS: dict[str, tuple[tuple[str, str], ...]] = {  # (singular, plural)
+    "circle": (("ball", "balls"), ("disc", "discs"), ("sphere", "spheres")),
+    "square": (("box", "boxes"), ("block", "blocks")),
+    "triangle": (("pyramid", "pyramids"), ("wedge", "wedges")),
+    "diamond": (("lozenge", "lozenges"), ("rhomb", "rhombs")),
+    "cross": (("plus symbol", "plus symbols"), ("plus mark", "plus marks")),
+}
+UNSEEN_COLOR_WORDS: dict[str, tuple[str, ...]] = {
+    "red": ("crimson", "scarlet"), "green": ("emerald", "lime"), "blue": ("navy", "azure"),
+    "yellow": ("golden", "lemon"), "purple": ("violet", "lilac"), "orange": ("tangerine", "amber"),
+    "white": ("snowy", "ivory"), "cyan": ("turquoise", "aqua"),
+}
+UNSEEN_SIZE_WORDS: dict[str, tuple[str, ...]] = {"small": ("tiny", "little"), "large": ("big", "huge")}
+UNSEEN_RELATION_WORDS: dict[str, tuple[str, ...]] = {
+    "left of": ("to the left side of", "west of"), "right of": ("to the right side of", "east of"),
+    "above": ("atop", "higher than"), "below": ("beneath", "lower than"),
+}
+UNSEEN_NUMBER_WORDS: dict[int, tuple[str, ...]] = {2: ("a pair of", "a couple of"), 3: ("a trio of", "a triple of")}
+UNSEEN_AND_WORDS: tuple[str, ...] = ("as well as", "along with")  # "a ball as well as a box"
+UNSEEN_FORMS: tuple[str, ...] = (  # sentence frames; {x} is the scene
+    "please draw {x}", "show me {x}", "i would like {x}", "can you paint {x}", "{x}, please",
+    "make a sketch featuring {x}", "render {x} for me",
+)
+UNSEEN_FORM_MARKERS: tuple[str, ...] = ("please", "show me", "i would like", "can you", "paint", "featuring", "for me")
+RESERVED_WORDS: frozenset[str] = frozenset(
+    {w for pairs in UNSEEN_SHAPE_WORDS.values() for pair in pairs for w in pair}
+    | {w for ws in (*UNSEEN_COLOR_WORDS.values(), *UNSEEN_SIZE_WORDS.values(), *UNSEEN_RELATION_WORDS.values(),
+                    *UNSEEN_NUMBER_WORDS.values(), UNSEEN_AND_WORDS, UNSEEN_FORM_MARKERS) for w in ws}
+)
 
 P_DROP_COLOR = 0.2
 P_DROP_SIZE = 0.3  # GenEval-style prompts never name a size

@@ -1,6 +1,7 @@
 """`wordbrush eval --model M` for a text-to-image pipeline: the shapes benchmark on prompts from held-out
 seeds, beside the two baselines computed the same way (oracle renders of each prompt's scene, and oracle
-renders of a shuffled prompt), on all colour-shape pairs and on the pairs held out of training."""
+renders of a shuffled prompt), on all colour-shape pairs, on the pairs held out of training, and on the first
+set's prompts paraphrased in words training never uses (eval/paraphrase.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from ..generators.common import SampleOptions
 from .benchmark import DEFAULT_SEED, baseline_generators, format_table, make_prompts, run_benchmark
+from .paraphrase import make_paraphrase_prompts
 
 
 def evaluate_pipeline(pipe, out_dir: str | Path, n_per_category: int = 20, images_per_prompt: int = 4,
@@ -27,8 +29,12 @@ def evaluate_pipeline(pipe, out_dir: str | Path, n_per_category: int = 20, image
     md = ["# Shapes benchmark", "",
           f"{images_per_prompt} images per prompt, prompts drawn from seed {seed} (never used in training), "
           f"judged from pixels by the scene checker. Sampling: {vars(options)}.", ""]
-    for split, title in (("all", "All colour-shape pairs"), ("holdout", "Colour-shape pairs held out of training")):
-        specs = make_prompts(n_per_category, seed=seed, split=split)
+    sections = (("all", "All colour-shape pairs", make_prompts(n_per_category, seed=seed, split="all")),
+                ("holdout", "Colour-shape pairs held out of training",
+                 make_prompts(n_per_category, seed=seed, split="holdout")),
+                ("paraphrase", "Paraphrased prompts: the first table's scenes in words training never uses",
+                 make_paraphrase_prompts(n_per_category, seed=seed)))
+    for split, title, specs in sections:
         runs = {"model": run_benchmark(generate, specs, images_per_prompt, out_dir=out / split, progress=progress)}
         for name, gen in baseline_generators(specs).items():
             runs[name] = run_benchmark(gen, specs, images_per_prompt, progress=False)

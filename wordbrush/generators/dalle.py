@@ -21,6 +21,7 @@ from torch import nn
 
 from ..config import DalleConfig
 from ..nn.transformer import Block, KVCache, grid_positions, init_weights
+from ..text.minilm import MiniLMText
 from ..text.tokenizer import PAD_ID
 from .common import GeneratorLoss, SampleOptions, gumbel, pick
 
@@ -32,16 +33,20 @@ class DALLE(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.dim
-        self.text_emb = nn.Embedding(cfg.text_vocab, d)
+        if cfg.text_encoder == "scratch":
+            self.text_emb = nn.Embedding(cfg.text_vocab, d)
         self.text_pos = nn.Parameter(torch.randn(cfg.text_len, d) * 0.02)
         self.image_emb = nn.Embedding(cfg.image_vocab, d)
         self.row_pos = nn.Parameter(torch.randn(cfg.image_grid, d) * 0.02)  # 2-D position of an image token
         self.col_pos = nn.Parameter(torch.randn(cfg.image_grid, d) * 0.02)
         self.blocks = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio, cfg.dropout) for _ in range(cfg.depth))
         self.ln_f = nn.LayerNorm(d)
-        self.text_head = nn.Linear(d, cfg.text_vocab, bias=False)
+        if cfg.text_encoder == "scratch":
+            self.text_head = nn.Linear(d, cfg.text_vocab, bias=False)
         self.image_head = nn.Linear(d, cfg.image_vocab, bias=False)
         self.apply(init_weights)
+        if cfg.text_encoder == "minilm":  # after init_weights: its pretrained weights stay as they are
+            self.text_emb = MiniLMText(d, cfg.text_encoder_train_layers)
 
     # ------------------------------------------------------------------------------------------- embedding
 
@@ -93,6 +98,22 @@ class DALLE(nn.Module):
         h = self.trunk(self.embed(text, image[:, :-1]))  # (B, L + N - 1, D)
         logp = self.image_head(h[:, L - 1:]).float().log_softmax(-1)  # (B, N, V_img)
         return logp.gather(-1, image[..., None])[..., 0].sum(1)
+
+    @torch.no_grad()
+    def text_attention(self, text: torch.Tensor, image: torch.Tensor, layers: list[int] | None = None) -> torch.Tensor:
+        """How much the query that wrote each image token attended to each text position: text (B, L), image
+        (B, N) -> (B, N, L), averaged over heads and the given layers (default all)."""
+        L, N = text.shape[1], image.shape[1]
+        chosen = [self.blocks[i].attn for i in (range(len(self.blocks)) if layers is None else layers)]
+        for attn in chosen:
+            attn.record_weights = True
+        try:
+            self.trunk(self.embed(text, image[:, :-1]))
+            # position L-1+i predicts image token i; its weights over the L text positions
+            return torch.stack([a.last_weights[:, :, L - 1 : L - 1 + N, :L] for a in chosen]).mean((0, 2))
+        finally:
+            for attn in chosen:
+                attn.record_weights, attn.last_weights = False, None
 
     # -------------------------------------------------------------------------------------------- sampling
 

@@ -25,6 +25,7 @@ from torch import nn
 from ..config import MaskGITConfig
 from ..nn.transformer import Block, grid_positions, init_weights
 from ..text.encoder import TextEncoder
+from ..text.minilm import MiniLMText
 from ..text.tokenizer import PAD_ID
 from .common import GeneratorLoss, SampleOptions, filter_logits, gumbel
 
@@ -36,8 +37,9 @@ class MaskGIT(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.dim
-        self.text_encoder = TextEncoder(cfg.text_vocab, cfg.text_len, d, cfg.text_depth, cfg.heads, cfg.mlp_ratio,
-                                        cfg.dropout)
+        if cfg.text_encoder == "scratch":
+            self.text_encoder = TextEncoder(cfg.text_vocab, cfg.text_len, d, cfg.text_depth, cfg.heads, cfg.mlp_ratio,
+                                            cfg.dropout)
         self.image_emb = nn.Embedding(cfg.image_vocab + 1, d)  # the last id is [MASK]
         self.row_pos = nn.Parameter(torch.randn(cfg.image_grid, d) * 0.02)
         self.col_pos = nn.Parameter(torch.randn(cfg.image_grid, d) * 0.02)
@@ -46,6 +48,8 @@ class MaskGIT(nn.Module):
         self.ln_f = nn.LayerNorm(d)
         self.head = nn.Linear(d, cfg.image_vocab, bias=False)
         self.apply(init_weights)
+        if cfg.text_encoder == "minilm":  # after init_weights: its pretrained weights stay as they are
+            self.text_encoder = MiniLMText(d, cfg.text_encoder_train_layers)
 
     @property
     def mask_id(self) -> int:
@@ -84,6 +88,20 @@ class MaskGIT(nn.Module):
             logp = self.logits(context, image.masked_fill(hidden, self.mask_id)).float().log_softmax(-1)
             total += logp.gather(-1, image[..., None])[..., 0][:, hidden].sum(1)
         return total
+
+    @torch.no_grad()
+    def text_attention(self, text: torch.Tensor, image: torch.Tensor, layers: list[int] | None = None) -> torch.Tensor:
+        """How much each image token's cross-attention looks at each text position, with the whole image known:
+        text (B, L), image (B, N) -> (B, N, L), averaged over heads and the given layers (default all)."""
+        chosen = [self.blocks[i].cross for i in (range(len(self.blocks)) if layers is None else layers)]
+        for attn in chosen:
+            attn.record_weights = True
+        try:
+            self.logits(self.text_encoder(text), image)
+            return torch.stack([a.last_weights for a in chosen]).mean((0, 2))
+        finally:
+            for attn in chosen:
+                attn.record_weights, attn.last_weights = False, None
 
     # -------------------------------------------------------------------------------------------- sampling
 

@@ -1,9 +1,11 @@
-"""The `scratch` text tokenizer: BPE trained on the captions with Hugging Face `tokenizers`.
+"""Text tokenizers over Hugging Face `tokenizers`: the `scratch` one is BPE trained on the captions; the `minilm`
+encoder brings its own WordPiece tokenizer (text/minilm.py), wrapped by the same class.
 
 Prompts are cleaned first (Unicode NFKC, control characters dropped, whitespace collapsed, lower case), then
-split into BPE pieces. Every prompt becomes exactly `length` ids: shorter ones are padded with [PAD] (id 0),
-longer ones truncated, and the caller is told (see `Encoded.truncated`). Words made of pieces the tokenizer
-never saw become [UNK] (id 1) and are reported in `Encoded.unknown_words`.
+split into pieces. Every prompt becomes exactly `length` ids: shorter ones are padded with [PAD] (id 0),
+longer ones truncated, and the caller is told (see `Encoded.truncated`). Words the tokenizer cannot read are
+reported in `Encoded.unknown_words`: for the scratch BPE a word that is not one token (it never occurred in
+training captions), for a pretrained WordPiece vocabulary a word that became [UNK].
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers,
 from ..errors import CheckpointError
 
 PAD, UNK = "[PAD]", "[UNK]"
-PAD_ID, UNK_ID = 0, 1
+PAD_ID = 0
 EOW = "</w>"  # marks a word's last piece, so decoding restores the spaces
 FILE = "tokenizer.json"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -43,8 +45,11 @@ class Encoded:
 class TextTokenizer:
     def __init__(self, tokenizer: Tokenizer):
         self.tok = tokenizer
-        if tokenizer.token_to_id(PAD) != PAD_ID or tokenizer.token_to_id(UNK) != UNK_ID:
-            raise CheckpointError("tokenizer: [PAD] must be id 0 and [UNK] id 1")
+        self.unk_id = tokenizer.token_to_id(UNK)
+        if tokenizer.token_to_id(PAD) != PAD_ID or self.unk_id is None:
+            raise CheckpointError("tokenizer: [PAD] must be id 0 and there must be an [UNK] token")
+        # the scratch BPE knows a training word as one token; a pretrained WordPiece splits known words too
+        self.pretrained = isinstance(tokenizer.model, models.WordPiece)
 
     @property
     def vocab_size(self) -> int:
@@ -69,12 +74,25 @@ class TextTokenizer:
             n = min(len(e.ids), length)
             ids[i, :n] = torch.tensor(e.ids[:n], dtype=torch.long)
             truncated.append(len(e.ids) > length)
-            # a word the tokenizer knows is one token; one it never saw breaks into pieces or [UNK]
             words: dict[int, list[tuple[int, int, int]]] = {}
             for tid, wid, (a, b) in zip(e.ids, e.word_ids, e.offsets):
-                words.setdefault(wid, []).append((tid, a, b))
-            unknown.append([cleaned[i][w[0][1]:w[-1][2]] for w in words.values() if len(w) > 1 or w[0][0] == UNK_ID])
+                if wid is not None:  # not [CLS] / [SEP]
+                    words.setdefault(wid, []).append((tid, a, b))
+            unknown.append([cleaned[i][w[0][1]:w[-1][2]] for w in words.values()
+                            if any(t == self.unk_id for t, _, _ in w) or (len(w) > 1 and not self.pretrained)])
         return Encoded(ids=ids, truncated=truncated, unknown_words=unknown)
+
+    def words(self, text: str, length: int) -> list[tuple[str, list[int]]]:
+        """The words of a (cleaned) prompt with the positions of their tokens among the first `length`:
+        what a per-word view of per-token attention sums over. Words cut off by truncation are left out."""
+        cleaned = clean_prompt(text)
+        e = self.tok.encode(cleaned)
+        spans: dict[int, tuple[int, int, list[int]]] = {}
+        for pos, (wid, (a, b)) in enumerate(zip(e.word_ids, e.offsets)):
+            if wid is not None and pos < length:
+                a0, _, ps = spans.get(wid, (a, b, []))
+                spans[wid] = (a0, b, ps + [pos])
+        return [(cleaned[a:b], ps) for a, b, ps in spans.values()]
 
     def decode(self, ids: torch.Tensor) -> str:
         return self.tok.decode([int(i) for i in ids if int(i) != PAD_ID])

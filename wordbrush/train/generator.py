@@ -2,7 +2,7 @@
 The generator (generators/dalle.py or generators/maskgit.py) is chosen by the type of cfg.model; each computes its
 own loss from (text ids, image code ids), so the loop is the same for both.
 
-    once:           train the BPE tokenizer on captions; load the frozen VAE
+    once:           train the BPE tokenizer on captions (or take minilm's own); load the frozen VAE
     for each step:  render a fresh batch of scenes + captions -> VAE codes (no grad) -> caption dropout
                     -> forward under bf16 autocast -> the generator's loss -> backward -> clip -> AdamW
     every N steps:  log (JSONL + progress bar), a PNG grid of samples for fixed prompts, a checkpoint that is
@@ -27,6 +27,7 @@ from ..generators.dalle import DALLE
 from ..generators.maskgit import MaskGIT
 from ..image.vae import load_vae
 from ..pipeline import TextToImagePipeline
+from ..text.minilm import load_tokenizer as load_minilm_tokenizer
 from ..text.tokenizer import PAD_ID, TextTokenizer
 from ..utils.images import save_grid, to_tensor
 from ..utils.plot import plot_curves
@@ -35,11 +36,16 @@ from .common import STATE, Budget, JsonlLog, autocast, lr_at, setup_torch, start
 TOKENIZER_SEED_OFFSET = 3_000_000  # captions for the BPE come from their own seed
 
 
-def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """Weight decay on matrices only (not on norms, biases, embeddings' positions)."""
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "pos" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "pos" not in n)]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": rest, "weight_decay": 0.0}]
+def _param_groups(model: torch.nn.Module, weight_decay: float, pretrained_lr_ratio: float = 1.0) -> list[dict[str, Any]]:
+    """The trainable parameters in groups: weight decay on matrices only (not on norms, biases, positions), and
+    pretrained layers being fine-tuned (a minilm encoder's `bert.`) at lr_scale = pretrained_lr_ratio."""
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            groups.setdefault((p.dim() >= 2 and "pos" not in n, ".bert." in n), []).append(p)
+    return [{"params": ps, "weight_decay": weight_decay if decay else 0.0,
+             "lr_scale": pretrained_lr_ratio if pretrained else 1.0}
+            for (decay, pretrained), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1]))]
 
 
 def train_generator(cfg: DalleTrainConfig, resume: bool = False, progress_bar: bool = True) -> dict[str, Any]:
@@ -56,6 +62,8 @@ def train_generator(cfg: DalleTrainConfig, resume: bool = False, progress_bar: b
         raise WordbrushError(f"the VAE in {cfg.vae} works on {vae.cfg.image_size}px images, data.size is {cfg.data.size}")
     if resume and has_ckpt:
         tokenizer = TextTokenizer.load(out)
+    elif cfg.model.text_encoder == "minilm":
+        tokenizer = load_minilm_tokenizer()
     else:
         cap_ds = ShapesDataset(cfg.tokenizer_captions, size=cfg.data.size, seed=cfg.data.seed + TOKENIZER_SEED_OFFSET,
                                split=cfg.data.split)
@@ -64,7 +72,8 @@ def train_generator(cfg: DalleTrainConfig, resume: bool = False, progress_bar: b
     cfg.model.image_vocab, cfg.model.image_grid = vae.num_codes, vae.grid_size
 
     model = (MaskGIT if isinstance(cfg.model, MaskGITConfig) else DALLE)(cfg.model).to(device)
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.95))
+    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay, cfg.text_encoder_lr_ratio), lr=cfg.lr,
+                            betas=(0.9, 0.95))
     step, elapsed = 0, 0.0
     if resume and has_ckpt:
         load_part(model, out / f"{model.kind}.safetensors", model.kind)
@@ -74,7 +83,7 @@ def train_generator(cfg: DalleTrainConfig, resume: bool = False, progress_bar: b
     write_json(out / "train_config.json", to_dict(cfg))
     pipe = TextToImagePipeline(tokenizer, model, vae, cfg.sampling)
     log = JsonlLog(out / "log.jsonl")
-    n_params = sum(p.numel() for p in model.parameters())
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)  # trained ones
 
     data = ShapesDataset(None, size=cfg.data.size, seed=cfg.data.seed, split=cfg.data.split)
     drop_rng = np.random.default_rng([cfg.seed, 1])
@@ -85,7 +94,7 @@ def train_generator(cfg: DalleTrainConfig, resume: bool = False, progress_bar: b
     while not budget.done(step):
         lr = lr_at(step, budget.progress(step), cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = lr * g.get("lr_scale", 1.0)
         t0 = time.perf_counter()
         b = cfg.batch_size
         items = [data.item_arrays(i) for i in range(step * b, (step + 1) * b)]

