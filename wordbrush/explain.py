@@ -85,9 +85,8 @@ def save_panel(expl: Explanation, path: str | Path, cols: int = 6) -> Path:
         ax.imshow(amap, cmap="inferno", alpha=0.65, extent=(0, size, size, 0), interpolation="bilinear",
                   vmin=0, vmax=max(float(amap.max()), 1e-9))
         ax.set_title(f"{word}  {100 * amap.mean():.0f}%", fontsize=9)
-    layer_note = "all layers" if len(expl.layers) > 1 and expl.layers == list(range(expl.layers[-1] + 1)) else \
-        f"layers {', '.join(map(str, expl.layers))}"
-    fig.suptitle(f"{expl.prompt!r}: where the image attends to each word ({layer_note})", fontsize=9)
+    fig.suptitle(f"{expl.prompt!r}: where the image attends to each word (layers "
+                 f"{', '.join(map(str, expl.layers))})", fontsize=9)
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import DalleConfig
-from ..nn.transformer import Block, KVCache, grid_positions, init_weights
+from ..nn.transformer import Block, KVCache, grid_positions, init_weights, recording
 from ..text.minilm import MiniLMText
 from ..text.tokenizer import PAD_ID
 from .common import GeneratorLoss, SampleOptions, gumbel, pick
@@ -104,16 +104,11 @@ class DALLE(nn.Module):
         """How much the query that wrote each image token attended to each text position: text (B, L), image
         (B, N) -> (B, N, L), averaged over heads and the given layers (default all)."""
         L, N = text.shape[1], image.shape[1]
-        chosen = [self.blocks[i].attn for i in (range(len(self.blocks)) if layers is None else layers)]
-        for attn in chosen:
-            attn.record_weights = True
-        try:
+        which = range(len(self.blocks)) if layers is None else layers
+        with recording([self.blocks[i].attn for i in which]) as chosen:
             self.trunk(self.embed(text, image[:, :-1]))
             # position L-1+i predicts image token i; its weights over the L text positions
             return torch.stack([a.last_weights[:, :, L - 1 : L - 1 + N, :L] for a in chosen]).mean((0, 2))
-        finally:
-            for attn in chosen:
-                attn.record_weights, attn.last_weights = False, None
 
     # -------------------------------------------------------------------------------------------- sampling
 

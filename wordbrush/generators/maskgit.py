@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import MaskGITConfig
-from ..nn.transformer import Block, grid_positions, init_weights
+from ..nn.transformer import Block, grid_positions, init_weights, recording
 from ..text.encoder import TextEncoder
 from ..text.minilm import MiniLMText
 from ..text.tokenizer import PAD_ID
@@ -93,15 +93,10 @@ class MaskGIT(nn.Module):
     def text_attention(self, text: torch.Tensor, image: torch.Tensor, layers: list[int] | None = None) -> torch.Tensor:
         """How much each image token's cross-attention looks at each text position, with the whole image known:
         text (B, L), image (B, N) -> (B, N, L), averaged over heads and the given layers (default all)."""
-        chosen = [self.blocks[i].cross for i in (range(len(self.blocks)) if layers is None else layers)]
-        for attn in chosen:
-            attn.record_weights = True
-        try:
+        which = range(len(self.blocks)) if layers is None else layers
+        with recording([self.blocks[i].cross for i in which]) as chosen:
             self.logits(self.text_encoder(text), image)
             return torch.stack([a.last_weights for a in chosen]).mean((0, 2))
-        finally:
-            for attn in chosen:
-                attn.record_weights, attn.last_weights = False, None
 
     # -------------------------------------------------------------------------------------------- sampling
 

@@ -4,6 +4,8 @@ cache for fast autoregressive sampling."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from einops import rearrange
@@ -34,6 +36,19 @@ def use_explicit_attention(q: torch.Tensor) -> bool:
     if q.device.type != "cpu":
         return False
     return q.shape[-2] == 1 or (q.dtype == torch.bfloat16 and torch.is_grad_enabled() and q.requires_grad)
+
+
+@contextmanager
+def recording(attentions: list[nn.Module]):
+    """Within the block, these SelfAttention / CrossAttention modules keep their last weights (.last_weights,
+    (B, heads, t, T)); afterwards they stop and drop them."""
+    for a in attentions:
+        a.record_weights = True
+    try:
+        yield attentions
+    finally:
+        for a in attentions:
+            a.record_weights, a.last_weights = False, None
 
 
 class KVCache:
