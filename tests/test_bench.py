@@ -164,3 +164,21 @@ def test_cli_against_without_venv_is_one_line(tmp_path, capsys):
     assert len(lines) == 1, r.stderr
     assert "no dalle-pytorch venv" in lines[0] and "install-dalle-pytorch.sh" in lines[0]
     assert r.stdout == ""
+
+
+def test_gpu_figures_script_runs_tiny_on_cpu(tmp_path):
+    """The prepared GPU script (benchmarks/gpu_figures.py) must work the first time it meets a GPU: run its tiny
+    config on the CPU and check the figures it reports."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_figures.py"
+    out = tmp_path / "gpu.json"
+    r = subprocess.run([sys.executable, str(script), "--tiny", "--device", "cpu", "--minutes", "0.01", "--batch", "8",
+                        "--sample-batch", "4", "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    fig = json.loads(out.read_text())
+    assert fig["train_steps"] >= 1 and fig["tokens_per_s"] > 0 and 0 < fig["mfu"] < 1
+    assert fig["sample_images_per_s"] > 0 and fig["bf16_matmul_tflops"] > 0
