@@ -24,7 +24,7 @@ import torch
 from wordbrush.config import DalleConfig
 from wordbrush.generators.common import SampleOptions
 from wordbrush.generators.dalle import DALLE
-from wordbrush.train.generator import _param_groups
+from wordbrush.train.common import param_groups
 
 BIG = dict(text_vocab=16384, text_len=64, image_vocab=8192, image_grid=16, dim=1024, depth=12, heads=16)
 TINY = dict(text_vocab=512, text_len=8, image_vocab=64, image_grid=4, dim=64, depth=2, heads=4)
@@ -75,7 +75,7 @@ def main() -> None:
     T = cfg.text_len + cfg.image_len
     flops_per_token = 6 * matmul_params(model) + 12 * cfg.depth * T * cfg.dim
     ceiling = matmul_ceiling(device, 256 if args.tiny else 8192)
-    opt = torch.optim.AdamW(_param_groups(model, 0.01), lr=3e-4, betas=(0.9, 0.95), fused=device.type == "cuda")
+    opt = torch.optim.AdamW(param_groups(model, 0.01), lr=3e-4, betas=(0.9, 0.95), fused=device.type == "cuda")
     step_fn = torch.compile(model) if args.compile else model
 
     def batch():

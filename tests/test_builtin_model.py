@@ -1,18 +1,26 @@
-"""The built-in models (`shapes`, and `shapes-minilm` with the pretrained text encoder): ship inside the package,
-load offline, and draw what they are asked for."""
+"""The built-in models (`shapes`, `shapes-minilm` with the pretrained text encoder, `emoji` with its CLIP, and
+`shapes-gan` where it ships): ship inside the package, load offline, and draw what they are asked for."""
 
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from wordbrush import TextToImagePipeline
 from wordbrush.eval.benchmark import ObjSpec, PromptSpec, judge
 from wordbrush.pipeline import BUILTIN, builtin_path
+from wordbrush.utils.images import to_tensor
 
 
-@pytest.fixture(scope="module", params=BUILTIN)
+SHAPES_MODELS = [n for n in BUILTIN if n.startswith("shapes")]
+FILES = {"emoji": ["README.md", "clip", "config.json", "dalle.safetensors", "tokenizer.json", "vae.safetensors"],
+         "shapes-gan": ["config.json", "gan.safetensors", "tokenizer.json"]}
+MAX_MB = {"emoji": 40}
+
+
+@pytest.fixture(scope="module", params=SHAPES_MODELS)
 def pipe(request):
     return TextToImagePipeline.from_pretrained(request.param)
 
@@ -21,8 +29,9 @@ def pipe(request):
 def test_ships_inside_the_package_and_is_small(name):
     folder = builtin_path(name)
     files = sorted(p.name for p in folder.iterdir())
-    assert files == ["config.json", "dalle.safetensors", "tokenizer.json", "vae.safetensors"]
-    assert sum(p.stat().st_size for p in folder.iterdir()) <= 30 * 2**20
+    assert files == FILES.get(name, ["config.json", "dalle.safetensors", "tokenizer.json", "vae.safetensors"])
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    assert size <= MAX_MB.get(name, 30) * 2**20
 
 
 @pytest.mark.parametrize("name", BUILTIN)
@@ -52,3 +61,26 @@ def test_cli_generate_with_the_default_model(tmp_path):
     assert r.returncode == 0, r.stderr
     paths = r.stdout.split()
     assert len(paths) == 3 and all(Path(p).exists() for p in paths)
+
+
+EMOJI_CAPTIONS = [  # captions of the emoji dataset's training split, one per category
+    "grinning face; smileys and emotion; cheerful, cheery, face",
+    "dog face; animals and nature; adorbs, animal, dog",
+    "red apple; food and drink; apple, diet, food",
+    "rocket; travel and places; launch, rockets, space",
+    "soccer ball; activities; ball, football, futbol",
+    "red heart; smileys and emotion; emotion, heart, love",
+    "flag: Japan; flags; JP, flag",
+    "waving hand; people and body; bye, cya, g2g",
+]
+
+
+def test_emoji_draws_what_its_clip_recognises():
+    """A known-answer check of the shipped emoji weights: for 8 captions of different categories, the shipped
+    CLIP picks each image's own caption out of the 8 for most of them."""
+    pipe = TextToImagePipeline.from_pretrained("emoji")
+    out = pipe(EMOJI_CAPTIONS, seed=0)
+    sims = pipe.clip.embed_images(to_tensor(np.stack([np.asarray(im) for im in out.images]))) \
+        @ pipe.clip.embed_texts(EMOJI_CAPTIONS).T  # (image, caption)
+    right = (sims.argmax(1) == np.arange(8)).sum().item()
+    assert right >= 6, f"{right}/8 images picked their own caption"

@@ -15,7 +15,7 @@ from wordbrush.config import DalleConfig
 from wordbrush.errors import ConfigError
 from wordbrush.pipeline import TextToImagePipeline
 from wordbrush.text.minilm import MiniLMText, load_tokenizer, packaged_keys
-from wordbrush.train.generator import _param_groups
+from wordbrush.train.common import param_groups
 
 
 @pytest.fixture(scope="module", params=["dalle", "maskgit"])
@@ -52,7 +52,7 @@ def test_frozen_or_top_layers_train_and_get_a_lower_lr():
     tuned = MiniLMText(32, train_layers=2)
     trained = {n.split(".")[2] for n, p in tuned.bert.named_parameters() if p.requires_grad}
     assert trained == {"4", "5"}  # encoder.layer.4 and .5 of 6
-    groups = _param_groups(torch.nn.ModuleDict({"text": tuned}), 0.01, pretrained_lr_ratio=0.1)
+    groups = param_groups(torch.nn.ModuleDict({"text": tuned}), 0.01, pretrained_lr_ratio=0.1)
     scaled = sum(p.numel() for g in groups if g["lr_scale"] == 0.1 for p in g["params"])
     assert scaled == sum(p.numel() for p in tuned.bert.encoder.layer[4:].parameters())
     x = tuned(load_tokenizer().encode(["a blue square"], 8).ids)

@@ -202,7 +202,7 @@ def test_from_config_r1_builds_the_reference_shapes(generator):
     with pytest.raises(WordbrushError, match="unknown reference config"):
         TextToImagePipeline.from_config("r9")
     with pytest.raises(WordbrushError, match="unknown generator"):
-        TextToImagePipeline.from_config("r1", generator="gan")
+        TextToImagePipeline.from_config("r1", generator="diffusion")
 
 
 def test_bf16_weights_sample_and_the_vae_stays_float32(pipe):

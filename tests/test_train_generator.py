@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from wordbrush.config import (DalleConfig, DalleTrainConfig, MaskGITConfig, MaskGITTrainConfig, ShapesDataConfig,
+from wordbrush.config import (DalleConfig, DalleTrainConfig, MaskGITConfig, MaskGITTrainConfig, DataConfig,
                               VAEConfig)
 from wordbrush.image.vae import DiscreteVAE, save_vae
 from wordbrush.pipeline import TextToImagePipeline
@@ -24,7 +24,7 @@ def vae_dir(tmp_path):
 def _cfg(tmp_path, vae_dir, steps, kind="dalle"):
     cls, model = ((MaskGITTrainConfig, MaskGITConfig(text_len=12, dim=32, depth=2, heads=4, text_depth=1))
                   if kind == "maskgit" else (DalleTrainConfig, DalleConfig(text_len=12, dim=32, depth=2, heads=4)))
-    return cls(model=model, vae=str(vae_dir), data=ShapesDataConfig(size=32), out=str(tmp_path / "run"),
+    return cls(model=model, vae=str(vae_dir), data=DataConfig(size=32), out=str(tmp_path / "run"),
                tokenizer_captions=300, batch_size=8, max_steps=steps, warmup_steps=2, log_every=2, sample_every=4,
                checkpoint_every=4, sample_prompts=("a red circle", "two blue squares"))
 
@@ -56,6 +56,6 @@ def test_training_writes_a_pipeline_and_resumes(tmp_path, vae_dir, kind):
 
 def test_train_dalle_refuses_a_vae_of_another_size(tmp_path, vae_dir):
     cfg = _cfg(tmp_path, vae_dir, 2)
-    cfg.data = ShapesDataConfig(size=64)
+    cfg.data = DataConfig(size=64)
     with pytest.raises(ValueError, match="32px"):
         train_generator(cfg, progress_bar=False)

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from wordbrush.checkpoint import load_optimizer, save_optimizer
-from wordbrush.config import ShapesDataConfig, VAEConfig, VAETrainConfig
+from wordbrush.config import DataConfig, VAEConfig, VAETrainConfig
 from wordbrush.data.shapes import ShapesDataset
 from wordbrush.errors import CheckpointError
 from wordbrush.image.metrics import code_usage, psnr
@@ -131,7 +131,7 @@ def test_bf16_training_follows_float32(tmp_path):
     """Same seed, same data: the bf16 loss curve stays within a few percent of float32's."""
     curves = {}
     for bf16 in (False, True):
-        cfg = VAETrainConfig(model=VAEConfig(**TINY), data=ShapesDataConfig(size=32), out=str(tmp_path / f"b{bf16}"),
+        cfg = VAETrainConfig(model=VAEConfig(**TINY), data=DataConfig(size=32), out=str(tmp_path / f"b{bf16}"),
                              batch_size=16, max_steps=60, warmup_steps=5, bf16=bf16, log_every=10,
                              sample_every=1000, checkpoint_every=1000, eval_images=16)
         train_vae(cfg, progress_bar=False)
@@ -151,7 +151,7 @@ def test_metrics_known_answers():
 
 
 def test_train_saves_resumes_and_reports(tmp_path):
-    cfg = VAETrainConfig(model=VAEConfig(**TINY), data=ShapesDataConfig(size=32), out=str(tmp_path / "run"),
+    cfg = VAETrainConfig(model=VAEConfig(**TINY), data=DataConfig(size=32), out=str(tmp_path / "run"),
                          batch_size=8, max_steps=6, warmup_steps=2, log_every=2, sample_every=3,
                          checkpoint_every=3, eval_images=16)
     figures = train_vae(cfg, progress_bar=False)

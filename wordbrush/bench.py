@@ -363,7 +363,11 @@ def load_pipeline(model: str, device: torch.device, seed: int = 0, generator: st
 
     if model in REFERENCE_CONFIGS:
         return TextToImagePipeline.from_config(model, seed=seed, generator=generator).to(device)
-    return TextToImagePipeline.from_pretrained(model, device=device)
+    pipe = TextToImagePipeline.from_pretrained(model, device=device)
+    if pipe.vae is None:
+        raise WordbrushError(f"wordbrush bench times token generators (dalle, maskgit); {model} is a "
+                             f"{pipe.generator.kind}: time it with benchmarks/sampling_speed.py")
+    return pipe
 
 
 def machine_info(device: torch.device) -> dict[str, Any]:
@@ -397,7 +401,7 @@ def run_bench(cfg: BenchConfig, pipe=None, progress: bool = True) -> dict[str, A
     """
     from .config import DalleTrainConfig
     from .pipeline import REFERENCE_CONFIGS
-    from .train.generator import _param_groups
+    from .train.common import param_groups
 
     if cfg.against:
         reference_python(cfg.reference_venv)  # fail before any slow work
@@ -416,7 +420,7 @@ def run_bench(cfg: BenchConfig, pipe=None, progress: bool = True) -> dict[str, A
         if cfg.against:
             probe = ReferenceProbe(cfg.reference_venv, reference_config(pipe), cfg.threads, device.type, cfg.seed)
         memory = Memory(device)
-        cases, pairs = _build_cases(cfg, pipe, memory, probe, _param_groups, DalleTrainConfig())
+        cases, pairs = _build_cases(cfg, pipe, memory, probe, param_groups, DalleTrainConfig())
         _measure(cases, cfg, progress)
     finally:
         if probe is not None:

@@ -7,10 +7,12 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from . import __version__
 from .errors import WordbrushError
+from .generators.common import RERANKERS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -119,10 +121,12 @@ def _train_config(cls, args: argparse.Namespace):
     from .config import load_config
 
     cfg = load_config(cls, args.config) if args.config else cls()
-    for name in ("out", "vae", "max_steps", "max_minutes"):
+    for name in ("out", "vae", "clip", "max_steps", "max_minutes"):
         value = getattr(args, name, None)
         if value is not None:
             setattr(cfg, name, value)
+    if getattr(args, "data", None) is not None:
+        cfg.data = replace(cfg.data, path=args.data)  # replace() runs the checks again
     return cfg
 
 
@@ -131,6 +135,8 @@ TRAIN_PARTS = {
     "vae": ("VAETrainConfig", "the discrete VAE image tokenizer"),
     "dalle": ("DalleTrainConfig", "the autoregressive transformer (DALL·E) on a trained VAE's tokens"),
     "maskgit": ("MaskGITTrainConfig", "the parallel-decoding transformer (MaskGIT) on a trained VAE's tokens"),
+    "clip": ("CLIPTrainConfig", "the contrastive text-image model (reranking and the metrics' feature space)"),
+    "gan": ("GANTrainConfig", "the one-pass GAN generator against its discriminator, reading text through a CLIP"),
 }
 
 
@@ -139,6 +145,10 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     if args.part == "vae":
         from .train.vae import train_vae as train
+    elif args.part == "clip":
+        from .train.clip import train_clip as train
+    elif args.part == "gan":
+        from .train.gan import train_gan as train
     else:
         from .train.generator import train_generator as train
     cfg = _train_config(getattr(config, TRAIN_PARTS[args.part][0]), args)
@@ -161,7 +171,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         warnings.simplefilter("ignore")  # the notes are printed below, once, as one line each
         out = pipe(args.prompts, num_images_per_prompt=args.n, seed=args.seed, guidance_scale=args.guidance,
                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p, num_inference_steps=args.steps,
-                   candidates=args.candidates)
+                   candidates=args.candidates, rerank=args.rerank)
     for note in out.warnings:
         print(f"wordbrush: warning: {note}", file=sys.stderr)
     folder = Path(args.out)
@@ -188,7 +198,8 @@ def cmd_explain(args: argparse.Namespace) -> None:
         warnings.simplefilter("always")
         expl = explain(pipe, args.prompt, seed=args.seed, layers=list(args.layers) if args.layers else None,
                        guidance_scale=args.guidance, temperature=args.temperature, top_k=args.top_k,
-                       top_p=args.top_p, num_inference_steps=args.steps, candidates=args.candidates)
+                       top_p=args.top_p, num_inference_steps=args.steps, candidates=args.candidates,
+                       rerank=args.rerank)
     for w in caught:
         print(f"wordbrush: warning: {w.message}", file=sys.stderr)
     folder = Path(args.out)
@@ -229,8 +240,22 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     pipe = TextToImagePipeline.from_pretrained(folder, dtype=getattr(torch, args.dtype))
     options = pipe.sampling_options(guidance_scale=args.guidance, temperature=args.temperature, top_k=args.top_k,
-                                    top_p=args.top_p, steps=args.steps, candidates=args.candidates)
+                                    top_p=args.top_p, steps=args.steps, candidates=args.candidates,
+                                    rerank=args.rerank)
     out = Path(args.out or f"eval-{folder.name}")
+    if args.data:
+        from .eval.realism import evaluate_on_dataset, load_eval_set
+
+        from .clip import CLIPScorer
+
+        clip = CLIPScorer.from_pretrained(args.clip) if args.clip else pipe.clip  # pipe.clip still reranks
+        if clip is None:
+            raise WordbrushError(f"{folder} has no CLIP to measure with; pass --clip DIR (wordbrush train clip)")
+        data = load_eval_set(args.data, args.split, pipe.image_size, args.max_items)
+        evaluate_on_dataset(pipe, clip, data, out, options, seed=args.seed, progress=not args.quiet)
+        print((out / "report.md").read_text())
+        print(f"wrote {out / 'report.md'}, {out / 'report.json'}, {out / 'grid.png'} and {out / 'figures.png'}")
+        return
     evaluate_pipeline(pipe, out, n_per_category=args.prompts_per_category, images_per_prompt=args.images,
                       options=options, progress=not args.quiet)
     print((out / "report.md").read_text())
@@ -245,7 +270,9 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-p", type=float)
     p.add_argument("--steps", type=_positive_int, help="maskgit models: parallel decoding steps")
     p.add_argument("--candidates", type=_positive_int,
-                   help="draw this many per image and keep the one the model finds likeliest for the prompt")
+                   help="draw this many per image and keep the best for the prompt (see --rerank)")
+    p.add_argument("--rerank", choices=RERANKERS,
+                   help="how candidates are ranked: the model's likelihood or the model's CLIP (default: the model's)")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="the generator's weights; bfloat16 samples faster where the CPU/GPU supports it")
 
@@ -319,9 +346,15 @@ def build_parser() -> argparse.ArgumentParser:
     for part, (cfg_name, what) in TRAIN_PARTS.items():
         tp = train_sub.add_parser(part, help=f"train {what}")
         tp.add_argument("--config", help=f"JSON or TOML file of {cfg_name} (defaults otherwise)")
-        if part != "vae":
+        if part == "gan":
+            tp.add_argument("--clip", help="trained CLIP folder that reads the captions (overrides the config's clip)")
+        if part in ("dalle", "maskgit"):
+            tp.add_argument("--clip", help="trained CLIP folder to save with the model, to rerank candidates with")
+        if part in ("dalle", "maskgit"):
             tp.add_argument("--vae", help="trained VAE folder (overrides the config's vae)")
         tp.add_argument("--out", help="output folder (overrides the config's out)")
+        tp.add_argument("--data", metavar="PATH", help="training data (overrides the config's data.path): a folder "
+                        "of images + .txt captions, a .jsonl/.csv manifest, a .tar shard or a folder of shards")
         tp.add_argument("--resume", action="store_true", help="continue the run saved in the output folder")
         tp.add_argument("--max-steps", type=_positive_int)
         tp.add_argument("--max-minutes", type=float)
@@ -347,14 +380,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sampling_args(ex)
     ex.set_defaults(func=cmd_explain)
 
-    ev = sub.add_parser("eval", help="evaluate a saved model: the shapes benchmark (pipelines) or PSNR/usage (VAEs)")
+    ev = sub.add_parser("eval", help="evaluate a saved model: the shapes benchmark or, with --data, realism and "
+                        "alignment on a dataset (pipelines); PSNR/usage (VAEs)")
     ev.add_argument("--model", required=True, help="built-in name or saved model folder")
+    ev.add_argument("--data", metavar="PATH", help="pipelines: measure FD/KID/FJD, CLIP score and R-precision on "
+                    "this dataset (a folder of images + .txt, or a .jsonl/.csv manifest) instead of the shapes benchmark")
+    ev.add_argument("--split", default="heldout", help="with --data: the manifest split to use ('all': every row)")
+    ev.add_argument("--max-items", type=_nonneg_int, default=0, help="with --data: at most this many items (0: all)")
+    ev.add_argument("--clip", metavar="DIR", help="with --data: the CLIP to measure with (default: the model's own; "
+                    "an independently trained one keeps --rerank clip from flattering the model)")
     ev.add_argument("--out", help="report folder (default: eval-<model>)")
     ev.add_argument("--prompts-per-category", type=_positive_int, default=20, help="pipelines: prompts per category")
     ev.add_argument("--images", type=_positive_int, default=4, help="pipelines: images per prompt")
     _add_sampling_args(ev)
     ev.add_argument("-n", type=_positive_int, default=1024, help="VAEs: held-out scenes")
-    ev.add_argument("--seed", type=_nonneg_int, default=0, help="VAEs: offset of the held-out seed")
+    ev.add_argument("--seed", type=_nonneg_int, default=0,
+                    help="VAEs: offset of the held-out seed; --data: seed of the split and the sampling")
     ev.add_argument("-q", "--quiet", action="store_true")
     ev.set_defaults(func=cmd_eval)
 

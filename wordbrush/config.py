@@ -60,16 +60,26 @@ class VAEConfig:
 
 
 @dataclass
-class ShapesDataConfig:
-    """The built-in procedural dataset (see wordbrush.data.shapes)."""
+class DataConfig:
+    """Training data: the built-in procedural shapes (path "") or a dataset on disk: a folder of images with
+    same-stem .txt captions, a .jsonl/.csv manifest, a .tar shard or a folder of shards (wordbrush.data.folder)."""
 
+    path: str = ""  # "" = the built-in shapes dataset
     size: int = 64
     seed: int = 0
-    split: str = "train"  # "train" leaves the held-out colour-shape pairs out
+    # shapes: "train" leaves the held-out colour-shape pairs out ("holdout": only them, "all": both).
+    # A manifest with a `split` column keeps the rows with this value ("all": every row); other datasets use all items.
+    split: str = "train"
+    background: tuple[int, ...] = (255, 255, 255)  # behind transparent pixels of images on disk
 
     def __post_init__(self) -> None:
         _check(self.size >= 16, f"data.size must be >= 16, got {self.size}")
-        _check(self.split in ("train", "holdout", "all"), f"data.split must be train, holdout or all, not {self.split!r}")
+        if not self.path:
+            _check(self.split in ("train", "holdout", "all"),
+                   f"data.split must be train, holdout or all for the shapes dataset, not {self.split!r}")
+        _check(bool(self.split), "data.split must not be empty")
+        _check(len(self.background) == 3 and all(0 <= c <= 255 for c in self.background),
+               f"data.background must be three numbers in 0..255, got {list(self.background)}")
 
 
 @dataclass
@@ -77,7 +87,7 @@ class VAETrainConfig:
     """`wordbrush train vae --config FILE`: what to train and for how long."""
 
     model: VAEConfig = field(default_factory=VAEConfig)
-    data: ShapesDataConfig = field(default_factory=ShapesDataConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     out: str = "runs/vae"
     batch_size: int = 64
     max_steps: int = 20000
@@ -94,10 +104,23 @@ class VAETrainConfig:
     log_every: int = 50
     sample_every: int = 1000  # write a reconstruction grid PNG
     checkpoint_every: int = 1000
-    eval_images: int = 1024  # held-out scenes for the final PSNR / usage / checker figures
+    eval_images: int = 1024  # held-out images for the final PSNR / usage (/ checker, on shapes) figures
+    eval_split: str = "heldout"  # data on disk: the manifest split the final figures use ("all": every item)
+    hflip: bool = False  # also train on mirrored images (the VAE never reads captions, so this is safe)
+    # VQGAN's terms (image/adversarial.py); 0 = off
+    adversarial_weight: float = 0.0  # w_a, times the adaptive weight
+    adversarial_start: float = 0.3  # share of the budget (steps or minutes) before the discriminator is switched on
+    disc_channels: tuple[int, ...] = (64, 128, 256)
+    disc_lr: float = 2e-4
+    perceptual_weight: float = 0.0  # w_p
+    perceptual_clip: str = ""  # a trained CLIP folder (wordbrush train clip) whose image tower gives the features
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "batch_size must be >= 1")
+        _check(self.adversarial_weight >= 0 and self.perceptual_weight >= 0, "term weights must be >= 0")
+        _check(0 <= self.adversarial_start < 1, "adversarial_start must be in [0, 1)")
+        _check(self.perceptual_weight == 0 or bool(self.perceptual_clip),
+               "perceptual_weight > 0 needs perceptual_clip: a trained CLIP folder")
         _check(self.max_steps >= 1, "max_steps must be >= 1")
         _check(self.max_minutes >= 0, "max_minutes must be >= 0")
         _check(self.lr > 0, "lr must be > 0")
@@ -174,7 +197,8 @@ class DalleTrainConfig:
 
     model: DalleConfig = field(default_factory=DalleConfig)
     vae: str = "runs/vae-shapes"  # folder of a trained VAE (wordbrush train vae)
-    data: ShapesDataConfig = field(default_factory=ShapesDataConfig)
+    clip: str = ""  # optional: a trained CLIP folder (wordbrush train clip) saved with the model to rerank candidates
+    data: DataConfig = field(default_factory=DataConfig)
     out: str = "runs/dalle-shapes"
     tokenizer_vocab: int = 1000  # BPE vocabulary cap; model.text_vocab is set to what the BPE learns
     tokenizer_captions: int = 20000  # captions the BPE is trained on
@@ -216,6 +240,135 @@ class MaskGITTrainConfig(DalleTrainConfig):
 
     model: MaskGITConfig = field(default_factory=MaskGITConfig)
     out: str = "runs/maskgit-shapes"
+
+@dataclass
+class CLIPConfig:
+    """The contrastive text-image model (wordbrush/clip.py): a small CNN image tower and a transformer text tower,
+    each projected to a shared embedding space."""
+
+    text_vocab: int = 2000
+    text_len: int = 48
+    text_dim: int = 256
+    text_depth: int = 4
+    text_heads: int = 4
+    image_size: int = 64
+    image_channels: tuple[int, ...] = (32, 64, 128, 256)  # width after each stride-2 stage
+    image_pool: str = "mean"  # "mean" over the final grid, or "flatten" it (keeps where things are: left of, above)
+    embed_dim: int = 256
+    init_temperature: float = 0.07  # softmax temperature of the similarities at the start (CLIP: 0.07)
+
+    def __post_init__(self) -> None:
+        _check(self.text_vocab >= 2 and self.text_len >= 1, "text_vocab must be >= 2 and text_len >= 1")
+        _check(self.text_dim % self.text_heads == 0, f"text_dim {self.text_dim} is not divisible by text_heads")
+        _check(self.text_depth >= 1 and self.embed_dim >= 1, "text_depth and embed_dim must be >= 1")
+        _check(len(self.image_channels) >= 1 and all(c > 0 for c in self.image_channels),
+               "image_channels needs at least one positive entry")
+        _check(self.image_size % (2 ** len(self.image_channels)) == 0,
+               f"image_size {self.image_size} is not divisible by 2**{len(self.image_channels)}")
+        _check(0 < self.init_temperature < 1, "init_temperature must be in (0, 1)")
+        _check(self.image_pool in ("mean", "flatten"), f"image_pool must be mean or flatten, not {self.image_pool!r}")
+
+
+@dataclass
+class CLIPTrainConfig:
+    """`wordbrush train clip --config FILE`: contrastive training on image-caption pairs."""
+
+    model: CLIPConfig = field(default_factory=CLIPConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    out: str = "runs/clip"
+    tokenizer_vocab: int = 2000
+    tokenizer_captions: int = 20000  # shapes: captions the BPE is trained on (a dataset on disk: all of its captions)
+    batch_size: int = 256
+    max_steps: int = 20000
+    max_minutes: float = 0.0
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05
+    warmup_steps: int = 200
+    weight_decay: float = 0.1
+    grad_clip: float = 1.0
+    shift: int = 4  # augmentation: random translation by up to this many pixels (edges repeated)
+    bf16: bool = True
+    threads: int = 0
+    seed: int = 0
+    log_every: int = 50
+    eval_every: int = 500  # zero-shot retrieval on eval_split
+    checkpoint_every: int = 1000
+    eval_split: str = "heldout"  # data on disk: the manifest split of the retrieval figure ("all": every item)
+    eval_images: int = 1024
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 2, "batch_size must be >= 2 (a contrastive loss needs negatives)")
+        _check(self.max_steps >= 1 and self.max_minutes >= 0, "max_steps must be >= 1 and max_minutes >= 0")
+        _check(self.lr > 0 and self.shift >= 0, "lr must be > 0 and shift >= 0")
+        _check(self.tokenizer_vocab >= 16, "tokenizer_vocab must be >= 16")
+        _check(self.model.image_size == self.data.size,
+               f"model.image_size ({self.model.image_size}) and data.size ({self.data.size}) differ")
+
+
+@dataclass
+class GANConfig:
+    """The `gan` generator (generators/gan.py): noise + a frozen CLIP's reading of the caption -> pixels."""
+
+    clip: CLIPConfig = field(default_factory=CLIPConfig)  # the frozen CLIP inside (set from the --clip folder)
+    image_size: int = 64
+    noise_dim: int = 100
+    channels: tuple[int, ...] = (256, 256, 128, 64, 32)  # generator width at 4, 8, ..., image_size px
+    disc_channels: tuple[int, ...] = (32, 64, 128, 256, 256)  # discriminator width at image_size, ..., 4 px
+    attn_resolutions: tuple[int, ...] = (16, 32)  # word-level attention at these sizes
+    attn_dim: int = 64
+
+    def __post_init__(self) -> None:
+        stages = max(0, self.image_size // 4).bit_length() - 1
+        _check(self.image_size >= 8 and 4 * 2**stages == self.image_size,
+               f"gan image_size must be 4 times a power of two (8, 16, 32, 64, ...), got {self.image_size}")
+        _check(len(self.channels) == stages + 1 and len(self.disc_channels) == stages + 1,
+               f"gan: image_size {self.image_size} needs {stages + 1} entries in channels and in disc_channels")
+        _check(all(c > 0 for c in self.channels + self.disc_channels), "gan channels must be positive")
+        _check(self.noise_dim >= 1 and self.attn_dim >= 1, "noise_dim and attn_dim must be >= 1")
+        _check(self.clip.image_size == self.image_size, f"the CLIP reads {self.clip.image_size}px images, "
+                                                        f"the gan draws {self.image_size}px")
+
+
+@dataclass
+class GANTrainConfig:
+    """`wordbrush train gan --config FILE --clip DIR`: generator against discriminator, with a frozen CLIP."""
+
+    model: GANConfig = field(default_factory=GANConfig)
+    clip: str = "runs/clip-shapes"  # a trained CLIP folder (wordbrush train clip) on the same data
+    data: DataConfig = field(default_factory=DataConfig)
+    out: str = "runs/gan-shapes"
+    batch_size: int = 32
+    max_steps: int = 100000
+    max_minutes: float = 0.0
+    lr_g: float = 1e-4
+    lr_d: float = 4e-4
+    betas: tuple[float, ...] = (0.0, 0.9)
+    gp_weight: float = 2.0  # MA-GP: k * ||grad||^p on real, matching pairs (DF-GAN: k = 2, p = 6)
+    gp_power: float = 6.0
+    clip_weight: float = 2.0  # lambda_clip: pull each image towards its caption in the CLIP's space
+    ema_decay: float = 0.999  # of the generator's weights, which the saved pipeline samples with
+    gp_every: int = 1  # MA-GP on every k-th discriminator step (lazy regularisation, StyleGAN2), times k
+    bf16: bool = False  # bfloat16 autocast for both networks' convolutions (losses and the penalty in float32)
+    threads: int = 0
+    seed: int = 0
+    log_every: int = 50
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    diversity_every: int = 500  # collapse check: spread of 16 seeds for one prompt against 16 real images
+    collapse_ratio: float = 0.15  # stop with a clear message when the spread falls below this share of the real's
+    sampling: SampleOptions = field(default_factory=SampleOptions)
+    sample_prompts: tuple[str, ...] = DalleTrainConfig.sample_prompts
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 2, "batch_size must be >= 2 (the mismatched pairs pair each item with the next)")
+        _check(self.max_steps >= 1 and self.max_minutes >= 0, "max_steps must be >= 1 and max_minutes >= 0")
+        _check(self.lr_g > 0 and self.lr_d > 0, "lr_g and lr_d must be > 0")
+        _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas must be two numbers in [0, 1)")
+        _check(0 < self.ema_decay < 1, "ema_decay must be in (0, 1)")
+        _check(self.gp_every >= 1, "gp_every must be >= 1")
+        _check(self.model.image_size == self.data.size,
+               f"model.image_size ({self.model.image_size}) and data.size ({self.data.size}) differ")
+
 
 # ----------------------------------------------------------------------------------------------------------
 # generic (de)serialisation

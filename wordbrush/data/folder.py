@@ -141,9 +141,11 @@ class _Indexed(_Base):
     def __init__(self, size: int, seed: int, background):
         super().__init__(size, seed, background)
         self.items: list[tuple[Path, list[str]]] = []
+        self.groups: list[str] = []  # per item: what counts as "the same thing" (a manifest's concept/group column;
+        # else the first caption), so that retrieval metrics draw distractors from other groups
         self._accesses: dict[int, int] = {}
 
-    def _add(self, path: Path, caption_text: str | None) -> None:
+    def _add(self, path: Path, caption_text: str | None, group: str | None = None) -> None:
         if caption_text is None:
             return self._skip("missing_caption")
         captions, reason = parse_captions(caption_text)
@@ -158,6 +160,7 @@ class _Indexed(_Base):
         except Exception:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
             return self._skip("unreadable_image")
         self.items.append((path, captions))
+        self.groups.append(group or captions[0])
 
     def __len__(self) -> int:
         return len(self.items)
@@ -205,12 +208,18 @@ class FolderDataset(_Indexed):
 
 class ManifestDataset(_Indexed):
     """A JSONL or CSV manifest with an image column (`file` or `image`, relative to the manifest's folder)
-    and a caption column (`caption` or `text`; in JSONL also a list of captions)."""
+    and a caption column (`caption` or `text`; in JSONL also a list of captions). Optional columns: `split`
+    (with split="train", say, only those rows are items; other rows are left out, not counted as skipped) and
+    `concept` or `group` (items of one group are the same thing: retrieval metrics never use one as another's
+    distractor)."""
 
     kind = "manifest"
 
-    def __init__(self, manifest: str | Path, size: int = 64, seed: int = 0, background=WHITE):
+    def __init__(self, manifest: str | Path, size: int = 64, seed: int = 0, background=WHITE,
+                 split: str = "all"):
         super().__init__(size, seed, background)
+        self.split = split
+        self.other_split = 0  # rows of another split
         self.manifest = Path(manifest)
         suffix = self.manifest.suffix.lower()
         if suffix not in (".jsonl", ".csv"):
@@ -229,8 +238,12 @@ class ManifestDataset(_Indexed):
             if not isinstance(file, str):
                 self._skip("bad_row")
                 continue
+            if split != "all" and row.get("split") not in (None, "", split):
+                self.other_split += 1
+                continue
             caption = next((_caption_cell(row[k]) for k in CAPTION_KEYS if row.get(k) is not None), None)
-            self._add(base / file, caption)
+            group = next((str(row[k]) for k in ("concept", "group") if row.get(k) not in (None, "")), None)
+            self._add(base / file, caption, group)
 
     def _jsonl_rows(self, text: str) -> Iterator:
         for line in text.splitlines():
@@ -332,16 +345,17 @@ class TarShardDataset(_Base):
 # Opening and writing
 
 
-def open_dataset(path: str | Path, size: int = 64, seed: int = 0, background: tuple[int, int, int] = WHITE):
+def open_dataset(path: str | Path, size: int = 64, seed: int = 0, background: tuple[int, int, int] = WHITE,
+                 split: str = "all"):
     """The right dataset for a path: a folder of images + .txt, a .jsonl/.csv manifest, a .tar shard, or a
-    folder of .tar shards."""
+    folder of .tar shards. split selects rows of a manifest's `split` column (other kinds have none)."""
     p = Path(path)
     if not p.exists():
         raise WordbrushError(f"dataset path does not exist: {p}")
     if p.is_file():
         suffix = p.suffix.lower()
         if suffix in (".jsonl", ".csv"):
-            return ManifestDataset(p, size, seed, background)
+            return ManifestDataset(p, size, seed, background, split)
         if suffix == ".tar":
             return TarShardDataset([p], size, seed, background)
     elif p.is_dir():

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 MAX_CANDIDATES = 64
+RERANKERS = ("likelihood", "clip")
 
 
 @dataclass
@@ -25,7 +26,8 @@ class SampleOptions:
     top_p: float | None = None  # keep the smallest set whose probability reaches p
     steps: int = 12  # maskgit: parallel decoding steps (dalle writes one token per step and ignores this)
     choice_temperature: float = 4.5  # maskgit: noise on which tokens to keep at a step, annealed to 0 (MaskGIT: 4.5)
-    candidates: int = 1  # draw this many per image and keep the one the generator finds likeliest given the prompt
+    candidates: int = 1  # draw this many per image and keep the best by `rerank`
+    rerank: str = "likelihood"  # "likelihood": the generator's log p(image | prompt); "clip": the pipeline's CLIP
 
     def validate(self, vocab: int) -> None:
         if not self.temperature > 0:
@@ -40,6 +42,8 @@ class SampleOptions:
             raise ValueError(f"steps must be in 1..1024, got {self.steps}")
         if self.choice_temperature < 0:
             raise ValueError(f"choice_temperature must be >= 0, got {self.choice_temperature}")
+        if self.rerank not in RERANKERS:
+            raise ValueError(f"rerank must be one of {', '.join(RERANKERS)}, got {self.rerank!r}")
         if not 1 <= self.candidates <= MAX_CANDIDATES:
             raise ValueError(f"candidates must be in 1..{MAX_CANDIDATES}, got {self.candidates}")
 

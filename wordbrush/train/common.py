@@ -77,6 +77,18 @@ class Budget:
         return {"min": f"{self.elapsed / 60:.1f}/{self.max_seconds / 60:g}"} if self.max_seconds > 0 else {}
 
 
+def param_groups(model: torch.nn.Module, weight_decay: float, pretrained_lr_ratio: float = 1.0) -> list[dict[str, Any]]:
+    """The trainable parameters in groups: weight decay on matrices only (not on norms, biases, positions), and
+    pretrained layers being fine-tuned (a minilm encoder's `bert.`) at lr_scale = pretrained_lr_ratio."""
+    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
+    for n, p in model.named_parameters():
+        if p.requires_grad:
+            groups.setdefault((p.dim() >= 2 and "pos" not in n, ".bert." in n), []).append(p)
+    return [{"params": ps, "weight_decay": weight_decay if decay else 0.0,
+             "lr_scale": pretrained_lr_ratio if pretrained else 1.0}
+            for (decay, pretrained), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1]))]
+
+
 class JsonlLog:
     """Appends one JSON object per line: the training curve, readable by anything."""
 

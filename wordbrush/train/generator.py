@@ -2,8 +2,9 @@
 The generator (generators/dalle.py or generators/maskgit.py) is chosen by the type of cfg.model; each computes its
 own loss from (text ids, image code ids), so the loop is the same for both.
 
-    once:           train the BPE tokenizer on captions (or take minilm's own); load the frozen VAE
-    for each step:  render a fresh batch of scenes + captions -> VAE codes (no grad) -> caption dropout
+    once:           train the BPE tokenizer on captions (or take minilm's own); load the frozen VAE; for a dataset
+                    held in memory, encode every image with the VAE (the codes never change)
+    for each step:  a batch of images + captions (data/training.py) -> VAE codes (no grad) -> caption dropout
                     -> forward under bf16 autocast -> the generator's loss -> backward -> clip -> AdamW
     every N steps:  log (JSONL + progress bar), a PNG grid of samples for fixed prompts, a checkpoint that is
                     a complete pipeline folder (TextToImagePipeline.from_pretrained loads it) + optimizer state
@@ -12,6 +13,7 @@ own loss from (text ids, image code ids), so the loop is the same for both.
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,9 @@ import torch
 from tqdm import tqdm
 
 from ..checkpoint import load_optimizer, load_part, save_optimizer, write_json
+from ..clip import CLIPScorer
 from ..config import DalleTrainConfig, MaskGITConfig, to_dict
-from ..data.shapes import ShapesDataset
+from ..data.training import TrainingData
 from ..errors import WordbrushError
 from ..generators.dalle import DALLE
 from ..generators.maskgit import MaskGIT
@@ -31,21 +34,9 @@ from ..text.minilm import load_tokenizer as load_minilm_tokenizer
 from ..text.tokenizer import PAD_ID, TextTokenizer
 from ..utils.images import save_grid, to_tensor
 from ..utils.plot import plot_curves
-from .common import STATE, Budget, JsonlLog, autocast, lr_at, setup_torch, start_run
+from .common import STATE, Budget, JsonlLog, autocast, lr_at, param_groups, setup_torch, start_run
 
-TOKENIZER_SEED_OFFSET = 3_000_000  # captions for the BPE come from their own seed
-
-
-def _param_groups(model: torch.nn.Module, weight_decay: float, pretrained_lr_ratio: float = 1.0) -> list[dict[str, Any]]:
-    """The trainable parameters in groups: weight decay on matrices only (not on norms, biases, positions), and
-    pretrained layers being fine-tuned (a minilm encoder's `bert.`) at lr_scale = pretrained_lr_ratio."""
-    groups: dict[tuple[bool, bool], list[torch.nn.Parameter]] = {}
-    for n, p in model.named_parameters():
-        if p.requires_grad:
-            groups.setdefault((p.dim() >= 2 and "pos" not in n, ".bert." in n), []).append(p)
-    return [{"params": ps, "weight_decay": weight_decay if decay else 0.0,
-             "lr_scale": pretrained_lr_ratio if pretrained else 1.0}
-            for (decay, pretrained), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1]))]
+ENCODE_BATCH = 256
 
 
 def train_generator(cfg: DalleTrainConfig, resume: bool = False, progress_bar: bool = True) -> dict[str, Any]:
@@ -60,19 +51,19 @@ def train_generator(cfg: DalleTrainConfig, resume: bool = False, progress_bar: b
         p.requires_grad_(False)
     if vae.cfg.image_size != cfg.data.size:
         raise WordbrushError(f"the VAE in {cfg.vae} works on {vae.cfg.image_size}px images, data.size is {cfg.data.size}")
+    data = TrainingData(cfg.data, progress=progress_bar)
+    print(f"data: {data.summary()}")
     if resume and has_ckpt:
         tokenizer = TextTokenizer.load(out)
     elif cfg.model.text_encoder == "minilm":
         tokenizer = load_minilm_tokenizer()
     else:
-        cap_ds = ShapesDataset(cfg.tokenizer_captions, size=cfg.data.size, seed=cfg.data.seed + TOKENIZER_SEED_OFFSET,
-                               split=cfg.data.split)
-        tokenizer = TextTokenizer.train((cap_ds.item_arrays(i)[1] for i in range(len(cap_ds))), cfg.tokenizer_vocab)
+        tokenizer = TextTokenizer.train(data.caption_texts(cfg.tokenizer_captions), cfg.tokenizer_vocab)
     cfg.model.text_vocab = tokenizer.vocab_size
     cfg.model.image_vocab, cfg.model.image_grid = vae.num_codes, vae.grid_size
 
     model = (MaskGIT if isinstance(cfg.model, MaskGITConfig) else DALLE)(cfg.model).to(device)
-    opt = torch.optim.AdamW(_param_groups(model, cfg.weight_decay, cfg.text_encoder_lr_ratio), lr=cfg.lr,
+    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.text_encoder_lr_ratio), lr=cfg.lr,
                             betas=(0.9, 0.95))
     step, elapsed = 0, 0.0
     if resume and has_ckpt:
@@ -81,11 +72,12 @@ def train_generator(cfg: DalleTrainConfig, resume: bool = False, progress_bar: b
         step, elapsed = int(extra["step"]), float(extra["elapsed"])
         print(f"resuming {out} at step {step}")
     write_json(out / "train_config.json", to_dict(cfg))
-    pipe = TextToImagePipeline(tokenizer, model, vae, cfg.sampling)
+    clip = CLIPScorer.from_pretrained(cfg.clip) if cfg.clip else None  # saved with the model, for reranking
+    pipe = TextToImagePipeline(tokenizer, model, vae, cfg.sampling, clip)
     log = JsonlLog(out / "log.jsonl")
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)  # trained ones
 
-    data = ShapesDataset(None, size=cfg.data.size, seed=cfg.data.seed, split=cfg.data.split)
+    code_table = _encode_all(vae, data, device, cfg.bf16) if data.in_memory else None  # (N_items, N)
     drop_rng = np.random.default_rng([cfg.seed, 1])
     budget = Budget(cfg.max_steps, cfg.max_minutes, elapsed)
     bar = tqdm(total=budget.bar_total, initial=step, desc=f"train {model.kind} ({n_params / 1e6:.1f}M)", unit="step",
@@ -97,12 +89,12 @@ def train_generator(cfg: DalleTrainConfig, resume: bool = False, progress_bar: b
             g["lr"] = lr * g.get("lr_scale", 1.0)
         t0 = time.perf_counter()
         b = cfg.batch_size
-        items = [data.item_arrays(i) for i in range(step * b, (step + 1) * b)]
-        images = to_tensor(np.stack([it[0] for it in items])).to(device)
-        captions = [it[1] for it in items]
-        with torch.no_grad(), autocast(device, cfg.bf16):
-            codes = vae.encode(images.contiguous(memory_format=torch.channels_last)).flatten(1)  # (B, N)
-        text = tokenizer.encode(captions, cfg.model.text_len).ids.to(device)  # (B, L)
+        batch = data.batch(step, b)
+        if code_table is not None:
+            codes = code_table[torch.from_numpy(batch.index)].to(device)  # (B, N)
+        else:
+            codes = _encode(vae, batch.images, device, cfg.bf16)
+        text = tokenizer.encode(batch.captions, cfg.model.text_len).ids.to(device)  # (B, L)
         dropped = torch.from_numpy(drop_rng.random(b) < cfg.caption_dropout).to(device)
         text[dropped] = PAD_ID
         data_time += time.perf_counter() - t0
@@ -140,9 +132,24 @@ def train_generator(cfg: DalleTrainConfig, resume: bool = False, progress_bar: b
                 title=f"{model.kind} {out.name}")
     records = log.read()
     summary = {"steps": step, "train_minutes": round(budget.elapsed / 60, 2), "samples_seen": step * cfg.batch_size,
-               "parameters": n_params, "final_loss": records[-1]["loss"] if records else None}
+               "parameters": n_params, "final_loss": records[-1]["loss"] if records else None,
+               "data": data.summary(), "skipped_items": data.skipped_count()}
     write_json(out / "train_summary.json", summary)
     return summary
+
+
+@torch.no_grad()
+def _encode(vae, images: np.ndarray, device: torch.device, bf16: bool) -> torch.Tensor:
+    """(B, H, W, 3) uint8 -> (B, N) VAE code ids."""
+    x = to_tensor(images).to(device).contiguous(memory_format=torch.channels_last)
+    with autocast(device, bf16):
+        return vae.encode(x).flatten(1)
+
+
+def _encode_all(vae, data: TrainingData, device: torch.device, bf16: bool) -> torch.Tensor:
+    """The codes of every image of a dataset held in memory, once: (N_items, N) int64 on the CPU."""
+    return torch.cat([_encode(vae, data.images[s : s + ENCODE_BATCH], device, bf16).cpu()
+                      for s in range(0, len(data), ENCODE_BATCH)])
 
 
 def _checkpoint(pipe: TextToImagePipeline, opt: torch.optim.Optimizer, out: Path, step: int, elapsed: float) -> None:
@@ -154,5 +161,7 @@ def _write_samples(pipe: TextToImagePipeline, cfg: DalleTrainConfig, path: Path)
     """One row per prompt, 4 seeds each."""
     prompts = list(cfg.sample_prompts)
     pipe.generator.eval()
-    out = pipe(prompts, num_images_per_prompt=4, seed=0)
+    with warnings.catch_warnings():  # a prompt's unknown words are the sample grid's business, not the log's
+        warnings.simplefilter("ignore")
+        out = pipe(prompts, num_images_per_prompt=4, seed=0)
     save_grid(out.images, path, cols=4, scale=2)

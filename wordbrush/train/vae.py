@@ -1,24 +1,35 @@
 """`wordbrush train vae`: the discrete VAE's training loop, written out.
 
-    for each step:  render a fresh batch of shapes scenes -> forward under bf16 autocast
-                    loss = reconstruction + quantizer term -> backward -> clip -> AdamW step
+    for each step:  a batch of images (fresh shapes scenes, or a dataset on disk: data/training.py), mirrored at
+                    random when hflip is set -> forward under bf16 autocast
+                    loss = reconstruction + quantizer term (+ VQGAN's perceptual and, after the warm-up,
+                    adaptively weighted adversarial terms: image/adversarial.py) -> backward -> clip -> AdamW step
+                    (-> with the adversarial term on: the patch discriminator's hinge step)
     every N steps:  log (JSONL + progress bar), reconstruction grid (PNG), checkpoint (resumable)
-    at the end:     held-out figures (PSNR, code usage, scene checker on reconstructions) -> eval.json
+    at the end:     held-out figures (PSNR, code usage; on shapes also the scene checker on reconstructions)
+                    -> eval.json
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from tqdm import tqdm
 
-from ..checkpoint import load_optimizer, load_part, save_optimizer, write_json
+from ..checkpoint import load_optimizer, load_part, save_optimizer, save_part, write_json
+from ..clip import CLIPScorer
 from ..config import VAETrainConfig, to_dict
+from ..config import DataConfig
 from ..data.shapes import ShapesDataset
+from ..data.training import TrainingData
+from ..image.adversarial import PatchDiscriminator, PerceptualLoss, adaptive_weight, d_hinge
 from ..image.metrics import code_usage, psnr
 from ..image.vae import DiscreteVAE, VAEOutput, save_vae
 from ..utils.images import save_grid, to_pil, to_tensor
@@ -26,6 +37,8 @@ from ..utils.plot import plot_curves
 from .common import STATE, Budget, JsonlLog, autocast, lr_at, setup_torch, start_run
 
 EVAL_SEED_OFFSET = 1_000_000  # held-out scenes come from seed data.seed + this
+DISC = "discriminator.safetensors"  # the VQGAN patch discriminator, beside the run's vae.safetensors
+D_STATE = "train_state_d.safetensors"
 
 
 def recon_loss(kind: str, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -50,17 +63,28 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress_bar: bool = Tr
 
     vae = DiscreteVAE(cfg.model).to(device).to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+    disc = PatchDiscriminator(cfg.disc_channels).to(device) if cfg.adversarial_weight > 0 else None
+    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9)) if disc is not None else None
+    perceptual = (PerceptualLoss(CLIPScorer.from_pretrained(cfg.perceptual_clip).model).to(device)
+                  if cfg.perceptual_weight > 0 else None)
     step, elapsed = 0, 0.0
     log = JsonlLog(out / "log.jsonl")
     if resume and has_ckpt:
         load_part(vae, out / "vae.safetensors", "vae")
+        if disc is not None:
+            load_part(disc, out / DISC, "vae discriminator")
+            load_optimizer(opt_d, out / D_STATE)
         extra = load_optimizer(opt, out / STATE)
         step, elapsed = int(extra["step"]), float(extra["elapsed"])
         print(f"resuming {out} at step {step}")
     write_json(out / "train_config.json", to_dict(cfg))
 
-    data = ShapesDataset(None, size=cfg.data.size, seed=cfg.data.seed, split=cfg.data.split)
-    fixed = to_tensor(ShapesDataset(8, size=cfg.data.size, seed=cfg.data.seed + EVAL_SEED_OFFSET).render_batch(range(8)))
+    data = TrainingData(cfg.data, progress=progress_bar)
+    print(f"data: {data.summary()}")
+    held_out = _held_out_images(cfg, progress_bar)  # (n, H, W, 3) uint8, or None for shapes
+    fixed = to_tensor(held_out[:8] if held_out is not None else
+                      ShapesDataset(8, size=cfg.data.size, seed=cfg.data.seed + EVAL_SEED_OFFSET).render_batch(range(8)))
+    flip_rng = torch.Generator().manual_seed(cfg.seed + 11)
     budget = Budget(cfg.max_steps, cfg.max_minutes, elapsed)
     bar = tqdm(total=budget.bar_total, initial=step, desc="train vae", unit="step", disable=not progress_bar,
                dynamic_ncols=True)
@@ -75,17 +99,36 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress_bar: bool = Tr
             vae.quantizer.temperature = _temperature(cfg, p)
 
         b = cfg.batch_size
-        images = to_tensor(data.render_batch(range(step * b, (step + 1) * b)))  # (B, 3, H, W) in [0, 1]
+        images = to_tensor(data.batch(step, b).images)  # (B, 3, H, W) in [0, 1]
+        if cfg.hflip:
+            flip = torch.rand(b, generator=flip_rng) < 0.5
+            images[flip] = images[flip].flip(-1)
         images = images.to(device).contiguous(memory_format=torch.channels_last)
         with autocast(device, cfg.bf16):
             o: VAEOutput = vae(images)
         rec = recon_loss(cfg.recon_loss, o.recon, images)
-        loss = rec + o.quant_loss.float()
+        terms: dict[str, torch.Tensor] = {}
+        if perceptual is not None:
+            terms["perceptual"] = perceptual(o.recon.float(), images)
+            rec_total = rec + cfg.perceptual_weight * terms["perceptual"]
+        else:
+            rec_total = rec
+        loss = rec_total + o.quant_loss.float()
+        adversarial_on = disc is not None and p >= cfg.adversarial_start
+        if adversarial_on:
+            terms["g_adv"] = -disc(o.recon.float()).mean()
+            terms["adaptive"] = adaptive_weight(rec_total, terms["g_adv"], vae.decoder.net[-1].weight)
+            loss = loss + cfg.adversarial_weight * terms["adaptive"] * terms["g_adv"]
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
         opt.step()
+        if adversarial_on:
+            terms["d_loss"] = d_hinge(disc, images, o.recon.float())
+            opt_d.zero_grad(set_to_none=True)
+            terms["d_loss"].backward()
+            opt_d.step()
         step += 1
         seen_log += b
         bar.update(1)
@@ -102,31 +145,54 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress_bar: bool = Tr
                       "batch_perplexity": usage["perplexity"], "images_per_s": rec_rate}
             if o.kl is not None:
                 record.update(kl=o.kl.item(), temperature=vae.quantizer.temperature)
+            record.update({k: v.item() for k, v in terms.items()})
             log.write(record)
             bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{rec_psnr:.1f}", ppl=f"{usage['perplexity']:.0f}",
                             img_s=f"{rec_rate:.0f}", **budget.postfix())
         if step % cfg.sample_every == 0:
             _write_samples(vae, fixed, out / "samples" / f"step_{step:06d}.png", device)
         if step % cfg.checkpoint_every == 0:
-            _checkpoint(vae, opt, out, step, budget.elapsed)
+            _checkpoint(vae, opt, out, step, budget.elapsed, disc, opt_d)
     bar.close()
-    _checkpoint(vae, opt, out, step, budget.elapsed)
+    _checkpoint(vae, opt, out, step, budget.elapsed, disc, opt_d)
     _write_samples(vae, fixed, out / "samples" / "final.png", device)
-    plot_curves(log.path, out / "curves.png", ["recon", "psnr", "batch_perplexity", "lr"], title=f"VAE {out.name}")
+    plot_curves(log.path, out / "curves.png", ["recon", "psnr", "batch_perplexity", "perceptual", "g_adv", "d_loss"],
+                title=f"VAE {out.name}")
     train_seconds = budget.elapsed
 
     vae.eval()
-    figures = evaluate_vae(vae, n=cfg.eval_images, size=cfg.data.size, seed=cfg.data.seed + EVAL_SEED_OFFSET,
-                           progress_bar=progress_bar)
+    if held_out is None:
+        figures = evaluate_vae(vae, n=cfg.eval_images, size=cfg.data.size, seed=cfg.data.seed + EVAL_SEED_OFFSET,
+                               progress_bar=progress_bar)
+    else:
+        figures = reconstruction_figures(vae, held_out, progress_bar=progress_bar)
+        figures["eval_split"] = cfg.eval_split
     figures.update(steps=step, train_minutes=round(train_seconds / 60, 2),
-                   images_seen=step * cfg.batch_size)
+                   images_seen=step * cfg.batch_size, data=data.summary(), skipped_items=data.skipped_count())
     write_json(out / "eval.json", figures)
     return figures
 
 
-def _checkpoint(vae: DiscreteVAE, opt: torch.optim.Optimizer, out: Path, step: int, elapsed: float) -> None:
+def _held_out_images(cfg: VAETrainConfig, progress: bool) -> np.ndarray | None:
+    """Up to cfg.eval_images images of the data's eval_split for the final figures; None for shapes (which renders
+    its own held-out scenes). Without a split column this is the training data itself, and eval.json says so."""
+    if not cfg.data.path:
+        return None
+    d = cfg.data
+    data = TrainingData(DataConfig(path=d.path, size=d.size, seed=d.seed, split=cfg.eval_split,
+                                   background=d.background), progress=progress)
+    if not data.in_memory:  # tar shards: the first eval_images of the stream
+        return data.batch(0, cfg.eval_images).images
+    return data.images[: cfg.eval_images]
+
+
+def _checkpoint(vae: DiscreteVAE, opt: torch.optim.Optimizer, out: Path, step: int, elapsed: float,
+                disc: PatchDiscriminator | None = None, opt_d: torch.optim.Optimizer | None = None) -> None:
     save_vae(vae, out)
     save_optimizer(opt, out / STATE, {"step": step, "elapsed": elapsed})
+    if disc is not None:  # beside the tokenizer, not inside its weights
+        save_part(disc, out / DISC)
+        save_optimizer(opt_d, out / D_STATE, {"step": step, "elapsed": elapsed})
 
 
 @torch.no_grad()
@@ -142,23 +208,34 @@ def _write_samples(vae: DiscreteVAE, images: torch.Tensor, path: Path, device: t
 @torch.no_grad()
 def evaluate_vae(vae: DiscreteVAE, n: int = 1024, size: int = 64, seed: int = EVAL_SEED_OFFSET,
                  split: str = "all", batch_size: int = 128, progress_bar: bool = False) -> dict[str, Any]:
-    """Held-out figures: PSNR (dB), codebook usage over all tokens, and the share of reconstructions whose
+    """Held-out shapes figures: PSNR (dB), codebook usage over all tokens, and the share of reconstructions whose
     objects the scene checker finds exactly as in the true scene."""
     from ..eval.scene_checker import check_scene
 
     ds = ShapesDataset(n, size=size, seed=seed, split=split)
+    figures = reconstruction_figures(vae, ds.render_batch(range(n)), batch_size, progress_bar,
+                                     check=lambda i, img: check_scene(img, ds.scene(i)).ok)
+    return {"eval_images": n, "eval_seed": seed, **{k: v for k, v in figures.items() if k != "eval_images"}}
+
+
+@torch.no_grad()
+def reconstruction_figures(vae: DiscreteVAE, images: np.ndarray, batch_size: int = 128, progress_bar: bool = False,
+                           check: Callable[[int, Image.Image], bool] | None = None) -> dict[str, Any]:
+    """PSNR (dB) and codebook usage of the reconstructions of (n, H, W, 3) uint8 images; with `check`
+    (item index, reconstruction -> passed?) also the share that passes it."""
     device = next(vae.parameters()).device
     psnrs, ids, passed = [], [], 0
-    for start in tqdm(range(0, n, batch_size), desc="eval vae", disable=not progress_bar):
-        idx = range(start, min(n, start + batch_size))
-        images = to_tensor(ds.render_batch(idx)).to(device)
-        codes = vae.encode(images)
+    for start in tqdm(range(0, len(images), batch_size), desc="eval vae", disable=not progress_bar):
+        x = to_tensor(images[start : start + batch_size]).to(device)
+        codes = vae.encode(x)
         recon = vae.decode(codes)
-        psnrs.append(psnr(recon, images))
+        psnrs.append(psnr(recon, x))
         ids.append(codes.flatten().cpu())
-        for img, i in zip(to_pil(recon), idx):
-            passed += check_scene(img, ds.scene(i)).ok
+        if check is not None:
+            passed += sum(check(start + k, img) for k, img in enumerate(to_pil(recon)))
     usage = code_usage(torch.cat(ids), vae.num_codes)
-    return {"eval_images": n, "eval_seed": seed, "psnr_db": round(torch.cat(psnrs).mean().item(), 3),
-            "codes_used_share": round(usage["used_share"], 4), "code_perplexity": round(usage["perplexity"], 1),
-            "checker_pass_rate": round(passed / n, 4)}
+    figures = {"eval_images": len(images), "psnr_db": round(torch.cat(psnrs).mean().item(), 3),
+               "codes_used_share": round(usage["used_share"], 4), "code_perplexity": round(usage["perplexity"], 1)}
+    if check is not None:
+        figures["checker_pass_rate"] = round(passed / len(images), 4)
+    return figures

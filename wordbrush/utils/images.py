@@ -47,3 +47,41 @@ def save_grid(images: list[Image.Image], path: str | Path, cols: int | None = No
     path.parent.mkdir(parents=True, exist_ok=True)
     make_grid(images, cols=cols, scale=scale).save(path)
     return path
+
+
+def save_captioned_grid(rows: list[tuple[str, list]], path: str | Path, cols: int = 4, scale: int = 2,
+                        caption_lines: int = 3) -> Path:
+    """A grid of cells, each a caption under its images side by side (PIL images or (3, H, W) tensors in [0, 1]):
+    for a person to check images against their prompts."""
+    import textwrap
+
+    from PIL import ImageDraw, ImageFont
+
+    def as_pil(im) -> Image.Image:
+        return im if isinstance(im, Image.Image) else to_pil(im.unsqueeze(0))[0]
+
+    cells = [(text, [as_pil(im) for im in ims]) for text, ims in rows]
+    if not cells:
+        raise ValueError("save_captioned_grid needs at least one row")
+    w, h = cells[0][1][0].size
+    w, h = w * scale, h * scale
+    per = max(len(ims) for _, ims in cells)
+    font = ImageFont.load_default()
+    line_h = 12
+    cell_w, cell_h = per * w + (per - 1) * 2, h + caption_lines * line_h + 6
+    width = max(12, cell_w // 6)  # characters per caption line
+    n_rows = math.ceil(len(cells) / cols)
+    grid = Image.new("RGB", (cols * (cell_w + 8) + 8, n_rows * (cell_h + 8) + 8), (255, 255, 255))
+    draw = ImageDraw.Draw(grid)
+    for k, (text, ims) in enumerate(cells):
+        r, c = divmod(k, cols)
+        x, y = 8 + c * (cell_w + 8), 8 + r * (cell_h + 8)
+        for j, im in enumerate(ims):
+            grid.paste(im.resize((w, h), Image.NEAREST), (x + j * (w + 2), y))
+        lines = textwrap.wrap(text, width)[:caption_lines]
+        for i, line in enumerate(lines):
+            draw.text((x, y + h + 3 + i * line_h), line, fill=(0, 0, 0), font=font)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path)
+    return path

@@ -1,0 +1,109 @@
+"""The gan generator: one forward pass from noise + text, trained against a matching-aware discriminator."""
+
+import json
+
+import pytest
+import torch
+
+from wordbrush.cli import main
+from wordbrush.config import CLIPConfig, DataConfig, GANConfig, GANTrainConfig
+from wordbrush.errors import ConfigError, WordbrushError
+from wordbrush.generators.gan import GAN, Discriminator, discriminator_loss, generator_loss, mean_pairwise_distance
+from wordbrush.pipeline import TextToImagePipeline
+from wordbrush.text.tokenizer import TextTokenizer
+from wordbrush.train.gan import train_gan
+
+from test_clip import tiny_scorer
+
+TINY = dict(image_size=32, noise_dim=8, channels=(16, 16, 8, 8), disc_channels=(8, 8, 16, 16), attn_resolutions=(16,),
+            attn_dim=8)
+
+
+def tiny_gan(scorer) -> GAN:
+    g = GAN(GANConfig(clip=scorer.model.cfg, **TINY))
+    g.clip.load_state_dict(scorer.model.state_dict())
+    return g
+
+
+def test_generator_discriminator_and_losses():
+    scorer = tiny_scorer()
+    g, d = tiny_gan(scorer), Discriminator(GANConfig(clip=scorer.model.cfg, **TINY))
+    ids = scorer.tokenizer.encode(["a red square", "a blue square", "a green square"], 8).ids
+    words, sentence, keep = g.read_text(ids)
+    fake = g(torch.randn(3, 8), words, sentence, keep)
+    assert fake.shape == (3, 3, 32, 32) and fake.min() >= 0 and fake.max() <= 1
+    ld = discriminator_loss(d, torch.rand(3, 3, 32, 32), fake, sentence)
+    assert ld["gp"].item() >= 0 and torch.isfinite(ld["loss"])
+    ld["loss"].backward()
+    assert all(p.grad is not None for p in d.parameters())
+    lg = generator_loss(d, g, fake, sentence, clip_weight=1.0)
+    lg["loss"].backward()
+    assert all(p.grad is None for p in g.clip.parameters())  # the CLIP stays frozen
+    assert g.fc.weight.grad is not None
+    # the same seed gives the same image; the image depends on its own seed only
+    a = g.sample(ids[:2], [torch.Generator().manual_seed(s) for s in (1, 2)])
+    b = g.sample(ids[1:2], [torch.Generator().manual_seed(2)])
+    assert torch.allclose(a[1], b[0], atol=1e-6)
+    assert mean_pairwise_distance(torch.eye(3)) == pytest.approx(2 ** 0.5)
+    with pytest.raises(ConfigError, match="needs 4 entries"):
+        GANConfig(clip=scorer.model.cfg, **{**TINY, "channels": (16, 8)})
+
+
+def test_train_resume_pipeline_and_checks(tmp_path):
+    scorer = tiny_scorer()
+    scorer.save_pretrained(tmp_path / "clip")
+    cfg = GANTrainConfig(model=GANConfig(clip=CLIPConfig(image_size=32), **TINY), clip=str(tmp_path / "clip"),
+                         data=DataConfig(size=32), out=str(tmp_path / "run"), batch_size=4, max_steps=2, log_every=1,
+                         sample_every=100, checkpoint_every=100, diversity_every=2, collapse_ratio=0.0,
+                         sample_prompts=("a red square",))
+    summary = train_gan(cfg, progress_bar=False)
+    assert summary["steps"] == 2 and summary["diversity_ratio"] > 0
+    cfg.max_steps = 4
+    assert train_gan(cfg, resume=True, progress_bar=False)["steps"] == 4
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1, 2, 3, 4] and "diversity_ratio" in log[1]
+
+    pipe = TextToImagePipeline.from_pretrained(tmp_path / "run")
+    assert pipe.vae is None and pipe.clip is not None
+    out = pipe(["a red square", "a blue square"], num_images_per_prompt=2, seed=3)
+    assert len(out.images) == 4 and out.images[0].size == (32, 32) and out.tokens.shape == (4, 0)
+    assert pipe("a red square", seed=4, candidates=3, rerank="clip").images[0].size == (32, 32)
+    with pytest.raises(WordbrushError, match="no likelihood"):
+        pipe("a red square", candidates=2, rerank="likelihood")
+    assert main(["explain", "a red square", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "x")]) == 2
+
+    cfg.collapse_ratio, cfg.max_steps, cfg.out = 1e9, 2, str(tmp_path / "run2")
+    with pytest.raises(WordbrushError, match="mode collapse at step 2"):
+        train_gan(cfg, progress_bar=False)
+    cfg.collapse_ratio, cfg.gp_weight, cfg.out = 0.0, float("inf"), str(tmp_path / "run3")
+    with pytest.raises(WordbrushError, match="diverged at step 1"):
+        train_gan(cfg, progress_bar=False)
+
+
+def test_adversarial_tokenizer_terms_and_discriminator_kept_apart(tmp_path):
+    from safetensors.torch import load_file
+
+    from wordbrush.config import VAEConfig, VAETrainConfig
+    from wordbrush.image.adversarial import adaptive_weight
+    from wordbrush.image.vae import load_vae
+    from wordbrush.train.vae import DISC, train_vae
+
+    tiny_scorer().save_pretrained(tmp_path / "clip")
+    cfg = VAETrainConfig(model=VAEConfig(image_size=32, channels=(8, 16), num_codes=32, code_dim=8),
+                         data=DataConfig(size=32), out=str(tmp_path / "vae"), batch_size=4, max_steps=4, bf16=False,
+                         log_every=1, eval_images=8, adversarial_weight=0.5, adversarial_start=0.5,
+                         disc_channels=(8, 16), perceptual_weight=0.1, perceptual_clip=str(tmp_path / "clip"))
+    train_vae(cfg, progress_bar=False)
+    log = [json.loads(line) for line in (tmp_path / "vae" / "log.jsonl").read_text().splitlines()]
+    assert "g_adv" not in log[1] and "g_adv" in log[2] and "d_loss" in log[3]  # switched on after the warm-up
+    assert all(r["perceptual"] >= 0 for r in log)
+    weights = load_file(str(tmp_path / "vae" / "vae.safetensors"))
+    assert not any(k.startswith("net.") for k in weights) and (tmp_path / "vae" / DISC).is_file()
+    load_vae(tmp_path / "vae")  # strict: the discriminator is not inside the tokenizer's weights
+    cfg.max_steps = 6
+    assert train_vae(cfg, resume=True, progress_bar=False)["steps"] == 6
+    w = torch.ones(3, requires_grad=True)
+    lam = adaptive_weight((w * 4).sum(), (w * 2).sum(), w)  # gradient norms 4*sqrt(3) and 2*sqrt(3)
+    assert lam.item() == pytest.approx(2.0, rel=1e-3)
+    with pytest.raises(ConfigError, match="perceptual_clip"):
+        VAETrainConfig(perceptual_weight=1.0)

@@ -1,0 +1,149 @@
+"""The batches a training loop reads, from the built-in shapes or from a dataset on disk (DataConfig).
+
+    data = TrainingData(cfg.data)
+    batch = data.batch(step, batch_size)     # images (B, H, W, 3) uint8, captions (B,), index (B,) or None
+
+A batch is addressed by its step, so a resumed run reads the same stream as an uninterrupted one:
+- shapes: scenes step*B .. step*B+B-1 of the infinite procedural stream;
+- a folder or manifest: every usable image is decoded once into memory (checked and counted when the dataset
+  is opened: unreadable files are skipped, never fatal), then read in a fresh permutation each epoch; an item
+  with several caption lines gets one of them at random each epoch. `index` says which items a batch holds,
+  so a loop may cache per-item work (the generator loop encodes each image with the VAE once);
+- tar shards: streamed through a shuffle buffer, for data that does not fit in memory (the order after a
+  resume is not the uninterrupted one's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from ..config import DataConfig
+from ..errors import WordbrushError
+from .folder import TarShardDataset, open_dataset
+from .shapes import ShapesDataset
+
+SHUFFLE_BUFFER = 2048  # tar shards: samples held to shuffle the stream
+TOKENIZER_SEED_OFFSET = 3_000_000  # shapes: the BPE's captions come from their own seed
+
+
+@dataclass
+class Batch:
+    images: np.ndarray  # (B, H, W, 3) uint8
+    captions: list[str]
+    index: np.ndarray | None  # (B,) item ids in a dataset held in memory; None for streams
+
+
+class TrainingData:
+    def __init__(self, cfg: DataConfig, progress: bool = False):
+        self.cfg = cfg
+        self.shapes: ShapesDataset | None = None
+        self.stream: TarShardDataset | None = None
+        self.images: np.ndarray | None = None  # (N, H, W, 3) uint8, for a dataset held in memory
+        self.captions: list[list[str]] = []
+        self.groups: list[str] = []
+        self.skipped: dict[str, int] = {}
+        if not cfg.path:
+            self.shapes = ShapesDataset(None, size=cfg.size, seed=cfg.seed, split=cfg.split)
+            return
+        ds = open_dataset(cfg.path, size=cfg.size, seed=cfg.seed, background=tuple(cfg.background), split=cfg.split)
+        if isinstance(ds, TarShardDataset):
+            self.stream = ds
+            self._stream_iter: Iterator | None = None
+            return
+        if len(ds) == 0:
+            raise WordbrushError(f"{cfg.path}: no usable items" + (f" in split {cfg.split!r}" if cfg.split != "all" else "")
+                                 + f" ({ds.summary()})")
+        self.images = np.stack([np.asarray(ds[i][0]) for i in tqdm(range(len(ds)), desc="load images",
+                                                                   disable=not progress, unit="img")])
+        self.captions = [caps for _, caps in ds.items]
+        self.groups = list(ds.groups)
+        self.skipped = dict(ds.skipped)
+        self.description = ds.summary()
+
+    @property
+    def in_memory(self) -> bool:
+        return self.images is not None
+
+    def __len__(self) -> int:
+        """Items held in memory (0 for the infinite shapes stream and for tar shards)."""
+        return 0 if self.images is None else len(self.images)
+
+    def summary(self) -> str:
+        if self.shapes is not None:
+            return f"shapes (procedural, split {self.cfg.split})"
+        if self.stream is not None:
+            return self.stream.summary()
+        return self.description
+
+    def skipped_count(self) -> int:
+        return sum((self.stream.skipped if self.stream is not None else self.skipped).values())
+
+    # ------------------------------------------------------------------------------------------------ batches
+
+    def batch(self, step: int, b: int) -> Batch:
+        if self.shapes is not None:
+            items = [self.shapes.item_arrays(i) for i in range(step * b, (step + 1) * b)]
+            return Batch(np.stack([it[0] for it in items]), [it[1] for it in items], None)
+        if self.stream is not None:
+            return self._stream_batch(b)
+        n = len(self.images)
+        pos = np.arange(step * b, (step + 1) * b)
+        epochs, offsets = pos // n, pos % n
+        index = np.empty(b, dtype=np.int64)
+        for e in np.unique(epochs):  # at most two epochs meet in one batch (more if b > n)
+            perm = np.random.default_rng([self.cfg.seed, int(e)]).permutation(n)
+            index[epochs == e] = perm[offsets[epochs == e]]
+        captions = [self._caption(int(i), int(e)) for i, e in zip(index, epochs)]
+        return Batch(self.images[index], captions, index)
+
+    def _caption(self, i: int, epoch: int) -> str:
+        caps = self.captions[i]
+        if len(caps) == 1:
+            return caps[0]
+        return caps[int(np.random.default_rng([self.cfg.seed, i, epoch]).integers(len(caps)))]
+
+    def _stream_batch(self, b: int) -> Batch:
+        if self._stream_iter is None:
+            self._stream_iter = self._shuffled_stream()
+        items = [next(self._stream_iter) for _ in range(b)]
+        return Batch(np.stack([np.asarray(im) for im, _ in items]), [c for _, c in items], None)
+
+    def _shuffled_stream(self) -> Iterator:
+        rng = np.random.default_rng([self.cfg.seed, 7])
+        buf: list = []
+        while True:
+            got = 0
+            for item in self.stream:
+                got += 1
+                if len(buf) < SHUFFLE_BUFFER:
+                    buf.append(item)
+                    continue
+                j = int(rng.integers(len(buf)))
+                yield buf[j]
+                buf[j] = item
+            if got == 0:
+                raise WordbrushError(f"{self.cfg.path}: no usable samples in the tar shards ({self.stream.summary()})")
+            rng.shuffle(buf)
+            yield from buf[: len(buf) // 2]  # keep half to mix with the next pass
+            buf = buf[len(buf) // 2 :]
+
+    # ----------------------------------------------------------------------------------------------- captions
+
+    def caption_texts(self, n: int) -> Iterator[str]:
+        """Captions to train a BPE tokenizer on: n procedural ones for shapes, every caption line of a dataset in
+        memory, the first n of a stream."""
+        if self.shapes is not None:  # captions of other scenes than the training stream's
+            ds = ShapesDataset(n, size=self.cfg.size, seed=self.cfg.seed + TOKENIZER_SEED_OFFSET, split=self.cfg.split)
+            yield from (ds.item_arrays(i)[1] for i in range(n))
+        elif self.stream is not None:
+            for k, (_, caption) in enumerate(self.stream):
+                if k >= n:
+                    break
+                yield caption
+        else:
+            for caps in self.captions:
+                yield from caps

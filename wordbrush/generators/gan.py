@@ -1,0 +1,224 @@
+"""The `gan` generator: noise + text -> image in one forward pass (the DF-GAN family: Tao et al. 2022, with
+AttnGAN's word-level attention), and the discriminator it is trained against.
+
+Text. A frozen CLIP (wordbrush/clip.py, trained on the same data) reads the caption: its per-token states
+(B, L, Dt) feed word-level attention, its sentence embedding s (B, E) feeds the fusion blocks and the
+discriminator. The CLIP travels inside the generator's weights, so a saved `gan` needs nothing else.
+
+Generator.  z ~ N(0, I) (B, Z) -> linear -> (B, C0, 4, 4) -> per stage: upsample x2, then a residual block whose
+two fusion layers scale and shift every channel by MLPs of [s ; z] (DF-GAN's deep fusion), with word attention
+at the resolutions in attn_resolutions (each pixel attends over the caption's tokens; the context is added
+through a gate that starts at 0) -> conv -> tanh -> pixels in [0, 1].
+
+Discriminator.  x -> residual stride-2 blocks down to (B, C, 4, 4) -> concatenated with s tiled to 4x4 ->
+conv -> one score per image: does this image look real *and* fit this sentence?
+
+Objective. The GAN's minimax game (Goodfellow et al. 2014), conditioned on the text t:
+
+    min_G max_D  E_{x,t ~ data}[log D(x, t)] + E_{z, t}[log(1 - D(G(z, t), t))]
+
+What is optimised here is its hinge form with DF-GAN's matching-aware terms: a real image with a mismatched
+caption t' counts as fake, and the matching-aware gradient penalty (MA-GP) pushes D's surface flat around
+real, matching pairs:
+
+    L_D = E[max(0, 1 - D(x, t))] + 1/2 E[max(0, 1 + D(G(z, t), t))] + 1/2 E[max(0, 1 + D(x, t'))]
+          + k E[ ||(grad_x D(x, t), grad_t D(x, t))||^p ]                      (k = 2, p = 6)
+    L_G = -E[D(G(z, t), t)] + lambda_clip E[1 - cos(CLIP_image(G(z, t)), CLIP_text(t))]
+
+The last term (GALIP's use of CLIP, here with the wordbrush CLIP) pulls each image towards its caption in the
+CLIP's space. Sampling uses an exponential moving average of G's weights (kept by the training loop).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..clip import CLIP
+from ..config import GANConfig
+from ..text.tokenizer import PAD_ID
+from .common import SampleOptions
+
+
+class Affine(nn.Module):
+    """Per-channel scale and shift from a condition vector; starts as the identity."""
+
+    def __init__(self, cond: int, ch: int):
+        super().__init__()
+        self.gamma = nn.Sequential(nn.Linear(cond, ch), nn.ReLU(), nn.Linear(ch, ch))
+        self.beta = nn.Sequential(nn.Linear(cond, ch), nn.ReLU(), nn.Linear(ch, ch))
+        for head in (self.gamma[2], self.beta[2]):
+            nn.init.zeros_(head.weight)
+        nn.init.ones_(self.gamma[2].bias)
+        nn.init.zeros_(self.beta[2].bias)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.gamma(c)[:, :, None, None] * x + self.beta(c)[:, :, None, None]
+
+
+class Fusion(nn.Module):
+    """DF-GAN's deep fusion: affine -> LeakyReLU -> affine -> LeakyReLU."""
+
+    def __init__(self, cond: int, ch: int):
+        super().__init__()
+        self.a1, self.a2 = Affine(cond, ch), Affine(cond, ch)
+
+    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        x = F.leaky_relu(self.a1(x, c), 0.2)
+        return F.leaky_relu(self.a2(x, c), 0.2)
+
+
+class WordAttention(nn.Module):
+    """Each pixel attends over the caption's non-[PAD] token states; the context enters through a gate at 0."""
+
+    def __init__(self, ch: int, text_dim: int, dim: int):
+        super().__init__()
+        self.q = nn.Conv2d(ch, dim, 1)
+        self.kv = nn.Linear(text_dim, 2 * dim)
+        self.out = nn.Conv2d(dim, ch, 1)
+        self.gate = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor, words: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        B, _, H, W = x.shape
+        q = self.q(x).flatten(2).transpose(1, 2)  # (B, HW, d)
+        k, v = self.kv(words).chunk(2, dim=-1)  # (B, L, d) each
+        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, :])  # (B, HW, d)
+        return x + self.gate * self.out(ctx.transpose(1, 2).reshape(B, -1, H, W))
+
+
+class UpBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, cond: int, text_dim: int, attn_dim: int, attend: bool):
+        super().__init__()
+        self.f1, self.c1 = Fusion(cond, cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.f2, self.c2 = Fusion(cond, cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+        self.attn = WordAttention(cout, text_dim, attn_dim) if attend else None
+
+    def forward(self, x, c, words, keep):
+        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        h = self.c2(self.f2(self.c1(self.f1(x, c)), c))
+        h = self.skip(x) + h
+        return self.attn(h, words, keep) if self.attn is not None else h
+
+
+class GAN(nn.Module):
+    """The generator (and the frozen CLIP that reads its captions). See the top of the file."""
+
+    kind = "gan"
+
+    def __init__(self, cfg: GANConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.clip = CLIP(cfg.clip)
+        for p in self.clip.parameters():
+            p.requires_grad_(False)
+        chs, z, e = cfg.channels, cfg.noise_dim, cfg.clip.embed_dim
+        self.fc = nn.Linear(z, chs[0] * 16)
+        sizes = [4 * 2 ** (i + 1) for i in range(len(chs) - 1)]
+        self.blocks = nn.ModuleList(UpBlock(chs[i], chs[i + 1], e + z, cfg.clip.text_dim, cfg.attn_dim,
+                                            sizes[i] in cfg.attn_resolutions) for i in range(len(chs) - 1))
+        self.to_rgb = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(chs[-1], 3, 3, padding=1), nn.Tanh())
+
+    @property
+    def image_size(self) -> int:
+        return self.cfg.image_size
+
+    def train(self, mode: bool = True) -> "GAN":
+        super().train(mode)
+        self.clip.eval()  # frozen: never in training mode
+        return self
+
+    @torch.no_grad()
+    def read_text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, L) ids -> word states (B, L, Dt), sentence (B, E), keep mask (B, L) (a caption of only [PAD]s keeps
+        its first position, so that attention always has something to read)."""
+        words, sentence = self.clip.text_states(ids)
+        keep = ids != PAD_ID
+        keep[:, 0] = True
+        return words.float(), sentence.float(), keep
+
+    def forward(self, z: torch.Tensor, words: torch.Tensor, sentence: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """noise (B, Z) + text -> images (B, 3, H, W) in [0, 1]."""
+        c = torch.cat([sentence, z], dim=1)  # (B, E + Z)
+        x = self.fc(z).view(len(z), -1, 4, 4)
+        for blk in self.blocks:
+            x = blk(x, c, words, keep)
+        return (self.to_rgb(x) + 1) / 2
+
+    @torch.no_grad()
+    def sample(self, text: torch.Tensor, generators: list[torch.Generator],
+               options: SampleOptions = SampleOptions()) -> torch.Tensor:
+        """(B, L) caption ids -> (B, 3, H, W) images in [0, 1]; image i's noise comes from generators[i] alone,
+        scaled by options.temperature (< 1 trades variety for fidelity, the truncation trick's simple form)."""
+        z = torch.stack([torch.randn(self.cfg.noise_dim, generator=g) for g in generators]).to(text.device)
+        words, sentence, keep = self.read_text(text)
+        return self(z * options.temperature, words, sentence, keep).clamp(0, 1)
+
+
+class DownBlock(nn.Module):
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.r1 = nn.Conv2d(cin, cout, 4, stride=2, padding=1)
+        self.r2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.r2(F.leaky_relu(self.r1(x), 0.2))
+        return F.avg_pool2d(self.skip(x), 2) + self.gamma * F.leaky_relu(h, 0.2)
+
+
+class Discriminator(nn.Module):
+    """Image + sentence embedding -> one score each (B,). Not part of a saved pipeline."""
+
+    def __init__(self, cfg: GANConfig):
+        super().__init__()
+        chs = cfg.disc_channels
+        self.stem = nn.Conv2d(3, chs[0], 3, padding=1)
+        self.blocks = nn.Sequential(*(DownBlock(chs[i], chs[i + 1]) for i in range(len(chs) - 1)))
+        e = cfg.clip.embed_dim
+        self.joint = nn.Sequential(nn.Conv2d(chs[-1] + e, chs[-1] // 2, 3, padding=1), nn.LeakyReLU(0.2),
+                                   nn.Conv2d(chs[-1] // 2, 1, 4))
+
+    def forward(self, images: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+        h = self.blocks(self.stem(images * 2 - 1))  # (B, C, 4, 4)
+        s = sentence[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
+        return self.joint(torch.cat([h, s], dim=1)).flatten()  # (B,)
+
+
+def discriminator_loss(d: Discriminator, real: torch.Tensor, fake: torch.Tensor, sentence: torch.Tensor,
+                       gp_weight: float = 2.0, gp_power: float = 6.0) -> dict[str, torch.Tensor]:
+    """L_D of the top of the file: hinge on (real, matching), (fake, matching), (real, mismatched = the next
+    item's sentence), plus MA-GP on the real, matching pairs (skipped when gp_weight is 0)."""
+    gp_on = gp_weight > 0
+    real = real.detach().requires_grad_(gp_on)
+    sent = sentence.detach().requires_grad_(gp_on)
+    d_real = d(real, sent).float()
+    d_fake = d(fake.detach(), sentence).float()
+    d_mismatch = d(real[:-1].detach(), sentence[1:]).float()
+    hinge = F.relu(1 - d_real).mean() + (F.relu(1 + d_fake).mean() + F.relu(1 + d_mismatch).mean()) / 2
+    gp = hinge.new_zeros(())
+    if gp_on:
+        gx, gs = torch.autograd.grad(d_real.sum(), (real, sent), create_graph=True)
+        norm = torch.cat([gx.float().flatten(1), gs.float().flatten(1)], dim=1).norm(2, dim=1)
+        gp = gp_weight * norm.pow(gp_power).mean()
+    return {"loss": hinge + gp, "hinge": hinge, "gp": gp, "d_real": d_real.mean(), "d_fake": d_fake.mean()}
+
+
+def generator_loss(d: Discriminator, gan: GAN, fake: torch.Tensor, sentence: torch.Tensor,
+                   clip_weight: float) -> dict[str, torch.Tensor]:
+    """L_G of the top of the file: fool D, and be near the caption in the CLIP's space."""
+    adv = -d(fake, sentence).float().mean()
+    align = (1 - (gan.clip.encode_image(fake) * sentence).sum(-1)).mean() if clip_weight > 0 else adv.new_zeros(())
+    return {"loss": adv + clip_weight * align, "adv": adv, "clip": align}
+
+
+def mean_pairwise_distance(features: torch.Tensor) -> float:
+    """Mean L2 distance between distinct rows of (N, F): the diversity measure of the collapse check."""
+    n = len(features)
+    if n < 2:
+        return 0.0
+    d = torch.cdist(features.double(), features.double())
+    return (d.sum() / (n * (n - 1))).item()
+

@@ -1,0 +1,202 @@
+"""`wordbrush train gan`: generator against discriminator, written out (the objective is in generators/gan.py).
+
+    once:           load the frozen CLIP (--clip) into the generator; its tokenizer is the pipeline's
+    for each step:  a batch of real images + captions -> the CLIP reads the captions
+                    D step: fakes (no grad to G) -> hinge on real/fake/mismatched + MA-GP -> Adam
+                    G step: fresh fakes -> fool D + CLIP alignment -> Adam -> EMA of G's weights
+    every N steps:  log (JSONL + progress bar); divergence check (a loss that is not finite stops the run with
+                    a message); collapse check (the spread of 16 seeds for one prompt against 16 real images of
+                    that prompt, in CLIP features); a sample grid; a checkpoint: the EMA generator as a pipeline
+                    folder, and generator, discriminator and both optimisers' states to resume from
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..checkpoint import load_optimizer, load_part, save_optimizer, save_part, write_json
+from ..clip import CLIPScorer
+from ..config import GANTrainConfig, to_dict
+from ..data.training import TrainingData
+from ..errors import WordbrushError
+from ..eval.benchmark import ObjSpec, PromptSpec, render_spec
+from ..generators.gan import GAN, Discriminator, discriminator_loss, generator_loss, mean_pairwise_distance
+from ..pipeline import TextToImagePipeline
+from ..utils.images import save_grid, to_tensor
+from ..utils.plot import plot_curves
+from .common import STATE, Budget, JsonlLog, autocast, lr_at, setup_torch, start_run
+
+D_STATE = "train_state_d.safetensors"  # the discriminator's optimizer state (STATE holds the generator's)
+RAW_G = "generator_raw.safetensors"  # the generator's own weights (gan.safetensors holds their EMA)
+DISC = "discriminator.safetensors"
+COLLAPSE_SEED = 4_000_000
+
+
+def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = True) -> dict[str, Any]:
+    setup_torch(cfg.threads, cfg.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    out = Path(cfg.out)
+    has_ckpt = start_run(out, resume)
+
+    clip = CLIPScorer.from_pretrained(cfg.clip)
+    cfg.model.clip = clip.model.cfg
+    data = TrainingData(cfg.data, progress=progress_bar)
+    print(f"data: {data.summary()}")
+    g = GAN(cfg.model)
+    g.clip.load_state_dict(clip.model.state_dict())
+    g, d = g.to(device), Discriminator(cfg.model).to(device)
+    ema = copy.deepcopy(g).eval()
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    opt_g = torch.optim.Adam([p for p in g.parameters() if p.requires_grad], lr=cfg.lr_g, betas=tuple(cfg.betas))
+    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
+    step, elapsed = 0, 0.0
+    if resume and has_ckpt:
+        load_part(g, out / RAW_G, "gan (raw generator)")
+        load_part(ema, out / "gan.safetensors", "gan")
+        load_part(d, out / DISC, "discriminator")
+        extra = load_optimizer(opt_g, out / STATE)
+        load_optimizer(opt_d, out / D_STATE)
+        step, elapsed = int(extra["step"]), float(extra["elapsed"])
+        print(f"resuming {out} at step {step}")
+    write_json(out / "train_config.json", to_dict(cfg))
+    pipe = TextToImagePipeline(clip.tokenizer, ema, None, cfg.sampling)
+    log = JsonlLog(out / "log.jsonl")
+    probe = _collapse_probe(cfg, data)
+    text_len = cfg.model.clip.text_len
+    noise_gen = torch.Generator().manual_seed(cfg.seed * 1000 + step)
+
+    budget = Budget(cfg.max_steps, cfg.max_minutes, elapsed)
+    n_params = sum(p.numel() for p in g.parameters() if p.requires_grad)
+    bar = tqdm(total=budget.bar_total, initial=step, desc=f"train gan ({n_params / 1e6:.1f}M)", unit="step",
+               disable=not progress_bar, dynamic_ncols=True)
+    t_log, seen, diversity = time.perf_counter(), 0, None
+    g.train()
+    while not budget.done(step):
+        p = budget.progress(step)
+        for opt, lr in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, p, lr, 0, 1.0)  # constant: GANs are trained at a fixed rate
+        batch = data.batch(step, cfg.batch_size)
+        real = to_tensor(batch.images).to(device)  # (B, 3, H, W) in [0, 1]
+        ids = clip.tokenizer.encode(batch.captions, text_len).ids.to(device)
+        words, sentence, keep = g.read_text(ids)
+        z = torch.randn(len(real), cfg.model.noise_dim, generator=noise_gen).to(device)
+
+        gp_now = step % cfg.gp_every == 0
+        with autocast(device, cfg.bf16):
+            fake = g(z, words, sentence, keep)
+            ld = discriminator_loss(d, real, fake, sentence, cfg.gp_weight * cfg.gp_every * gp_now, cfg.gp_power)
+        opt_d.zero_grad(set_to_none=True)
+        ld["loss"].backward()
+        opt_d.step()
+
+        d.requires_grad_(False)  # the G step needs gradients through D, not for it
+        with autocast(device, cfg.bf16):
+            lg = generator_loss(d, g, g(z, words, sentence, keep), sentence, cfg.clip_weight)
+        opt_g.zero_grad(set_to_none=True)
+        lg["loss"].backward()
+        opt_g.step()
+        d.requires_grad_(True)
+        _ema_update(ema, g, cfg.ema_decay)
+        step += 1
+        seen += len(real)
+        bar.update(1)
+
+        if step % cfg.log_every == 0:
+            now = time.perf_counter()
+            record = {"step": step, "elapsed": round(budget.elapsed, 1),
+                      **{f"d_{k}": v.item() for k, v in ld.items()}, **{f"g_{k}": v.item() for k, v in lg.items()},
+                      "samples_per_s": seen / (now - t_log)}
+            t_log, seen = now, 0
+            bad = [k for k, v in record.items() if isinstance(v, float) and not np.isfinite(v)]
+            if bad:
+                _checkpoint(pipe, g, d, opt_g, opt_d, out / "diverged", step, budget.elapsed)
+                raise WordbrushError(f"training diverged at step {step}: {', '.join(bad)} not finite (state saved "
+                                     f"to {out / 'diverged'}; lower lr_d / lr_g or raise gp_weight and resume)")
+            if step % cfg.diversity_every == 0:
+                diversity = _diversity(ema, clip, probe)
+                record["diversity_ratio"] = diversity
+                if diversity < cfg.collapse_ratio:
+                    _checkpoint(pipe, g, d, opt_g, opt_d, out / "collapsed", step, budget.elapsed)
+                    raise WordbrushError(f"mode collapse at step {step}: 16 seeds for {probe[0]!r} spread only "
+                                         f"{diversity:.2f}x as much as 16 real images (limit {cfg.collapse_ratio}); "
+                                         f"state saved to {out / 'collapsed'}")
+            log.write(record)
+            bar.set_postfix(d=f"{record['d_loss']:.2f}", g=f"{record['g_adv']:.2f}", clip=f"{record['g_clip']:.3f}",
+                            smp_s=f"{record['samples_per_s']:.0f}", **budget.postfix())
+        if step % cfg.sample_every == 0:
+            _write_samples(pipe, cfg, out / "samples" / f"step_{step:06d}.png")
+        if step % cfg.checkpoint_every == 0:
+            _checkpoint(pipe, g, d, opt_g, opt_d, out, step, budget.elapsed)
+    bar.close()
+    _checkpoint(pipe, g, d, opt_g, opt_d, out, step, budget.elapsed)
+    _write_samples(pipe, cfg, out / "samples" / "final.png")
+    plot_curves(log.path, out / "curves.png", ["d_hinge", "d_gp", "g_adv", "g_clip", "diversity_ratio"],
+                title=f"gan {out.name}")
+    summary = {"steps": step, "train_minutes": round(budget.elapsed / 60, 2), "samples_seen": step * cfg.batch_size,
+               "parameters": n_params, "diversity_ratio": round(_diversity(ema, clip, probe), 4),
+               "data": data.summary(), "skipped_items": data.skipped_count()}
+    write_json(out / "train_summary.json", summary)
+    return summary
+
+
+@torch.no_grad()
+def _ema_update(ema: GAN, g: GAN, decay: float) -> None:
+    for pe, pg in zip(ema.parameters(), g.parameters()):
+        if pg.requires_grad:
+            pe.lerp_(pg, 1 - decay)
+
+
+def _collapse_probe(cfg: GANTrainConfig, data: TrainingData) -> tuple[str, torch.Tensor]:
+    """A prompt and 16 real images of it: shapes renders 16 scenes of one caption; a dataset on disk gives the
+    first caption and the first 16 images (spread of real data, a looser reference)."""
+    if not cfg.data.path:
+        return shapes_probe(cfg.data.size)
+    b = data.batch(0, 16)
+    return b.captions[0], to_tensor(b.images)
+
+
+def shapes_probe(size: int = 64, prompt: str = "a red circle") -> tuple[str, torch.Tensor]:
+    """A shapes prompt and 16 real renders of it (random positions and sizes), the reference spread."""
+    spec = PromptSpec("colors", prompt, (ObjSpec("circle", "red"),))
+    return prompt, to_tensor(np.stack([render_spec(spec, np.random.default_rng([COLLAPSE_SEED, k]), size)
+                                       for k in range(16)]))
+
+
+def diversity_ratio(images: torch.Tensor, real: torch.Tensor, clip: CLIPScorer) -> float:
+    """Mean pairwise distance of the images' CLIP features over that of the real images'."""
+    return mean_pairwise_distance(clip.image_features(images)) / max(mean_pairwise_distance(clip.image_features(real)),
+                                                                     1e-12)
+
+
+@torch.no_grad()
+def _diversity(ema: GAN, clip: CLIPScorer, probe: tuple[str, torch.Tensor]) -> float:
+    prompt, real = probe
+    ids = clip.tokenizer.encode([prompt] * 16, ema.cfg.clip.text_len).ids.to(ema.fc.weight.device)
+    images = ema.sample(ids, [torch.Generator().manual_seed(k) for k in range(16)])
+    return diversity_ratio(images, real, clip)
+
+
+def _checkpoint(pipe: TextToImagePipeline, g: GAN, d: Discriminator, opt_g, opt_d, out: Path, step: int,
+                elapsed: float) -> None:
+    pipe.save_pretrained(out)
+    save_part(g, out / RAW_G)
+    save_part(d, out / DISC)
+    save_optimizer(opt_g, out / STATE, {"step": step, "elapsed": elapsed})
+    save_optimizer(opt_d, out / D_STATE, {"step": step, "elapsed": elapsed})
+
+
+def _write_samples(pipe: TextToImagePipeline, cfg: GANTrainConfig, path: Path) -> None:
+    with warnings.catch_warnings():  # a prompt's unknown words are the sample grid's business, not the log's
+        warnings.simplefilter("ignore")
+        out = pipe(list(cfg.sample_prompts), num_images_per_prompt=4, seed=0)
+    save_grid(out.images, path, cols=4, scale=2)
