@@ -84,3 +84,9 @@ def test_emoji_draws_what_its_clip_recognises():
         @ pipe.clip.embed_texts(EMOJI_CAPTIONS).T  # (image, caption)
     right = (sims.argmax(1) == np.arange(8)).sum().item()
     assert right >= 6, f"{right}/8 images picked their own caption"
+
+
+def test_a_builtin_name_wins_over_a_same_named_folder_without_a_model(tmp_path, monkeypatch):
+    (tmp_path / "shapes").mkdir()  # e.g. the dataset a user rendered with `wordbrush data shapes --out shapes`
+    monkeypatch.chdir(tmp_path)
+    assert TextToImagePipeline.from_pretrained("shapes").generator.kind == "dalle"

@@ -211,13 +211,9 @@ def cmd_explain(args: argparse.Namespace) -> None:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     from .checkpoint import read_json
-    from .pipeline import BUILTIN, builtin_path
+    from .pipeline import model_folder
 
-    folder = Path(args.model)
-    if not folder.is_dir() and args.model in BUILTIN:
-        folder = builtin_path(args.model)
-    if not folder.is_dir():
-        raise WordbrushError(f"model folder not found: {folder}")
+    folder = model_folder(args.model)
     kind = read_json(folder / "config.json", "model").get("kind")
     if kind == "vae":
         from .image.vae import load_vae

@@ -69,6 +69,18 @@ def builtin_path(name: str) -> Path:
     return Path(str(resources.files("wordbrush") / "models" / name))
 
 
+def model_folder(name_or_path: str | Path) -> Path:
+    """The folder of a saved model, or of a built-in one by name. A built-in name wins over a same-named folder
+    that holds no model (such as a dataset folder called "emoji")."""
+    folder, name = Path(name_or_path), str(name_or_path)
+    if not (folder / "config.json").is_file() and name in BUILTIN and builtin_path(name).is_dir():
+        folder = builtin_path(name)
+    if not folder.is_dir():
+        raise CheckpointError(f"model {name!r} not found: no model folder or built-in model has that name "
+                              f"(built-in: {', '.join(BUILTIN)})")
+    return folder
+
+
 class TextToImagePipeline:
     def __init__(self, tokenizer: TextTokenizer, generator: Generator, vae: DiscreteVAE | None,
                  sampling: SampleOptions | None = None, clip: CLIPScorer | None = None):
@@ -138,13 +150,7 @@ class TextToImagePipeline:
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device = "cpu",
                         dtype: torch.dtype | None = None) -> "TextToImagePipeline":
-        folder = Path(name_or_path)
-        if not folder.is_dir():
-            if str(name_or_path) in BUILTIN and builtin_path(str(name_or_path)).is_dir():
-                folder = builtin_path(str(name_or_path))
-            else:
-                raise CheckpointError(f"no model folder or built-in model named {str(name_or_path)!r} "
-                                      f"(built-in: {', '.join(BUILTIN)})")
+        folder = model_folder(name_or_path)
         header = read_json(folder / "config.json", "pipeline")
         if header.get("kind") != "pipeline":
             raise CheckpointError(f"{folder} holds a {header.get('kind')!r} model, not a text-to-image pipeline")
