@@ -87,6 +87,24 @@ def model_header(kind: str, config: dict[str, Any]) -> dict[str, Any]:
     return {"wordbrush_version": __version__, "kind": kind, "config": config}
 
 
+def read_model_config(folder: str | Path, kind: str, cls: type, what: str) -> Any:
+    """The config dataclass `cls` of a saved model folder whose config.json says `kind` (written by model_header);
+    every mismatch is a CheckpointError naming the folder."""
+    from .config import from_dict
+    from .errors import ConfigError
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"{what} folder not found: {folder}")
+    header = read_json(folder / "config.json", kind)
+    if header.get("kind") != kind:
+        raise CheckpointError(f"{folder} holds a {header.get('kind')!r} model, not a {what}")
+    try:
+        return from_dict(cls, header.get("config", {}), kind)
+    except ConfigError as e:
+        raise CheckpointError(f"{folder}/config.json: {e}") from None
+
+
 # ---------------------------------------------------------------------------------------------- optimizer
 
 

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_part, model_header, read_json, save_part, unwrap, write_json
-from .config import CLIPConfig, from_dict, to_dict
+from .checkpoint import load_part, model_header, read_model_config, save_part, unwrap, write_json
+from .config import CLIPConfig, to_dict
 from .errors import CheckpointError, ConfigError
 from .image.vae import ResBlock
 from .nn.transformer import init_weights
@@ -161,15 +161,7 @@ class CLIPScorer:
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu") -> "CLIPScorer":
         folder = Path(folder)
-        if not folder.is_dir():
-            raise CheckpointError(f"CLIP folder not found: {folder}")
-        header = read_json(folder / "config.json", "clip")
-        if header.get("kind") != "clip":
-            raise CheckpointError(f"{folder} holds a {header.get('kind')!r} model, not a CLIP")
-        try:
-            cfg = from_dict(CLIPConfig, header.get("config", {}), "clip")
-        except ConfigError as e:
-            raise CheckpointError(f"{folder}/config.json: {e}") from None
+        cfg = read_model_config(folder, "clip", CLIPConfig, "CLIP")
         model = CLIP(cfg)
         load_part(model, folder / "clip.safetensors", "clip")
         try:

@@ -18,9 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import load_part, model_header, read_json, save_part, unwrap, write_json
-from ..config import VAEConfig, from_dict, to_dict
-from ..errors import CheckpointError, ConfigError
+from ..checkpoint import load_part, model_header, read_model_config, save_part, unwrap, write_json
+from ..config import VAEConfig, to_dict
 from .quantizers import GumbelQuantizer, QuantizerOutput, VectorQuantizerEMA
 
 
@@ -138,15 +137,7 @@ def save_vae(vae: DiscreteVAE, folder: str | Path) -> Path:
 def load_vae(folder: str | Path) -> DiscreteVAE:
     """Rebuild a DiscreteVAE from a folder written by save_vae (strict: shapes and names must match)."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise CheckpointError(f"model folder not found: {folder}")
-    header = read_json(folder / "config.json", "vae")
-    if header.get("kind") != "vae":
-        raise CheckpointError(f"{folder} holds a {header.get('kind')!r} model, not a vae")
-    try:
-        cfg = from_dict(VAEConfig, header.get("config", {}), "vae.config")
-    except ConfigError as e:
-        raise CheckpointError(f"{folder}/config.json: {e}") from None
+    cfg = read_model_config(folder, "vae", VAEConfig, "vae")
     vae = DiscreteVAE(cfg)
     if cfg.quantizer == "vq":
         vae.quantizer.initialised.fill_(True)
