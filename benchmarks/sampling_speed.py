@@ -1,10 +1,11 @@
 """Images per second of whole pipelines (any generator: dalle, maskgit, gan), side by side in one run.
 
-    python benchmarks/sampling_speed.py --models shapes shapes-gan --batch 64 --repeats 5
+    python benchmarks/sampling_speed.py --models shapes shapes-gan --batch 64 --repeats 5 [--dtype bfloat16]
 
 Each model draws `batch` images of shapes-benchmark prompts in one pipe.draw call (1 candidate, the model's other
 saved sampling defaults unless --guidance is given); the models take turns round by round and the median of the
-timed rounds is reported, with the ratio of each model's rate to the first's.
+timed rounds is reported, with the ratio of each model's rate to the first's. --dtype bfloat16 converts every
+model's generator weights (pipe.to(dtype=...)), so that both sides of a ratio run at the same precision.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--guidance", type=float, help="override every model's guidance scale (default: its own)")
+    ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="generators' weights")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    pipes = {m: TextToImagePipeline.from_pretrained(m) for m in args.models}
+    pipes = {m: TextToImagePipeline.from_pretrained(m).to(dtype=getattr(torch, args.dtype)) for m in args.models}
     prompts = [s.prompt for s in make_prompts(20)][: args.batch]
     prompts = (prompts * (args.batch // len(prompts) + 1))[: args.batch]
     seeds = list(range(args.batch))
@@ -41,7 +43,8 @@ def main() -> None:
             if r > 0:
                 times[m].append(time.perf_counter() - t)
     first = None
-    print(f"batch {args.batch}, {args.threads} threads, torch {torch.__version__}, median of {args.repeats}")
+    print(f"batch {args.batch}, {args.threads} threads, {args.dtype}, torch {torch.__version__}, "
+          f"median of {args.repeats}")
     for m, ts in times.items():
         rate = args.batch / statistics.median(ts)
         first = first or rate

@@ -1,7 +1,9 @@
 """The gan generator: one forward pass from noise + text, trained against a matching-aware discriminator."""
 
+import copy
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -49,6 +51,32 @@ def test_generator_discriminator_and_losses():
         GANConfig(clip=scorer.model.cfg, **{**TINY, "channels": (16, 8)})
 
 
+def test_fusion_before_upsampling_and_float32_penalty_under_bf16():
+    """The up block fuses and skips at the low resolution (cheaper); that is the same function as DF-GAN's
+    upsample-then-fuse. Under bf16 autocast the MA-GP pass stays float32: the penalty equals float32's."""
+    torch.manual_seed(0)
+    scorer = tiny_scorer()
+    g = tiny_gan(scorer)
+    blk = g.blocks[1]
+    for p in blk.parameters():  # move the affine heads off their identity start
+        p.data.add_(0.1 * torch.randn_like(p))
+    x, c = torch.randn(2, 16, 8, 8), torch.randn(2, scorer.model.cfg.embed_dim + 8)
+    words, _, keep = g.read_text(scorer.tokenizer.encode(["a red square", "a blue circle"], 8).ids)
+    up = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
+    reference = blk.skip(up) + blk.c2(blk.f2(blk.c1(blk.f1(up, c)), c))
+    reference = blk.attn(reference, words, keep) if blk.attn is not None else reference
+    assert torch.allclose(blk(x, c, words, keep), reference, atol=1e-5)
+
+    d = Discriminator(GANConfig(clip=scorer.model.cfg, **TINY))
+    real, fake, sentence = torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32), torch.randn(4, scorer.model.cfg.embed_dim)
+    fp32 = discriminator_loss(d, real, fake, sentence, gp_weight=2.0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = discriminator_loss(d, real, fake, sentence, gp_weight=2.0)
+    assert fp32["gp"].item() > 0
+    assert bf16["gp"].item() == pytest.approx(fp32["gp"].item(), rel=1e-5)
+    assert bf16["hinge"].item() == pytest.approx(fp32["hinge"].item(), rel=0.05)
+
+
 def test_train_resume_pipeline_and_checks(tmp_path):
     scorer = tiny_scorer()
     scorer.save_pretrained(tmp_path / "clip")
@@ -70,6 +98,12 @@ def test_train_resume_pipeline_and_checks(tmp_path):
     assert pipe("a red square", seed=4, candidates=3, rerank="clip").images[0].size == (32, 32)
     with pytest.raises(WordbrushError, match="no likelihood"):
         pipe("a red square", candidates=2, rerank="likelihood")
+    low = copy.deepcopy(pipe).to(dtype=torch.bfloat16)  # bf16 weights (the inner CLIP too): close to float32
+    low_out = low(["a red square", "a blue square"], num_images_per_prompt=2, seed=3)
+    diff = [np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean() / 255
+            for a, b in zip(out.images, low_out.images)]
+    assert max(diff) < 0.03
+    assert low("a red square", seed=4, candidates=3, rerank="clip").images[0].size == (32, 32)
     assert main(["explain", "a red square", "--model", str(tmp_path / "run"), "--out", str(tmp_path / "x")]) == 2
 
     cfg.collapse_ratio, cfg.max_steps, cfg.out = 1e9, 2, str(tmp_path / "run2")

@@ -117,7 +117,7 @@ class CLIPScorer:
 
     def _fit(self, images: torch.Tensor) -> torch.Tensor:
         size = self.model.cfg.image_size
-        images = images.to(self.device, torch.float32)
+        images = images.to(self.device, next(self.model.parameters()).dtype)  # float32, or bf16 weights' dtype
         if images.shape[-1] != size or images.shape[-2] != size:
             images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         return images

@@ -2,8 +2,8 @@
 
     once:           load the frozen CLIP (--clip) into the generator; its tokenizer is the pipeline's
     for each step:  a batch of real images + captions -> the CLIP reads the captions
-                    D step: fakes (no grad to G) -> hinge on real/fake/mismatched + MA-GP -> Adam
-                    G step: fresh fakes -> fool D + CLIP alignment -> Adam -> EMA of G's weights
+                    D step: fakes (detached from G) -> hinge on real/fake/mismatched + MA-GP -> Adam
+                    G step: the same fakes, through the updated D -> fool D + CLIP alignment -> Adam -> EMA
     every N steps:  log (JSONL + progress bar); divergence check (a loss that is not finite stops the run with
                     a message); collapse check (the spread of 16 seeds for one prompt against 16 real images of
                     that prompt, in CLIP features); a sample grid; a checkpoint: the EMA generator as a pipeline
@@ -100,8 +100,8 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
         opt_d.step()
 
         d.requires_grad_(False)  # the G step needs gradients through D, not for it
-        with autocast(device, cfg.bf16):
-            lg = generator_loss(d, g, g(z, words, sentence, keep), sentence, cfg.clip_weight)
+        with autocast(device, cfg.bf16):  # the same fakes, judged by the updated D (one G forward per step)
+            lg = generator_loss(d, g, fake, sentence, cfg.clip_weight)
         opt_g.zero_grad(set_to_none=True)
         lg["loss"].backward()
         opt_g.step()
