@@ -9,12 +9,15 @@ import torch
 
 from wordbrush.cli import main
 from wordbrush.config import CLIPConfig, DataConfig, GANConfig, GANTrainConfig
-from wordbrush.errors import ConfigError, WordbrushError
-from wordbrush.generators.gan import GAN, Discriminator, discriminator_loss, generator_loss, mean_pairwise_distance
+from wordbrush.errors import CheckpointError, ConfigError, WordbrushError
+from wordbrush.generators.gan import (GAN, Discriminator, Text, discriminator_loss, generator_loss,
+                                      mean_pairwise_distance)
+from wordbrush.image.vae import load_vae
 from wordbrush.pipeline import TextToImagePipeline
 from wordbrush.text.tokenizer import TextTokenizer
 from wordbrush.train.gan import train_gan
 
+from conftest import tiny_pipeline
 from test_clip import tiny_scorer
 
 TINY = dict(image_size=32, noise_dim=8, channels=(16, 16, 8, 8), disc_channels=(8, 8, 16, 16), attn_resolutions=(16,),
@@ -31,14 +34,14 @@ def test_generator_discriminator_and_losses():
     scorer = tiny_scorer()
     g, d = tiny_gan(scorer), Discriminator(GANConfig(clip=scorer.model.cfg, **TINY))
     ids = scorer.tokenizer.encode(["a red square", "a blue square", "a green square"], 8).ids
-    words, sentence, keep = g.read_text(ids)
-    fake = g(torch.randn(3, 8), words, sentence, keep)
+    text = g.read_text(ids)
+    fake = g(torch.randn(3, 8), text)
     assert fake.shape == (3, 3, 32, 32) and torch.isfinite(fake).all()
-    ld = discriminator_loss(d, torch.rand(3, 3, 32, 32), fake, sentence)
+    ld = discriminator_loss(d, torch.rand(3, 3, 32, 32), fake, text)
     assert ld["gp"].item() >= 0 and torch.isfinite(ld["loss"])
     ld["loss"].backward()
     assert all(p.grad is not None for p in d.parameters())
-    lg = generator_loss(d, g, fake, sentence, clip_weight=1.0)
+    lg = generator_loss(d, g, fake, text, clip_weight=1.0)
     lg["loss"].backward()
     assert all(p.grad is None for p in g.clip.parameters())  # the CLIP stays frozen
     assert g.fc.weight.grad is not None
@@ -47,8 +50,8 @@ def test_generator_discriminator_and_losses():
     b = g.sample(ids[1:2], [torch.Generator().manual_seed(2)])
     assert torch.allclose(a[1], b[0], atol=1e-6)
     assert mean_pairwise_distance(torch.eye(3)) == pytest.approx(2 ** 0.5)
-    with pytest.raises(ConfigError, match="needs 4 entries"):
-        GANConfig(clip=scorer.model.cfg, **{**TINY, "channels": (16, 8)})
+    with pytest.raises(ConfigError, match="needs at least 4 entries in channels"):
+        GAN(GANConfig(clip=scorer.model.cfg, **{**TINY, "channels": (16, 8)}))
 
 
 def test_fusion_before_upsampling_and_float32_penalty_under_bf16():
@@ -61,17 +64,20 @@ def test_fusion_before_upsampling_and_float32_penalty_under_bf16():
     for p in blk.parameters():  # move the affine heads off their identity start
         p.data.add_(0.1 * torch.randn_like(p))
     x, c = torch.randn(2, 16, 8, 8), torch.randn(2, scorer.model.cfg.embed_dim + 8)
-    words, _, keep = g.read_text(scorer.tokenizer.encode(["a red square", "a blue circle"], 8).ids)
+    text = g.read_text(scorer.tokenizer.encode(["a red square", "a blue circle"], 8).ids)
+    words, keep = text.words, text.keep
     up = torch.nn.functional.interpolate(x, scale_factor=2, mode="nearest")
     reference = blk.skip(up) + blk.c2(blk.f2(blk.c1(blk.f1(up, c)), c))
     reference = blk.attn(reference, words, keep) if blk.attn is not None else reference
     assert torch.allclose(blk(x, c, words, keep), reference, atol=1e-5)
 
     d = Discriminator(GANConfig(clip=scorer.model.cfg, **TINY))
-    real, fake, sentence = torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32), torch.randn(4, scorer.model.cfg.embed_dim)
-    fp32 = discriminator_loss(d, real, fake, sentence, gp_weight=2.0)
+    real, fake = torch.rand(4, 3, 32, 32), torch.rand(4, 3, 32, 32)
+    text = Text(torch.randn(4, 8, scorer.model.cfg.text_dim), torch.randn(4, scorer.model.cfg.embed_dim),
+                torch.ones(4, 8, dtype=torch.bool))
+    fp32 = discriminator_loss(d, real, fake, text, gp_weight=2.0)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        bf16 = discriminator_loss(d, real, fake, sentence, gp_weight=2.0)
+        bf16 = discriminator_loss(d, real, fake, text, gp_weight=2.0)
     assert fp32["gp"].item() > 0
     assert bf16["gp"].item() == pytest.approx(fp32["gp"].item(), rel=1e-5)
     assert bf16["hinge"].item() == pytest.approx(fp32["hinge"].item(), rel=0.05)
@@ -141,3 +147,63 @@ def test_adversarial_tokenizer_terms_and_discriminator_kept_apart(tmp_path):
     assert lam.item() == pytest.approx(2.0, rel=1e-3)
     with pytest.raises(ConfigError, match="perceptual_clip"):
         VAETrainConfig(perceptual_weight=1.0)
+
+
+def test_latent_mode_draws_through_a_frozen_vae_decoder(tmp_path):
+    """With --vae the generator writes the VAE's code vectors on its 8x8 grid (one upsampling block, then a block
+    at 8x8) and the VAE's decoder, frozen inside the gan, draws the pixels; gradients reach the generator through
+    it. The VAE may come from a pipeline folder; a gan pipeline has none to give."""
+    scorer = tiny_scorer()
+    scorer.save_pretrained(tmp_path / "clip")
+    tiny_pipeline(image_size=32).save_pretrained(tmp_path / "dalle")
+    vae = load_vae(tmp_path / "dalle")
+    model = GANConfig(clip=CLIPConfig(image_size=32), **{**TINY, "channels": (16, 16, 8), "attn_resolutions": (8,)})
+    cfg = GANTrainConfig(model=model, clip=str(tmp_path / "clip"), vae=str(tmp_path / "dalle"),
+                         data=DataConfig(size=32), out=str(tmp_path / "run"), batch_size=4, max_steps=2, log_every=1,
+                         sample_every=100, checkpoint_every=100, diversity_every=2, collapse_ratio=0.0,
+                         sample_prompts=("a red square",))
+    assert train_gan(cfg, progress_bar=False)["steps"] == 2
+    pipe = TextToImagePipeline.from_pretrained(tmp_path / "run")
+    g = pipe.generator
+    assert pipe.vae is None and g.cfg.vae == vae.cfg and [b.up for b in g.blocks] == [True, False]
+    for name, p in vae.decoder.state_dict().items():  # trained, yet the decoder is the VAE's, unchanged
+        assert torch.equal(g.decoder.state_dict()[name], p)
+    assert pipe(["a red square", "a blue circle"], seed=1).images[0].size == (32, 32)
+
+    ids = scorer.tokenizer.encode(["a red square", "a blue circle"], 8).ids
+    fake = g.train()(torch.randn(2, 8), g.read_text(ids))
+    assert fake.shape == (2, 3, 32, 32)
+    fake.square().mean().backward()
+    assert all(p.grad is None for p in g.decoder.parameters()) and g.to_codes[1].weight.grad is not None
+    # the decoder's function: its own pixels from the generator's code vectors
+    codes = torch.randn(2, vae.cfg.code_dim, 8, 8)
+    assert torch.allclose(g.decoder(codes), vae.decoder(codes), atol=1e-6)
+
+    with pytest.raises(ConfigError, match="needs at least 2 entries in channels"):
+        GANConfig(clip=CLIPConfig(image_size=32), vae=vae.cfg, **{**TINY, "channels": (16,)})
+    with pytest.raises(ConfigError, match="needs at least 4 entries"):  # no --vae: pixels need 4 blocks' worth
+        GANTrainConfig(model=model, clip=str(tmp_path / "clip"), data=DataConfig(size=32))
+    with pytest.raises(CheckpointError, match="without a VAE"):
+        load_vae(tmp_path / "run")
+    assert main(["train", "gan", "--clip", str(tmp_path / "clip"), "--vae", str(tmp_path / "nowhere"),
+                 "--out", str(tmp_path / "x")]) == 2
+
+
+def test_discriminator_that_reads_words():
+    """With disc_attn_resolutions D's features attend over the caption's words: the score depends on them beyond
+    the sentence vector, and MA-GP takes their gradient too."""
+    torch.manual_seed(0)
+    scorer = tiny_scorer()
+    d = Discriminator(GANConfig(clip=scorer.model.cfg, **{**TINY, "disc_attn_resolutions": (8,)}))
+    assert d.reads_words and list(d.attn) == ["1"]  # blocks write 16, 8, 4 px: the second attends
+    for p in d.attn.parameters():  # open the gate (it starts at 0)
+        p.data.add_(0.5 * torch.randn_like(p))
+    g = tiny_gan(scorer)
+    a, b = (g.read_text(scorer.tokenizer.encode([c], 8).ids) for c in
+            ("a red square to the left of a blue circle", "a blue square to the left of a red circle"))
+    x = torch.rand(1, 3, 32, 32)
+    assert not torch.allclose(d(x, a), d(x, Text(b.words, a.sentence, b.keep)))
+    text = g.read_text(scorer.tokenizer.encode(["a red square", "a blue circle", "two green stars"], 8).ids)
+    ld = discriminator_loss(d, torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32), text, gp_weight=2.0)
+    ld["loss"].backward()
+    assert ld["gp"].item() > 0 and all(p.grad is not None for p in d.parameters())

@@ -344,6 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
         tp.add_argument("--config", help=f"JSON or TOML file of {cfg_name} (defaults otherwise)")
         if part == "gan":
             tp.add_argument("--clip", help="trained CLIP folder that reads the captions (overrides the config's clip)")
+            tp.add_argument("--vae", help="latent mode: a VAE folder, or a pipeline (a built-in name such as shapes) "
+                            "holding one, whose frozen decoder draws the pixels (overrides the config's vae)")
         if part in ("dalle", "maskgit"):
             tp.add_argument("--clip", help="trained CLIP folder to save with the model, to rerank candidates with")
         if part in ("dalle", "maskgit"):

@@ -307,26 +307,51 @@ class CLIPTrainConfig:
 
 @dataclass
 class GANConfig:
-    """The `gan` generator (generators/gan.py): noise + a frozen CLIP's reading of the caption -> pixels."""
+    """The `gan` generator (generators/gan.py): noise + a frozen CLIP's reading of the caption -> pixels, drawn
+    directly or (with `vae`) by a frozen VAE decoder from a grid of code vectors that the generator writes."""
 
     clip: CLIPConfig = field(default_factory=CLIPConfig)  # the frozen CLIP inside (set from the --clip folder)
+    vae: VAEConfig | None = None  # latent mode: the frozen decoder inside (set from the --vae folder)
     image_size: int = 64
     noise_dim: int = 100
-    channels: tuple[int, ...] = (256, 256, 128, 64, 32)  # generator width at 4, 8, ..., image_size px
+    # generator width at 4, 8, ..., up to its output grid (image_size px, or the VAE's grid); entries past that
+    # are further blocks at the output grid's size
+    channels: tuple[int, ...] = (256, 256, 128, 64, 32)
     disc_channels: tuple[int, ...] = (32, 64, 128, 256, 256)  # discriminator width at image_size, ..., 4 px
     attn_resolutions: tuple[int, ...] = (16, 32)  # word-level attention at these sizes
+    disc_attn_resolutions: tuple[int, ...] = ()  # the discriminator's features attend over the words at these
     attn_dim: int = 64
+
+    @property
+    def out_grid(self) -> int:
+        """Side of what the generator's blocks write: the image, or the VAE's code grid."""
+        return self.vae.grid_size if self.vae is not None else self.image_size
+
+    @property
+    def up_stages(self) -> int:
+        return max(0, self.out_grid // 4).bit_length() - 1
 
     def __post_init__(self) -> None:
         stages = max(0, self.image_size // 4).bit_length() - 1
         _check(self.image_size >= 8 and 4 * 2**stages == self.image_size,
                f"gan image_size must be 4 times a power of two (8, 16, 32, 64, ...), got {self.image_size}")
-        _check(len(self.channels) == stages + 1 and len(self.disc_channels) == stages + 1,
-               f"gan: image_size {self.image_size} needs {stages + 1} entries in channels and in disc_channels")
+        _check(len(self.disc_channels) == stages + 1,
+               f"gan: image_size {self.image_size} needs {stages + 1} entries in disc_channels")
+        if self.vae is not None:
+            _check(self.vae.image_size == self.image_size,
+                   f"the VAE draws {self.vae.image_size}px images, the gan {self.image_size}px")
+            _check(self.out_grid >= 4 and 4 * 2**self.up_stages == self.out_grid,
+                   f"gan: the VAE's grid must be 4 times a power of two, got {self.out_grid}")
+            self.check_depth()  # (without a VAE, a training config's --vae may still set one: checked there)
         _check(all(c > 0 for c in self.channels + self.disc_channels), "gan channels must be positive")
         _check(self.noise_dim >= 1 and self.attn_dim >= 1, "noise_dim and attn_dim must be >= 1")
         _check(self.clip.image_size == self.image_size, f"the CLIP reads {self.clip.image_size}px images, "
                                                         f"the gan draws {self.image_size}px")
+
+    def check_depth(self) -> None:
+        _check(len(self.channels) >= self.up_stages + 1,
+               f"gan: a {self.out_grid}x{self.out_grid} output needs at least {self.up_stages + 1} entries in "
+               f"channels, got {len(self.channels)}")
 
 
 @dataclass
@@ -335,6 +360,9 @@ class GANTrainConfig:
 
     model: GANConfig = field(default_factory=GANConfig)
     clip: str = "runs/clip-shapes"  # a trained CLIP folder (wordbrush train clip) on the same data
+    # latent mode: a trained VAE (a vae folder, or a pipeline folder that holds one) whose frozen decoder draws
+    # the pixels; "" = the generator draws pixels itself
+    vae: str = ""
     data: DataConfig = field(default_factory=DataConfig)
     out: str = "runs/gan-shapes"
     batch_size: int = 32
@@ -366,6 +394,8 @@ class GANTrainConfig:
         _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas must be two numbers in [0, 1)")
         _check(0 < self.ema_decay < 1, "ema_decay must be in (0, 1)")
         _check(self.gp_every >= 1, "gp_every must be >= 1")
+        if not self.vae:
+            self.model.check_depth()
         _check(self.model.image_size == self.data.size,
                f"model.image_size ({self.model.image_size}) and data.size ({self.data.size}) differ")
 

@@ -12,8 +12,15 @@ through a gate that starts at 0) -> conv -> pixels (x + 1) / 2, unbounded while 
 when sampling. There is no tanh: in the first shapes run a saturated tanh held every image at black (the
 background's colour), where its gradient vanishes, and the generator never left it.
 
+Latent mode (GANConfig.vae set; `wordbrush train gan --vae shapes`). The blocks stop at the grid of a trained VAE
+(8x8 for 64 px images; further blocks work at that size) and write a vector in the VAE's code space at each
+position; the VAE's decoder, frozen and carried inside the gan's weights, draws the pixels from them. The
+generator decides what goes where on a coarse grid, and the outlines come from a decoder that already draws them;
+D sees the real images passed through the same VAE.
+
 Discriminator.  x -> residual stride-2 blocks down to (B, C, 4, 4) -> concatenated with s tiled to 4x4 ->
-conv -> one score per image: does this image look real *and* fit this sentence?
+conv -> one score per image: does this image look real *and* fit this sentence? With disc_attn_resolutions its
+features at those sizes also attend over the caption's words (a gated WordAttention, as in the generator).
 
 Objective. The GAN's minimax game (Goodfellow et al. 2014), conditioned on the text t:
 
@@ -34,6 +41,7 @@ CLIP's space. Sampling uses an exponential moving average of G's weights (kept b
 from __future__ import annotations
 
 from contextlib import nullcontext
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -41,8 +49,21 @@ from torch import nn
 
 from ..clip import CLIP
 from ..config import GANConfig
+from ..image.vae import Decoder
 from ..text.tokenizer import PAD_ID
 from .common import SampleOptions
+
+
+class Text(NamedTuple):
+    """A caption as the networks read it (GAN.read_text): word states (B, L, Dt), sentence (B, E), keep (B, L)."""
+
+    words: torch.Tensor
+    sentence: torch.Tensor
+    keep: torch.Tensor
+
+    def shifted(self) -> "Text":
+        """Item i gets item i+1's caption (the mismatched pairs); one fewer item."""
+        return Text(self.words[1:], self.sentence[1:], self.keep[1:])
 
 
 class Affine(nn.Module):
@@ -95,9 +116,16 @@ def up2(x: torch.Tensor) -> torch.Tensor:
     return F.interpolate(x, scale_factor=2, mode="nearest")
 
 
+def same(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
 class UpBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, cond: int, text_dim: int, attn_dim: int, attend: bool):
+    """Fused residual block that doubles the resolution (or, with up=False, keeps it)."""
+
+    def __init__(self, cin: int, cout: int, cond: int, text_dim: int, attn_dim: int, attend: bool, up: bool = True):
         super().__init__()
+        self.up = up
         self.f1, self.c1 = Fusion(cond, cin), nn.Conv2d(cin, cout, 3, padding=1)
         self.f2, self.c2 = Fusion(cond, cout), nn.Conv2d(cout, cout, 3, padding=1)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
@@ -106,8 +134,9 @@ class UpBlock(nn.Module):
     def forward(self, x, c, words, keep):
         # The fusion (per-channel affine + pointwise activation) and the 1x1 skip commute with nearest upsampling,
         # so both run before it, at a quarter of the pixels: the same function as upsample-then-fuse, less work.
-        h = self.c2(self.f2(self.c1(up2(self.f1(x, c))), c))
-        h = up2(self.skip(x)) + h
+        resize = up2 if self.up else same
+        h = self.c2(self.f2(self.c1(resize(self.f1(x, c))), c))
+        h = resize(self.skip(x)) + h
         return self.attn(h, words, keep) if self.attn is not None else h
 
 
@@ -118,16 +147,24 @@ class GAN(nn.Module):
 
     def __init__(self, cfg: GANConfig):
         super().__init__()
+        cfg.check_depth()
         self.cfg = cfg
         self.clip = CLIP(cfg.clip)
         for p in self.clip.parameters():
             p.requires_grad_(False)
-        chs, z, e = cfg.channels, cfg.noise_dim, cfg.clip.embed_dim
+        chs, z, e, n_up = cfg.channels, cfg.noise_dim, cfg.clip.embed_dim, cfg.up_stages
         self.fc = nn.Linear(z, chs[0] * 16)
-        sizes = [4 * 2 ** (i + 1) for i in range(len(chs) - 1)]
+        sizes = [4 * 2 ** min(i + 1, n_up) for i in range(len(chs) - 1)]  # each block's output side
         self.blocks = nn.ModuleList(UpBlock(chs[i], chs[i + 1], e + z, cfg.clip.text_dim, cfg.attn_dim,
-                                            sizes[i] in cfg.attn_resolutions) for i in range(len(chs) - 1))
-        self.to_rgb = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(chs[-1], 3, 3, padding=1))
+                                            sizes[i] in cfg.attn_resolutions, up=i < n_up)
+                                    for i in range(len(chs) - 1))
+        if cfg.vae is None:
+            self.to_rgb = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(chs[-1], 3, 3, padding=1))
+        else:  # latent mode: code vectors for the frozen decoder (which travels in the weights, like the CLIP)
+            self.to_codes = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(chs[-1], cfg.vae.code_dim, 3, padding=1))
+            self.decoder = Decoder(cfg.vae)
+            for p in self.decoder.parameters():
+                p.requires_grad_(False)
 
     @property
     def image_size(self) -> int:
@@ -136,24 +173,29 @@ class GAN(nn.Module):
     def train(self, mode: bool = True) -> "GAN":
         super().train(mode)
         self.clip.eval()  # frozen: never in training mode
+        if self.cfg.vae is not None:
+            self.decoder.eval()
         return self
 
     @torch.no_grad()
-    def read_text(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def read_text(self, ids: torch.Tensor) -> Text:
         """(B, L) ids -> word states (B, L, Dt), sentence (B, E), keep mask (B, L) (a caption of only [PAD]s keeps
         its first position, so that attention always has something to read)."""
         words, sentence = self.clip.text_states(ids)
         keep = ids != PAD_ID
         keep[:, 0] = True
-        return words.float(), sentence.float(), keep
+        return Text(words.float(), sentence.float(), keep)
 
-    def forward(self, z: torch.Tensor, words: torch.Tensor, sentence: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, text: Text) -> torch.Tensor:
         """noise (B, Z) + text -> images (B, 3, H, W), about [0, 1] (not clamped: see the top of the file)."""
-        c = torch.cat([sentence, z], dim=1)  # (B, E + Z)
+        words, keep = text.words, text.keep
+        c = torch.cat([text.sentence, z], dim=1)  # (B, E + Z)
         x = self.fc(z).view(len(z), -1, 4, 4).contiguous(memory_format=torch.channels_last)  # NHWC: ~3x on CPU
         for blk in self.blocks:
             x = blk(x, c, words, keep)
-        return (self.to_rgb(x) + 1) / 2
+        if self.cfg.vae is None:
+            return (self.to_rgb(x) + 1) / 2
+        return (self.decoder(self.to_codes(x)) + 1) / 2  # (B, D, g, g) code vectors -> (B, 3, H, W)
 
     @torch.no_grad()
     def sample(self, text: torch.Tensor, generators: list[torch.Generator],
@@ -162,8 +204,9 @@ class GAN(nn.Module):
         scaled by options.temperature (< 1 trades variety for fidelity, the truncation trick's simple form)."""
         dtype = self.fc.weight.dtype  # float32, or bfloat16 after pipe.to(dtype=torch.bfloat16)
         z = torch.stack([torch.randn(self.cfg.noise_dim, generator=g) for g in generators]).to(text.device, dtype)
-        words, sentence, keep = self.read_text(text)
-        return self(z * options.temperature, words.to(dtype), sentence.to(dtype), keep).float().clamp(0, 1)
+        t = self.read_text(text)
+        t = Text(t.words.to(dtype), t.sentence.to(dtype), t.keep)
+        return self(z * options.temperature, t).float().clamp(0, 1)
 
 
 class DownBlock(nn.Module):
@@ -180,50 +223,66 @@ class DownBlock(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """Image + sentence embedding -> one score each (B,). Not part of a saved pipeline."""
+    """Image + caption -> one score each (B,). Not part of a saved pipeline. It reads the sentence embedding at
+    4x4, and with disc_attn_resolutions its features there also attend over the caption's words."""
 
     def __init__(self, cfg: GANConfig):
         super().__init__()
         chs = cfg.disc_channels
         self.stem = nn.Conv2d(3, chs[0], 3, padding=1)
-        self.blocks = nn.Sequential(*(DownBlock(chs[i], chs[i + 1]) for i in range(len(chs) - 1)))
+        self.blocks = nn.ModuleList(DownBlock(chs[i], chs[i + 1]) for i in range(len(chs) - 1))
+        sizes = [cfg.image_size // 2 ** (i + 1) for i in range(len(chs) - 1)]  # each block's output side
+        self.attn = nn.ModuleDict({str(i): WordAttention(chs[i + 1], cfg.clip.text_dim, cfg.attn_dim)
+                                   for i, side in enumerate(sizes) if side in cfg.disc_attn_resolutions})
         e = cfg.clip.embed_dim
         self.joint = nn.Sequential(nn.Conv2d(chs[-1] + e, chs[-1] // 2, 3, padding=1), nn.LeakyReLU(0.2),
                                    nn.Conv2d(chs[-1] // 2, 1, 4))
 
-    def forward(self, images: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
-        h = self.blocks(self.stem((images * 2 - 1).contiguous(memory_format=torch.channels_last)))  # (B, C, 4, 4)
-        s = sentence[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
+    @property
+    def reads_words(self) -> bool:
+        return len(self.attn) > 0
+
+    def forward(self, images: torch.Tensor, text: Text) -> torch.Tensor:
+        h = self.stem((images * 2 - 1).contiguous(memory_format=torch.channels_last))
+        for i, blk in enumerate(self.blocks):
+            h = blk(h)
+            if str(i) in self.attn:
+                h = self.attn[str(i)](h, text.words, text.keep)
+        s = text.sentence[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])  # h: (B, C, 4, 4)
         return self.joint(torch.cat([h, s], dim=1)).flatten()  # (B,)
 
 
-def discriminator_loss(d: Discriminator, real: torch.Tensor, fake: torch.Tensor, sentence: torch.Tensor,
+def discriminator_loss(d: Discriminator, real: torch.Tensor, fake: torch.Tensor, text: Text,
                        gp_weight: float = 2.0, gp_power: float = 6.0) -> dict[str, torch.Tensor]:
     """L_D of the top of the file: hinge on (real, matching), (fake, matching), (real, mismatched = the next
-    item's sentence), plus MA-GP on the real, matching pairs (skipped when gp_weight is 0)."""
+    item's caption), plus MA-GP on the real, matching pairs (skipped when gp_weight is 0): the gradient with
+    respect to the image and to what D reads of the text (the sentence, and the words if it attends to them)."""
     gp_on = gp_weight > 0
     real = real.detach().requires_grad_(gp_on)
-    sent = sentence.detach().requires_grad_(gp_on)
+    sent = text.sentence.detach().requires_grad_(gp_on)
+    words = text.words.detach().requires_grad_(gp_on and d.reads_words)
     # The penalty's pass runs in float32 even under bf16 autocast: ||grad||^6 multiplies bf16's rounding of the
     # gradient sixfold (measured on a trained D: +7% penalty, 11% off in D's gradient; float32 here is exact).
     with torch.autocast(real.device.type, enabled=False) if gp_on else nullcontext():
-        d_real = d(real, sent).float()
-    d_fake = d(fake.detach(), sentence).float()
-    d_mismatch = d(real[:-1].detach(), sentence[1:]).float()
+        d_real = d(real, Text(words, sent, text.keep)).float()
+    d_fake = d(fake.detach(), text).float()
+    d_mismatch = d(real[:-1].detach(), text.shifted()).float()
     hinge = F.relu(1 - d_real).mean() + (F.relu(1 + d_fake).mean() + F.relu(1 + d_mismatch).mean()) / 2
     gp = hinge.new_zeros(())
     if gp_on:
-        gx, gs = torch.autograd.grad(d_real.sum(), (real, sent), create_graph=True)
-        norm = torch.cat([gx.float().flatten(1), gs.float().flatten(1)], dim=1).norm(2, dim=1)
+        inputs = (real, sent, words) if d.reads_words else (real, sent)
+        grads = torch.autograd.grad(d_real.sum(), inputs, create_graph=True)
+        norm = torch.cat([g.float().flatten(1) for g in grads], dim=1).norm(2, dim=1)
         gp = gp_weight * norm.pow(gp_power).mean()
     return {"loss": hinge + gp, "hinge": hinge, "gp": gp, "d_real": d_real.mean(), "d_fake": d_fake.mean()}
 
 
-def generator_loss(d: Discriminator, gan: GAN, fake: torch.Tensor, sentence: torch.Tensor,
+def generator_loss(d: Discriminator, gan: GAN, fake: torch.Tensor, text: Text,
                    clip_weight: float) -> dict[str, torch.Tensor]:
     """L_G of the top of the file: fool D, and be near the caption in the CLIP's space."""
-    adv = -d(fake, sentence).float().mean()
-    align = (1 - (gan.clip.encode_image(fake) * sentence).sum(-1)).mean() if clip_weight > 0 else adv.new_zeros(())
+    adv = -d(fake, text).float().mean()
+    align = ((1 - (gan.clip.encode_image(fake) * text.sentence).sum(-1)).mean() if clip_weight > 0
+             else adv.new_zeros(()))
     return {"loss": adv + clip_weight * align, "adv": adv, "clip": align}
 
 

@@ -18,8 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import load_part, model_header, read_model_config, save_part, unwrap, write_json
-from ..config import VAEConfig, to_dict
+from ..checkpoint import (load_part, model_header, read_json, read_model_config, save_part, unwrap,
+                          write_json)
+from ..config import VAEConfig, from_dict, to_dict
+from ..errors import CheckpointError, ConfigError
 from .quantizers import GumbelQuantizer, QuantizerOutput, VectorQuantizerEMA
 
 
@@ -135,9 +137,19 @@ def save_vae(vae: DiscreteVAE, folder: str | Path) -> Path:
 
 
 def load_vae(folder: str | Path) -> DiscreteVAE:
-    """Rebuild a DiscreteVAE from a folder written by save_vae (strict: shapes and names must match)."""
+    """Rebuild a DiscreteVAE from a folder written by save_vae, or the tokenizer inside a saved dalle or maskgit
+    pipeline (strict: shapes and names must match)."""
     folder = Path(folder)
-    cfg = read_model_config(folder, "vae", VAEConfig, "vae")
+    if folder.is_dir() and read_json(folder / "config.json", "vae").get("kind") == "pipeline":
+        vae_dict = read_json(folder / "config.json", "pipeline").get("config", {}).get("vae")
+        if vae_dict is None:
+            raise CheckpointError(f"{folder} is a pipeline without a VAE (a gan draws its own pixels)")
+        try:
+            cfg = from_dict(VAEConfig, vae_dict, "vae")
+        except ConfigError as e:
+            raise CheckpointError(f"{folder}/config.json: {e}") from None
+    else:
+        cfg = read_model_config(folder, "vae", VAEConfig, "vae")
     vae = DiscreteVAE(cfg)
     if cfg.quantizer == "vq":
         vae.quantizer.initialised.fill_(True)

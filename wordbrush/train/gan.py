@@ -1,6 +1,8 @@
 """`wordbrush train gan`: generator against discriminator, written out (the objective is in generators/gan.py).
 
-    once:           load the frozen CLIP (--clip) into the generator; its tokenizer is the pipeline's
+    once:           load the frozen CLIP (--clip) into the generator; its tokenizer is the pipeline's. In latent
+                    mode (--vae) also the frozen VAE: its decoder into the generator, and the whole VAE to pass
+                    the real images through, so that D sees reals and fakes drawn by the same decoder
     for each step:  a batch of real images + captions -> the CLIP reads the captions
                     D step: fakes (detached from G) -> hinge on real/fake/mismatched + MA-GP -> Adam
                     G step: the same fakes, through the updated D -> fool D + CLIP alignment -> Adam -> EMA
@@ -15,6 +17,7 @@ from __future__ import annotations
 import copy
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +32,8 @@ from ..data.training import TrainingData
 from ..errors import WordbrushError
 from ..eval.benchmark import ObjSpec, PromptSpec, render_spec
 from ..generators.gan import GAN, Discriminator, discriminator_loss, generator_loss, mean_pairwise_distance
-from ..pipeline import TextToImagePipeline
+from ..image.vae import DiscreteVAE, load_vae
+from ..pipeline import TextToImagePipeline, model_folder
 from ..utils.images import save_grid, to_tensor
 from ..utils.plot import plot_curves
 from .common import STATE, Budget, JsonlLog, autocast, lr_at, setup_torch, start_run
@@ -48,10 +52,14 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
 
     clip = CLIPScorer.from_pretrained(cfg.clip)
     cfg.model.clip = clip.model.cfg
+    vae = _frozen_vae(cfg.vae, device) if cfg.vae else None
+    cfg.model = replace(cfg.model, vae=vae.cfg if vae is not None else None)  # replace() runs the checks again
     data = TrainingData(cfg.data, progress=progress_bar)
     print(f"data: {data.summary()}")
     g = GAN(cfg.model)
     g.clip.load_state_dict(clip.model.state_dict())
+    if vae is not None:
+        g.decoder.load_state_dict(vae.decoder.state_dict())
     g, d = g.to(device), Discriminator(cfg.model).to(device)
     ema = copy.deepcopy(g).eval()
     for p in ema.parameters():
@@ -88,20 +96,23 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
         batch = data.batch(step, cfg.batch_size)
         real = to_tensor(batch.images).to(device)  # (B, 3, H, W) in [0, 1]
         ids = clip.tokenizer.encode(batch.captions, text_len).ids.to(device)
-        words, sentence, keep = g.read_text(ids)
+        text = g.read_text(ids)
         z = torch.randn(len(real), cfg.model.noise_dim, generator=noise_gen).to(device)
 
         gp_now = step % cfg.gp_every == 0
         with autocast(device, cfg.bf16):
-            fake = g(z, words, sentence, keep)
-            ld = discriminator_loss(d, real, fake, sentence, cfg.gp_weight * cfg.gp_every * gp_now, cfg.gp_power)
+            if vae is not None:  # D compares like with like: fakes and reals both drawn by the decoder
+                with torch.no_grad():
+                    real = vae(real).recon.float()
+            fake = g(z, text)
+            ld = discriminator_loss(d, real, fake, text, cfg.gp_weight * cfg.gp_every * gp_now, cfg.gp_power)
         opt_d.zero_grad(set_to_none=True)
         ld["loss"].backward()
         opt_d.step()
 
         d.requires_grad_(False)  # the G step needs gradients through D, not for it
         with autocast(device, cfg.bf16):  # the same fakes, judged by the updated D (one G forward per step)
-            lg = generator_loss(d, g, fake, sentence, cfg.clip_weight)
+            lg = generator_loss(d, g, fake, text, cfg.clip_weight)
         opt_g.zero_grad(set_to_none=True)
         lg["loss"].backward()
         opt_g.step()
@@ -147,6 +158,13 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
                "data": data.summary(), "skipped_items": data.skipped_count()}
     write_json(out / "train_summary.json", summary)
     return summary
+
+
+def _frozen_vae(name_or_path: str, device: torch.device) -> DiscreteVAE:
+    vae = load_vae(model_folder(name_or_path)).to(device)
+    for p in vae.parameters():
+        p.requires_grad_(False)
+    return vae
 
 
 @torch.no_grad()
