@@ -12,6 +12,8 @@ from typing import Any
 import torch
 
 from ..errors import WordbrushError
+from ..image.vae import DiscreteVAE, load_vae
+from ..pipeline import model_folder
 
 
 def lr_at(step: int, progress: float, base_lr: float, warmup_steps: int, min_ratio: float) -> float:
@@ -104,3 +106,10 @@ class JsonlLog:
         if not self.path.exists():
             return []
         return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+
+
+def frozen_vae(name_or_path: str, device: torch.device) -> DiscreteVAE:
+    """A trained VAE (a vae folder, a pipeline folder that holds one, or a built-in model's name), frozen, on device."""
+    vae = load_vae(model_folder(name_or_path)).to(device)
+    vae.requires_grad_(False)
+    return vae

@@ -32,11 +32,10 @@ from ..data.training import TrainingData
 from ..errors import WordbrushError
 from ..eval.benchmark import ObjSpec, PromptSpec, render_spec
 from ..generators.gan import GAN, Discriminator, discriminator_loss, generator_loss, mean_pairwise_distance
-from ..image.vae import DiscreteVAE, load_vae
-from ..pipeline import TextToImagePipeline, model_folder
+from ..pipeline import TextToImagePipeline
 from ..utils.images import save_grid, to_tensor
 from ..utils.plot import plot_curves
-from .common import STATE, Budget, JsonlLog, autocast, lr_at, setup_torch, start_run
+from .common import STATE, Budget, JsonlLog, autocast, frozen_vae, lr_at, setup_torch, start_run
 
 D_STATE = "train_state_d.safetensors"  # the discriminator's optimizer state (STATE holds the generator's)
 RAW_G = "generator_raw.safetensors"  # the generator's own weights (gan.safetensors holds their EMA)
@@ -52,7 +51,7 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
 
     clip = CLIPScorer.from_pretrained(cfg.clip)
     cfg.model.clip = clip.model.cfg
-    vae = _frozen_vae(cfg.vae, device) if cfg.vae else None
+    vae = frozen_vae(cfg.vae, device) if cfg.vae else None
     cfg.model = replace(cfg.model, vae=vae.cfg if vae is not None else None)  # replace() runs the checks again
     data = TrainingData(cfg.data, progress=progress_bar)
     print(f"data: {data.summary()}")
@@ -158,13 +157,6 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
                "data": data.summary(), "skipped_items": data.skipped_count()}
     write_json(out / "train_summary.json", summary)
     return summary
-
-
-def _frozen_vae(name_or_path: str, device: torch.device) -> DiscreteVAE:
-    vae = load_vae(model_folder(name_or_path)).to(device)
-    for p in vae.parameters():
-        p.requires_grad_(False)
-    return vae
 
 
 @torch.no_grad()

@@ -28,13 +28,13 @@ from ..data.training import TrainingData
 from ..errors import WordbrushError
 from ..generators.dalle import DALLE
 from ..generators.maskgit import MaskGIT
-from ..image.vae import load_vae
 from ..pipeline import TextToImagePipeline
 from ..text.minilm import load_tokenizer as load_minilm_tokenizer
 from ..text.tokenizer import PAD_ID, TextTokenizer
 from ..utils.images import save_grid, to_tensor
 from ..utils.plot import plot_curves
-from .common import STATE, Budget, JsonlLog, autocast, lr_at, param_groups, setup_torch, start_run
+from .common import (STATE, Budget, JsonlLog, autocast, frozen_vae, lr_at, param_groups, setup_torch,
+                     start_run)
 
 ENCODE_BATCH = 256
 
@@ -46,9 +46,7 @@ def train_generator(cfg: DalleTrainConfig, resume: bool = False, progress_bar: b
     out = Path(cfg.out)
     has_ckpt = start_run(out, resume)
 
-    vae = load_vae(cfg.vae).to(device)
-    for p in vae.parameters():
-        p.requires_grad_(False)
+    vae = frozen_vae(cfg.vae, device)
     if vae.cfg.image_size != cfg.data.size:
         raise WordbrushError(f"the VAE in {cfg.vae} works on {vae.cfg.image_size}px images, data.size is {cfg.data.size}")
     data = TrainingData(cfg.data, progress=progress_bar)
