@@ -140,8 +140,9 @@ def load_vae(folder: str | Path) -> DiscreteVAE:
     """Rebuild a DiscreteVAE from a folder written by save_vae, or the tokenizer inside a saved dalle or maskgit
     pipeline (strict: shapes and names must match)."""
     folder = Path(folder)
-    if folder.is_dir() and read_json(folder / "config.json", "vae").get("kind") == "pipeline":
-        vae_dict = read_json(folder / "config.json", "pipeline").get("config", {}).get("vae")
+    header = read_json(folder / "config.json", "vae") if folder.is_dir() else {}
+    if header.get("kind") == "pipeline":
+        vae_dict = header.get("config", {}).get("vae")
         if vae_dict is None:
             raise CheckpointError(f"{folder} is a pipeline without a VAE (a gan draws its own pixels)")
         try:
