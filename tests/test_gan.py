@@ -2,6 +2,7 @@
 
 import copy
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -178,6 +179,19 @@ def test_latent_mode_draws_through_a_frozen_vae_decoder(tmp_path):
     # the decoder's function: its own pixels from the generator's code vectors
     codes = torch.randn(2, vae.cfg.code_dim, 8, 8)
     assert torch.allclose(g.decoder(codes), vae.decoder(codes), atol=1e-6)
+
+    # D may judge the code grids instead of the pixels: a block at 8x8, one down to 4x4; reals are the VAE's codes
+    codes_cfg = replace(cfg, model=replace(model, disc_reads="codes", disc_channels=(8, 8, 16),
+                                           disc_attn_resolutions=(8,)), out=str(tmp_path / "run-codes"))
+    assert train_gan(codes_cfg, progress_bar=False)["steps"] == 2
+    d = Discriminator(replace(codes_cfg.model, vae=vae.cfg))
+    assert [b.down for b in d.blocks] == [False, True] and list(d.attn) == ["0"]
+    real = vae.quantizer.embed(vae.encode(torch.rand(3, 3, 32, 32)))  # (3, D, 8, 8)
+    assert d(real, g.read_text(scorer.tokenizer.encode(["a"] * 3, 8).ids)).shape == (3,)
+    with pytest.raises(ConfigError, match="needs latent mode"):
+        GANTrainConfig(model=replace(model, disc_reads="codes", channels=TINY["channels"]), data=DataConfig(size=32))
+    with pytest.raises(ConfigError, match="disc_reads must be"):
+        GANConfig(clip=CLIPConfig(image_size=32), **{**TINY, "disc_reads": "words"})
 
     with pytest.raises(ConfigError, match="needs at least 2 entries in channels"):
         GANConfig(clip=CLIPConfig(image_size=32), vae=vae.cfg, **{**TINY, "channels": (16,)})

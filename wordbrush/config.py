@@ -318,6 +318,10 @@ class GANConfig:
     # are further blocks at the output grid's size
     channels: tuple[int, ...] = (256, 256, 128, 64, 32)
     disc_channels: tuple[int, ...] = (32, 64, 128, 256, 256)  # discriminator width at image_size, ..., 4 px
+    # what D judges: "pixels", or in latent mode "codes" (the generator's code vectors against the VAE's codes of
+    # real images: D works on the 8x8 grid, and it sees at once whether a vector is one of the decoder's codes).
+    # With codes, disc_channels runs from the grid to 4 px; entries past that are further blocks at the grid's size
+    disc_reads: str = "pixels"
     attn_resolutions: tuple[int, ...] = (16, 32)  # word-level attention at these sizes
     disc_attn_resolutions: tuple[int, ...] = ()  # the discriminator's features attend over the words at these
     attn_dim: int = 64
@@ -335,7 +339,8 @@ class GANConfig:
         stages = max(0, self.image_size // 4).bit_length() - 1
         _check(self.image_size >= 8 and 4 * 2**stages == self.image_size,
                f"gan image_size must be 4 times a power of two (8, 16, 32, 64, ...), got {self.image_size}")
-        _check(len(self.disc_channels) == stages + 1,
+        _check(self.disc_reads in ("pixels", "codes"), f"disc_reads must be 'pixels' or 'codes', not {self.disc_reads!r}")
+        _check(self.disc_reads == "codes" or len(self.disc_channels) == stages + 1,
                f"gan: image_size {self.image_size} needs {stages + 1} entries in disc_channels")
         if self.vae is not None:
             _check(self.vae.image_size == self.image_size,
@@ -352,6 +357,11 @@ class GANConfig:
         _check(len(self.channels) >= self.up_stages + 1,
                f"gan: a {self.out_grid}x{self.out_grid} output needs at least {self.up_stages + 1} entries in "
                f"channels, got {len(self.channels)}")
+        if self.disc_reads == "codes":
+            _check(self.vae is not None, "disc_reads 'codes' needs latent mode (a VAE: --vae)")
+            _check(len(self.disc_channels) >= self.up_stages + 1,
+                   f"gan: D reading the {self.out_grid}x{self.out_grid} code grid needs at least "
+                   f"{self.up_stages + 1} entries in disc_channels, got {len(self.disc_channels)}")
 
 
 @dataclass

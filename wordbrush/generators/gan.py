@@ -20,7 +20,9 @@ D sees the real images passed through the same VAE.
 
 Discriminator.  x -> residual stride-2 blocks down to (B, C, 4, 4) -> concatenated with s tiled to 4x4 ->
 conv -> one score per image: does this image look real *and* fit this sentence? With disc_attn_resolutions its
-features at those sizes also attend over the caption's words (a gated WordAttention, as in the generator).
+features at those sizes also attend over the caption's words (a gated WordAttention, as in the generator). In
+latent mode D may judge the code grids instead (disc_reads "codes"): the generator's vectors against the VAE's
+codes of the real images, on the 8x8 grid (cheaper than 64 px, and off-codebook vectors are plain to see).
 
 Objective. The GAN's minimax game (Goodfellow et al. 2014), conditioned on the text t:
 
@@ -188,14 +190,21 @@ class GAN(nn.Module):
 
     def forward(self, z: torch.Tensor, text: Text) -> torch.Tensor:
         """noise (B, Z) + text -> images (B, 3, H, W), about [0, 1] (not clamped: see the top of the file)."""
+        return self.draw(self.layout(z, text))
+
+    def layout(self, z: torch.Tensor, text: Text) -> torch.Tensor:
+        """noise (B, Z) + text -> what G writes: the images (B, 3, H, W) in pixel mode, the VAE's code vectors
+        (B, D, g, g) in latent mode."""
         words, keep = text.words, text.keep
         c = torch.cat([text.sentence, z], dim=1)  # (B, E + Z)
         x = self.fc(z).view(len(z), -1, 4, 4).contiguous(memory_format=torch.channels_last)  # NHWC: ~3x on CPU
         for blk in self.blocks:
             x = blk(x, c, words, keep)
-        if self.cfg.vae is None:
-            return (self.to_rgb(x) + 1) / 2
-        return (self.decoder(self.to_codes(x)) + 1) / 2  # (B, D, g, g) code vectors -> (B, 3, H, W)
+        return (self.to_rgb(x) + 1) / 2 if self.cfg.vae is None else self.to_codes(x)
+
+    def draw(self, layout: torch.Tensor) -> torch.Tensor:
+        """layout() -> images (B, 3, H, W): the frozen decoder draws the code vectors in latent mode."""
+        return layout if self.cfg.vae is None else (self.decoder(layout) + 1) / 2
 
     @torch.no_grad()
     def sample(self, text: torch.Tensor, generators: list[torch.Generator],
@@ -210,30 +219,40 @@ class GAN(nn.Module):
 
 
 class DownBlock(nn.Module):
-    def __init__(self, cin: int, cout: int):
+    """Residual block that halves the resolution (or, with down=False, keeps it)."""
+
+    def __init__(self, cin: int, cout: int, down: bool = True):
         super().__init__()
-        self.r1 = nn.Conv2d(cin, cout, 4, stride=2, padding=1)
+        self.down = down
+        self.r1 = nn.Conv2d(cin, cout, 4, stride=2, padding=1) if down else nn.Conv2d(cin, cout, 3, padding=1)
         self.r2 = nn.Conv2d(cout, cout, 3, padding=1)
         self.skip = nn.Conv2d(cin, cout, 1)
         self.gamma = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.r2(F.leaky_relu(self.r1(x), 0.2))
-        return F.avg_pool2d(self.skip(x), 2) + self.gamma * F.leaky_relu(h, 0.2)
+        skip = self.skip(x)
+        return (F.avg_pool2d(skip, 2) if self.down else skip) + self.gamma * F.leaky_relu(h, 0.2)
 
 
 class Discriminator(nn.Module):
-    """Image + caption -> one score each (B,). Not part of a saved pipeline. It reads the sentence embedding at
-    4x4, and with disc_attn_resolutions its features there also attend over the caption's words."""
+    """Image (or, with disc_reads "codes", code grid) + caption -> one score each (B,). Not part of a saved
+    pipeline. It reads the sentence embedding at 4x4, and with disc_attn_resolutions its features there also
+    attend over the caption's words."""
 
     def __init__(self, cfg: GANConfig):
         super().__init__()
-        chs = cfg.disc_channels
-        self.stem = nn.Conv2d(3, chs[0], 3, padding=1)
-        self.blocks = nn.ModuleList(DownBlock(chs[i], chs[i + 1]) for i in range(len(chs) - 1))
-        sizes = [cfg.image_size // 2 ** (i + 1) for i in range(len(chs) - 1)]  # each block's output side
+        chs, self.reads_codes = cfg.disc_channels, cfg.disc_reads == "codes"
+        if self.reads_codes:
+            cfg.check_depth()
+        side = cfg.out_grid if self.reads_codes else cfg.image_size
+        n_down = side.bit_length() - 3  # halvings down to 4x4: the last n_down blocks; any before them keep the size
+        n_keep = len(chs) - 1 - n_down
+        self.stem = nn.Conv2d(cfg.vae.code_dim if self.reads_codes else 3, chs[0], 3, padding=1)
+        self.blocks = nn.ModuleList(DownBlock(chs[i], chs[i + 1], down=i >= n_keep) for i in range(len(chs) - 1))
+        sizes = [side // 2 ** max(0, i + 1 - n_keep) for i in range(len(chs) - 1)]  # each block's output side
         self.attn = nn.ModuleDict({str(i): WordAttention(chs[i + 1], cfg.clip.text_dim, cfg.attn_dim)
-                                   for i, side in enumerate(sizes) if side in cfg.disc_attn_resolutions})
+                                   for i, size in enumerate(sizes) if size in cfg.disc_attn_resolutions})
         e = cfg.clip.embed_dim
         self.joint = nn.Sequential(nn.Conv2d(chs[-1] + e, chs[-1] // 2, 3, padding=1), nn.LeakyReLU(0.2),
                                    nn.Conv2d(chs[-1] // 2, 1, 4))
@@ -243,7 +262,9 @@ class Discriminator(nn.Module):
         return len(self.attn) > 0
 
     def forward(self, images: torch.Tensor, text: Text) -> torch.Tensor:
-        h = self.stem((images * 2 - 1).contiguous(memory_format=torch.channels_last))
+        """images (B, 3, H, W) in [0, 1], or code grids (B, D, g, g) -> scores (B,)."""
+        x = images if self.reads_codes else images * 2 - 1
+        h = self.stem(x.contiguous(memory_format=torch.channels_last))
         for i, blk in enumerate(self.blocks):
             h = blk(h)
             if str(i) in self.attn:
@@ -277,11 +298,13 @@ def discriminator_loss(d: Discriminator, real: torch.Tensor, fake: torch.Tensor,
     return {"loss": hinge + gp, "hinge": hinge, "gp": gp, "d_real": d_real.mean(), "d_fake": d_fake.mean()}
 
 
-def generator_loss(d: Discriminator, gan: GAN, fake: torch.Tensor, text: Text,
-                   clip_weight: float) -> dict[str, torch.Tensor]:
-    """L_G of the top of the file: fool D, and be near the caption in the CLIP's space."""
+def generator_loss(d: Discriminator, gan: GAN, fake: torch.Tensor, text: Text, clip_weight: float,
+                   images: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """L_G of the top of the file: fool D, and be near the caption in the CLIP's space. `fake` is what D judges;
+    `images` what the CLIP sees, when that differs (D reading codes)."""
     adv = -d(fake, text).float().mean()
-    align = ((1 - (gan.clip.encode_image(fake) * text.sentence).sum(-1)).mean() if clip_weight > 0
+    images = fake if images is None else images
+    align = ((1 - (gan.clip.encode_image(images) * text.sentence).sum(-1)).mean() if clip_weight > 0
              else adv.new_zeros(()))
     return {"loss": adv + clip_weight * align, "adv": adv, "clip": align}
 

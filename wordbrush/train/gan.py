@@ -2,7 +2,8 @@
 
     once:           load the frozen CLIP (--clip) into the generator; its tokenizer is the pipeline's. In latent
                     mode (--vae) also the frozen VAE: its decoder into the generator, and the whole VAE to pass
-                    the real images through, so that D sees reals and fakes drawn by the same decoder
+                    the real images through, so that D sees reals and fakes drawn by the same decoder (or, with
+                    disc_reads "codes", the VAE's code vectors of the reals against the generator's vectors)
     for each step:  a batch of real images + captions -> the CLIP reads the captions
                     D step: fakes (detached from G) -> hinge on real/fake/mismatched + MA-GP -> Adam
                     G step: the same fakes, through the updated D -> fool D + CLIP alignment -> Adam -> EMA
@@ -100,10 +101,12 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
 
         gp_now = step % cfg.gp_every == 0
         with autocast(device, cfg.bf16):
-            if vae is not None:  # D compares like with like: fakes and reals both drawn by the decoder
+            if vae is not None:  # D compares like with like: reals and fakes both drawn by the decoder, or both codes
                 with torch.no_grad():
-                    real = vae(real).recon.float()
-            fake = g(z, text)
+                    codes = vae.quantizer.embed(vae.encode(real)).float()  # (B, D, g, g): the decoder's input
+                    real = codes if d.reads_codes else ((vae.decoder(codes) + 1) / 2).float()
+            layout = g.layout(z, text)
+            fake = layout if d.reads_codes else g.draw(layout)  # what D judges
             ld = discriminator_loss(d, real, fake, text, cfg.gp_weight * cfg.gp_every * gp_now, cfg.gp_power)
         opt_d.zero_grad(set_to_none=True)
         ld["loss"].backward()
@@ -111,7 +114,8 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
 
         d.requires_grad_(False)  # the G step needs gradients through D, not for it
         with autocast(device, cfg.bf16):  # the same fakes, judged by the updated D (one G forward per step)
-            lg = generator_loss(d, g, fake, text, cfg.clip_weight)
+            seen_by_clip = g.draw(layout) if d.reads_codes and cfg.clip_weight > 0 else None  # None: fake itself
+            lg = generator_loss(d, g, fake, text, cfg.clip_weight, images=seen_by_clip)
         opt_g.zero_grad(set_to_none=True)
         lg["loss"].backward()
         opt_g.step()
