@@ -339,7 +339,8 @@ class GANConfig:
         stages = max(0, self.image_size // 4).bit_length() - 1
         _check(self.image_size >= 8 and 4 * 2**stages == self.image_size,
                f"gan image_size must be 4 times a power of two (8, 16, 32, 64, ...), got {self.image_size}")
-        _check(self.disc_reads in ("pixels", "codes"), f"disc_reads must be 'pixels' or 'codes', not {self.disc_reads!r}")
+        _check(self.disc_reads in ("pixels", "codes"),
+               f"disc_reads must be 'pixels' or 'codes', not {self.disc_reads!r}")
         _check(self.disc_reads == "codes" or len(self.disc_channels) == stages + 1,
                f"gan: image_size {self.image_size} needs {stages + 1} entries in disc_channels")
         if self.vae is not None:
