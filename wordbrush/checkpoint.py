@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import __version__
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .text.minilm import packaged_keys
 
 
@@ -90,19 +90,23 @@ def model_header(kind: str, config: dict[str, Any]) -> dict[str, Any]:
 def read_model_config(folder: str | Path, kind: str, cls: type, what: str) -> Any:
     """The config dataclass `cls` of a saved model folder whose config.json says `kind` (written by model_header);
     every mismatch is a CheckpointError naming the folder."""
-    from .config import from_dict
-    from .errors import ConfigError
-
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{what} folder not found: {folder}")
     header = read_json(folder / "config.json", kind)
     if header.get("kind") != kind:
         raise CheckpointError(f"{folder} holds a {header.get('kind')!r} model, not a {what}")
+    return config_from(folder, header.get("config", {}), cls, kind)
+
+
+def config_from(folder: str | Path, data: Any, cls: type, key: str) -> Any:
+    """The config dataclass `cls` from `data`, a part of folder/config.json; a mismatch is a CheckpointError."""
+    from .config import from_dict
+
     try:
-        return from_dict(cls, header.get("config", {}), kind)
+        return from_dict(cls, data, key)
     except ConfigError as e:
-        raise CheckpointError(f"{folder}/config.json: {e}") from None
+        raise CheckpointError(f"{Path(folder)}/config.json: {e}") from None
 
 
 # ---------------------------------------------------------------------------------------------- optimizer

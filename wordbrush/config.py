@@ -305,6 +305,11 @@ class CLIPTrainConfig:
                f"model.image_size ({self.model.image_size}) and data.size ({self.data.size}) differ")
 
 
+def stages_from_4(side: int) -> int:
+    """Doublings from 4 px up to `side` (a power of two times 4): 64 -> 4. The gan's blocks count with it."""
+    return max(0, side // 4).bit_length() - 1
+
+
 @dataclass
 class GANConfig:
     """The `gan` generator (generators/gan.py): noise + a frozen CLIP's reading of the caption -> pixels, drawn
@@ -333,10 +338,10 @@ class GANConfig:
 
     @property
     def up_stages(self) -> int:
-        return max(0, self.out_grid // 4).bit_length() - 1
+        return stages_from_4(self.out_grid)
 
     def __post_init__(self) -> None:
-        stages = max(0, self.image_size // 4).bit_length() - 1
+        stages = stages_from_4(self.image_size)
         _check(self.image_size >= 8 and 4 * 2**stages == self.image_size,
                f"gan image_size must be 4 times a power of two (8, 16, 32, 64, ...), got {self.image_size}")
         _check(self.disc_reads in ("pixels", "codes"),

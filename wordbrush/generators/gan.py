@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..clip import CLIP
-from ..config import GANConfig
+from ..config import GANConfig, stages_from_4
 from ..image.vae import Decoder
 from ..text.tokenizer import PAD_ID
 from .common import SampleOptions
@@ -246,7 +246,7 @@ class Discriminator(nn.Module):
         if self.reads_codes:
             cfg.check_depth()
         side = cfg.out_grid if self.reads_codes else cfg.image_size
-        n_down = side.bit_length() - 3  # halvings down to 4x4: the last n_down blocks; any before them keep the size
+        n_down = stages_from_4(side)  # halvings down to 4x4: the last n_down blocks; any before them keep the size
         n_keep = len(chs) - 1 - n_down
         self.stem = nn.Conv2d(cfg.vae.code_dim if self.reads_codes else 3, chs[0], 3, padding=1)
         self.blocks = nn.ModuleList(DownBlock(chs[i], chs[i + 1], down=i >= n_keep) for i in range(len(chs) - 1))

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import (load_part, model_header, read_json, read_model_config, save_part, unwrap,
+from ..checkpoint import (config_from, load_part, model_header, read_json, read_model_config, save_part, unwrap,
                           write_json)
-from ..config import VAEConfig, from_dict, to_dict
-from ..errors import CheckpointError, ConfigError
+from ..config import VAEConfig, to_dict
+from ..errors import CheckpointError
 from .quantizers import GumbelQuantizer, QuantizerOutput, VectorQuantizerEMA
 
 
@@ -145,10 +145,7 @@ def load_vae(folder: str | Path) -> DiscreteVAE:
         vae_dict = header.get("config", {}).get("vae")
         if vae_dict is None:
             raise CheckpointError(f"{folder} is a pipeline without a VAE (a gan draws its own pixels)")
-        try:
-            cfg = from_dict(VAEConfig, vae_dict, "vae")
-        except ConfigError as e:
-            raise CheckpointError(f"{folder}/config.json: {e}") from None
+        cfg = config_from(folder, vae_dict, VAEConfig, "vae")
     else:
         cfg = read_model_config(folder, "vae", VAEConfig, "vae")
     vae = DiscreteVAE(cfg)
