@@ -208,3 +208,37 @@ def test_cli_eval_on_data_needs_a_clip(tmp_path, capsys):
     assert main(["eval", "--model", str(tmp_path / "m"), "--data", str(folder), "--split", "all",
                  "--clip", str(tmp_path / "c"), "--out", str(tmp_path / "ev"), "-q"]) == 0
     assert json.loads((tmp_path / "ev" / "report.json").read_text())["evaluated_items"] == 10
+
+
+def test_swap_negatives_hold_the_same_words_in_other_places():
+    from wordbrush.text.negatives import swap_negative
+
+    rng = np.random.default_rng(0)
+    caption = "a purple diamond to the left of a white circle"
+    seen = {swap_negative(caption, rng) for _ in range(40)}
+    assert seen == {"a white circle to the left of a purple diamond", "a white diamond to the left of a purple circle",
+                    "a purple circle to the left of a white diamond"}
+    # one chunk of content words, or two that only "and" joins (swapping them whole says the same): no negative
+    for same in ("two green triangles", "a cross and a square", "a red circle left of a red circle"):
+        assert swap_negative(same, rng) is None
+    assert {swap_negative("a red square and a blue circle", rng) for _ in range(20)} == {
+        "a blue square and a red circle", "a red circle and a blue square"}  # the colours rebound, not the order
+    for caption in ("a small red plus sign under a large blue square", "grinning face, with big eyes"):
+        for _ in range(10):
+            neg = swap_negative(caption, rng)
+            assert neg != caption and sorted(neg.replace(",", "").split()) == sorted(caption.replace(",", "").split())
+
+
+def test_hard_negatives_join_the_image_to_text_side(tmp_path):
+    scorer = tiny_scorer()
+    images = torch.rand(4, 3, 32, 32)
+    ids = scorer.tokenizer.encode(["a red square", "a blue square", "a green square", "a red square"], 8).ids
+    negatives = scorer.tokenizer.encode(["a red circle to the left of a blue square"], 8).ids
+    plain, hard = scorer.model(images, ids), scorer.model(images, ids, negatives)
+    assert hard.item() > plain.item()  # one more candidate in every image's softmax
+    cfg = CLIPTrainConfig(model=tiny_clip_config(2000), data=DataConfig(size=32), out=str(tmp_path / "run"),
+                          tokenizer_vocab=200, batch_size=16, max_steps=2, hard_negatives=True, bf16=False,
+                          log_every=1, eval_every=1, eval_images=64)
+    summary = train_clip(cfg, progress_bar=False)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert 0 <= summary["swap_test"] <= 1 and all("swap_test" in r for r in log)

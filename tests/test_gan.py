@@ -42,6 +42,14 @@ def test_generator_discriminator_and_losses():
     assert ld["gp"].item() >= 0 and torch.isfinite(ld["loss"])
     ld["loss"].backward()
     assert all(p.grad is not None for p in d.parameters())
+    # mismatched pairs: the next item's caption by default, or the captions given (one per item)
+    wrong = g.read_text(ids.roll(1, 0))
+    with torch.no_grad():
+        real = torch.rand(3, 3, 32, 32)
+        d_real, d_fake, d_wrong = d(real, text), d(fake, text), d(real, wrong)
+        hinge = torch.relu(1 - d_real).mean() + (torch.relu(1 + d_fake).mean() + torch.relu(1 + d_wrong).mean()) / 2
+        got = discriminator_loss(d, real, fake, text, gp_weight=0.0, mismatched=wrong)["hinge"]
+    assert got.item() == pytest.approx(hinge.item(), rel=1e-5)
     lg = generator_loss(d, g, fake, text, clip_weight=1.0)
     lg["loss"].backward()
     assert all(p.grad is None for p in g.clip.parameters())  # the CLIP stays frozen
@@ -182,7 +190,8 @@ def test_latent_mode_draws_through_a_frozen_vae_decoder(tmp_path):
 
     # D may judge the code grids instead of the pixels: a block at 8x8, one down to 4x4; reals are the VAE's codes
     codes_cfg = replace(cfg, model=replace(model, disc_reads="codes", disc_channels=(8, 8, 16),
-                                           disc_attn_resolutions=(8,)), out=str(tmp_path / "run-codes"))
+                                           disc_attn_resolutions=(8,)), out=str(tmp_path / "run-codes"),
+                        hard_negatives=True)  # and D's mismatched captions: the captions with words swapped
     assert train_gan(codes_cfg, progress_bar=False)["steps"] == 2
     d = Discriminator(replace(codes_cfg.model, vae=vae.cfg))
     assert [b.down for b in d.blocks] == [False, True] and list(d.attn) == ["0"]

@@ -5,7 +5,8 @@
                                   -> linear -> image embedding (B, E), unit length
     caption ids (B, L)           -> transformer encoder (text/encoder.py) -> mean over non-[PAD] tokens
                                   -> linear -> text embedding (B, E), unit length
-    loss: symmetric cross-entropy over the B x B similarities scaled by a learned 1/temperature (CLIP's InfoNCE)
+    loss: symmetric cross-entropy over the B x B similarities scaled by a learned 1/temperature (CLIP's InfoNCE);
+          optionally with hard negative captions, the batch's captions with words swapped (NegCLIP)
 
 It serves twice: to rerank candidates (DALL·E's best-of-N: keep the image whose embedding is closest to the
 prompt's) and as the feature space of the metrics in wordbrush/eval/realism.py (the image features F, where
@@ -91,12 +92,19 @@ class CLIP(nn.Module):
         pooled = (states * keep).sum(1) / keep.sum(1).clamp_min(1)
         return states, F.normalize(self.text_proj(pooled).float(), dim=-1)
 
-    def forward(self, images: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
-        """The contrastive loss of a batch of matching pairs (image i goes with caption i)."""
+    def forward(self, images: torch.Tensor, ids: torch.Tensor,
+                negative_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The contrastive loss of a batch of matching pairs (image i goes with caption i). negative_ids (M, L):
+        hard negative captions (text/negatives.py), extra candidates every image must rank below its own caption
+        (NegCLIP: they join the image-to-text direction only, having no image of their own)."""
         img, txt = self.encode_image(images), self.encode_text(ids)
-        logits = self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp() * img @ txt.T  # (B, B)
+        scale = self.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+        logits = scale * img @ txt.T  # (B, B)
         target = torch.arange(len(images), device=images.device)
-        return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+        to_text = logits
+        if negative_ids is not None and len(negative_ids):
+            to_text = torch.cat([logits, scale * img @ self.encode_text(negative_ids).T], dim=1)  # (B, B + M)
+        return (F.cross_entropy(to_text, target) + F.cross_entropy(logits.T, target)) / 2
 
 
 class CLIPScorer:

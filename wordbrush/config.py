@@ -287,6 +287,9 @@ class CLIPTrainConfig:
     weight_decay: float = 0.1
     grad_clip: float = 1.0
     shift: int = 4  # augmentation: random translation by up to this many pixels (edges repeated)
+    # NegCLIP: each caption's words swapped (text/negatives.py) as an extra candidate its image must rank lower,
+    # so that the CLIP reads which word goes with which, not a bag of words
+    hard_negatives: bool = False
     bf16: bool = True
     threads: int = 0
     seed: int = 0
@@ -390,6 +393,9 @@ class GANTrainConfig:
     gp_weight: float = 2.0  # MA-GP: k * ||grad||^p on real, matching pairs (DF-GAN: k = 2, p = 6)
     gp_power: float = 6.0
     clip_weight: float = 2.0  # lambda_clip: pull each image towards its caption in the CLIP's space
+    # D's mismatched captions: each caption's words swapped where it has a swap (text/negatives.py), so D learns
+    # which colour and shape go where; else (and without this) the next item's caption
+    hard_negatives: bool = False
     ema_decay: float = 0.999  # of the generator's weights, which the saved pipeline samples with
     gp_every: int = 1  # MA-GP on every k-th discriminator step (lazy regularisation, StyleGAN2), times k
     bf16: bool = True  # bfloat16 autocast for both networks (the losses and the MA-GP pass in float32; tests check it)

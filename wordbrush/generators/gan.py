@@ -29,7 +29,9 @@ Objective. The GAN's minimax game (Goodfellow et al. 2014), conditioned on the t
     min_G max_D  E_{x,t ~ data}[log D(x, t)] + E_{z, t}[log(1 - D(G(z, t), t))]
 
 What is optimised here is its hinge form with DF-GAN's matching-aware terms: a real image with a mismatched
-caption t' counts as fake, and the matching-aware gradient penalty (MA-GP) pushes D's surface flat around
+caption t' counts as fake (another item's caption; with hard_negatives, where it has one, its own caption with
+words swapped, text/negatives.py: "a white circle left of a purple diamond" for a purple diamond left of a white
+circle), and the matching-aware gradient penalty (MA-GP) pushes D's surface flat around
 real, matching pairs:
 
     L_D = E[max(0, 1 - D(x, t))] + 1/2 E[max(0, 1 + D(G(z, t), t))] + 1/2 E[max(0, 1 + D(x, t'))]
@@ -274,10 +276,12 @@ class Discriminator(nn.Module):
 
 
 def discriminator_loss(d: Discriminator, real: torch.Tensor, fake: torch.Tensor, text: Text,
-                       gp_weight: float = 2.0, gp_power: float = 6.0) -> dict[str, torch.Tensor]:
-    """L_D of the top of the file: hinge on (real, matching), (fake, matching), (real, mismatched = the next
-    item's caption), plus MA-GP on the real, matching pairs (skipped when gp_weight is 0): the gradient with
-    respect to the image and to what D reads of the text (the sentence, and the words if it attends to them)."""
+                       gp_weight: float = 2.0, gp_power: float = 6.0,
+                       mismatched: Text | None = None) -> dict[str, torch.Tensor]:
+    """L_D of the top of the file: hinge on (real, matching), (fake, matching), (real, mismatched: `mismatched`,
+    one caption per item, or else the next item's caption), plus MA-GP on the real, matching pairs (skipped when
+    gp_weight is 0): the gradient with respect to the image and to what D reads of the text (the sentence, and the
+    words if it attends to them)."""
     gp_on = gp_weight > 0
     real = real.detach().requires_grad_(gp_on)
     sent = text.sentence.detach().requires_grad_(gp_on)
@@ -287,7 +291,10 @@ def discriminator_loss(d: Discriminator, real: torch.Tensor, fake: torch.Tensor,
     with torch.autocast(real.device.type, enabled=False) if gp_on else nullcontext():
         d_real = d(real, Text(words, sent, text.keep)).float()
     d_fake = d(fake.detach(), text).float()
-    d_mismatch = d(real[:-1].detach(), text.shifted()).float()
+    if mismatched is None:
+        d_mismatch = d(real[:-1].detach(), text.shifted()).float()
+    else:
+        d_mismatch = d(real.detach(), mismatched).float()
     hinge = F.relu(1 - d_real).mean() + (F.relu(1 + d_fake).mean() + F.relu(1 + d_mismatch).mean()) / 2
     gp = hinge.new_zeros(())
     if gp_on:

@@ -2,9 +2,11 @@
 
     once:           train a BPE tokenizer on the captions; hold the eval split's images and captions
     for each step:  a batch of pairs (data/training.py) -> random shift of each image (edges repeated)
+                    [-> hard negatives: each caption with words swapped, text/negatives.py]
                     -> symmetric InfoNCE under bf16 autocast -> backward -> clip -> AdamW
     every N steps:  log (JSONL + progress bar); zero-shot retrieval on the eval split (does an image pick its own
-                    caption out of 32?); a checkpoint (a CLIPScorer folder + optimizer state)
+                    caption out of 32?) and the swap test (does it prefer its caption to the same words swapped?);
+                    a checkpoint (a CLIPScorer folder + optimizer state)
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..config import CLIPTrainConfig, DataConfig, to_dict
 from ..data.training import TrainingData
 from ..errors import WordbrushError
 from ..eval.realism import retrieval_top1
+from ..text.negatives import swap_negative
 from ..text.tokenizer import TextTokenizer
 from ..utils.images import to_tensor
 from ..utils.plot import plot_curves
@@ -57,12 +60,24 @@ def eval_data(cfg: CLIPTrainConfig, progress: bool) -> tuple[np.ndarray, list[st
 
 
 @torch.no_grad()
-def zero_shot(scorer: CLIPScorer, images: np.ndarray, captions: list[str], groups: list[str]) -> float:
+def zero_shot(scorer: CLIPScorer, images: np.ndarray, captions: list[str], groups: list[str]) -> dict[str, float]:
+    """zero_shot_top1: retrieval among 32 captions (realism.retrieval_top1). swap_test: the share of images that
+    are closer to their caption than to its swapped negative (text/negatives.py; captions without one are left
+    out), where a bag-of-words CLIP scores about 50%."""
     was_training = scorer.model.training
     scorer.model.eval()
-    acc = retrieval_top1(scorer.embed_images(to_tensor(images)), scorer.embed_texts(captions), groups)
+    image_emb = scorer.embed_images(to_tensor(images))
+    result = {"zero_shot_top1": retrieval_top1(image_emb, scorer.embed_texts(captions), groups)}
+    rng = np.random.default_rng(0)
+    negatives = [swap_negative(c, rng) for c in captions]
+    keep = [i for i, n in enumerate(negatives) if n is not None]
+    if keep:
+        img = image_emb[keep]
+        own = (img * scorer.embed_texts([captions[i] for i in keep])).sum(-1)
+        swapped = (img * scorer.embed_texts([negatives[i] for i in keep])).sum(-1)
+        result["swap_test"] = (own > swapped).float().mean().item()
     scorer.model.train(was_training)
-    return acc
+    return result
 
 
 def train_clip(cfg: CLIPTrainConfig, resume: bool = False, progress_bar: bool = True) -> dict[str, Any]:
@@ -91,6 +106,7 @@ def train_clip(cfg: CLIPTrainConfig, resume: bool = False, progress_bar: bool = 
     ev_images, ev_captions, ev_groups = eval_data(cfg, progress_bar)
     log = JsonlLog(out / "log.jsonl")
     shift_gen = torch.Generator().manual_seed(cfg.seed + 5 + step)
+    swap_rng = np.random.default_rng([cfg.seed, step])
 
     budget = Budget(cfg.max_steps, cfg.max_minutes, elapsed)
     bar = tqdm(total=budget.bar_total, initial=step, desc="train clip", unit="step", disable=not progress_bar,
@@ -104,8 +120,12 @@ def train_clip(cfg: CLIPTrainConfig, resume: bool = False, progress_bar: bool = 
         batch = data.batch(step, cfg.batch_size)
         images = random_shift(to_tensor(batch.images), cfg.shift, shift_gen).to(device)  # (B, 3, H, W)
         ids = tokenizer.encode(batch.captions, cfg.model.text_len).ids.to(device)  # (B, L)
+        negatives = None
+        if cfg.hard_negatives:
+            swapped = [n for n in (swap_negative(c, swap_rng) for c in batch.captions) if n is not None]
+            negatives = tokenizer.encode(swapped, cfg.model.text_len).ids.to(device) if swapped else None  # (M, L)
         with autocast(device, cfg.bf16):
-            loss = model(images, ids)
+            loss = model(images, ids, negatives)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:
@@ -121,18 +141,20 @@ def train_clip(cfg: CLIPTrainConfig, resume: bool = False, progress_bar: bool = 
                       "samples_per_s": seen / (now - t_log)}
             t_log, seen = now, 0
             if step % cfg.eval_every == 0:
-                record["zero_shot_top1"] = zero_shot(scorer, ev_images, ev_captions, ev_groups)
+                record.update(zero_shot(scorer, ev_images, ev_captions, ev_groups))
             log.write(record)
             bar.set_postfix(loss=f"{record['loss']:.3f}", smp_s=f"{record['samples_per_s']:.0f}", **budget.postfix())
         if step % cfg.checkpoint_every == 0:
             _checkpoint(scorer, opt, out, step, budget.elapsed)
     bar.close()
     _checkpoint(scorer, opt, out, step, budget.elapsed)
-    plot_curves(log.path, out / "curves.png", ["loss", "zero_shot_top1", "temperature", "samples_per_s"],
+    plot_curves(log.path, out / "curves.png", ["loss", "zero_shot_top1", "swap_test", "temperature", "samples_per_s"],
                 title=f"CLIP {out.name}")
+    final = zero_shot(scorer, ev_images, ev_captions, ev_groups)
     summary = {"steps": step, "train_minutes": round(budget.elapsed / 60, 2), "samples_seen": step * cfg.batch_size,
                "parameters": sum(p.numel() for p in model.parameters()), "final_loss": loss.item(),
-               "zero_shot_top1_of_32": round(zero_shot(scorer, ev_images, ev_captions, ev_groups), 4),
+               "zero_shot_top1_of_32": round(final["zero_shot_top1"], 4),
+               "swap_test": round(final["swap_test"], 4) if "swap_test" in final else None,
                "eval_images": len(ev_images), "eval_split": cfg.eval_split if cfg.data.path else "holdout",
                "data": data.summary(), "skipped_items": data.skipped_count()}
     write_json(out / "train_summary.json", summary)

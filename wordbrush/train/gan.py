@@ -34,6 +34,7 @@ from ..errors import WordbrushError
 from ..eval.benchmark import ObjSpec, PromptSpec, render_spec
 from ..generators.gan import GAN, Discriminator, discriminator_loss, generator_loss, mean_pairwise_distance
 from ..pipeline import TextToImagePipeline
+from ..text.negatives import swap_negative
 from ..utils.images import save_grid, to_tensor
 from ..utils.plot import plot_curves
 from .common import STATE, Budget, JsonlLog, autocast, frozen_vae, lr_at, setup_torch, start_run
@@ -81,6 +82,7 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
     probe = _collapse_probe(cfg, data)
     text_len = cfg.model.clip.text_len
     noise_gen = torch.Generator().manual_seed(cfg.seed * 1000 + step)
+    swap_rng = np.random.default_rng([cfg.seed, step])
 
     budget = Budget(cfg.max_steps, cfg.max_minutes, elapsed)
     n_params = sum(p.numel() for p in g.parameters() if p.requires_grad)
@@ -97,6 +99,11 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
         real = to_tensor(batch.images).to(device)  # (B, 3, H, W) in [0, 1]
         ids = clip.tokenizer.encode(batch.captions, text_len).ids.to(device)
         text = g.read_text(ids)
+        mismatched = None  # D's (real, wrong caption) pairs: by default the next item's caption
+        if cfg.hard_negatives:
+            caps = batch.captions
+            wrong = [swap_negative(c, swap_rng) or caps[(i + 1) % len(caps)] for i, c in enumerate(caps)]
+            mismatched = g.read_text(clip.tokenizer.encode(wrong, text_len).ids.to(device))
         z = torch.randn(len(real), cfg.model.noise_dim, generator=noise_gen).to(device)
 
         gp_now = step % cfg.gp_every == 0
@@ -107,7 +114,8 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
                     real = codes if d.reads_codes else ((vae.decoder(codes) + 1) / 2).float()
             layout = g.layout(z, text)
             fake = layout if d.reads_codes else g.draw(layout)  # what D judges
-            ld = discriminator_loss(d, real, fake, text, cfg.gp_weight * cfg.gp_every * gp_now, cfg.gp_power)
+            ld = discriminator_loss(d, real, fake, text, cfg.gp_weight * cfg.gp_every * gp_now, cfg.gp_power,
+                                    mismatched)
         opt_d.zero_grad(set_to_none=True)
         ld["loss"].backward()
         opt_d.step()
