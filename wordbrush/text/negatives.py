@@ -2,15 +2,15 @@
 
 A CLIP trained only against the other captions of its batch can match images to captions as bags of words: "a
 purple diamond left of a white circle" and "a white circle left of a purple diamond" hold the same words, and no
-batch asks which one an image shows. The wordbrush CLIP trained that way scored 47% on telling a shapes image's
-caption from its swap, chance. NegCLIP adds, for each caption, one with words swapped as an extra candidate that
-only its image has to reject.
+batch asks which one an image shows. The wordbrush CLIP trained that way preferred a shapes image's caption to
+its swap 53% of the time: chance (docs/metrics.md). NegCLIP adds, for each caption, one with words swapped as an
+extra candidate that only its image has to reject.
 
 NegCLIP chooses the swap by part of speech (spaCy). Here it needs no tagger: a caption is split at function words
 (articles, prepositions, conjunctions, "is"/"are"...) into chunks of content words, "a [purple diamond] to the
-[left] of a [white circle]"; two chunks swap whole ("a white circle to the left of a purple
-diamond": the relation reversed) or one word each, counted from the chunk's end ("a white diamond to the left of a
-purple circle": the attributes rebound). A caption with one chunk ("two green triangles") gets none.
+[left] of a [white circle]"; two chunks swap whole ("a white circle to the left of a purple diamond": the
+relation reversed) or one word each, counted from the chunk's end ("a white diamond to the left of a purple
+circle": the attributes rebound). A caption with one chunk ("two green triangles") gets none.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def swap_negative(caption: str, rng: np.random.Generator) -> str | None:
     words = _WORD.findall(caption)
     chunks = content_chunks(words)
     pairs = [(a, b) for i, a in enumerate(chunks) for b in chunks[i + 1:]]
-    for k in rng.permutation(len(pairs)):
-        a, b = pairs[k]
+    for p in rng.permutation(len(pairs)):
+        a, b = pairs[p]
         symmetric = {w.lower() for w in words[a[-1] + 1:b[0]]} <= _SYMMETRIC
         singles = [([i], [j]) for i, j in zip(reversed(a), reversed(b))]
         singles = [singles[k] for k in rng.permutation(len(singles))]
