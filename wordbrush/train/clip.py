@@ -66,14 +66,14 @@ def zero_shot(scorer: CLIPScorer, images: np.ndarray, captions: list[str], group
     out), where a bag-of-words CLIP scores about 50%."""
     was_training = scorer.model.training
     scorer.model.eval()
-    image_emb = scorer.embed_images(to_tensor(images))
-    result = {"zero_shot_top1": retrieval_top1(image_emb, scorer.embed_texts(captions), groups)}
+    image_emb, text_emb = scorer.embed_images(to_tensor(images)), scorer.embed_texts(captions)
+    result = {"zero_shot_top1": retrieval_top1(image_emb, text_emb, groups)}
     rng = np.random.default_rng(0)
     negatives = [swap_negative(c, rng) for c in captions]
     keep = [i for i, n in enumerate(negatives) if n is not None]
     if keep:
         img = image_emb[keep]
-        own = (img * scorer.embed_texts([captions[i] for i in keep])).sum(-1)
+        own = (img * text_emb[keep]).sum(-1)
         swapped = (img * scorer.embed_texts([negatives[i] for i in keep])).sum(-1)
         result["swap_test"] = (own > swapped).float().mean().item()
     scorer.model.train(was_training)
