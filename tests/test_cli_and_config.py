@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,15 @@ def test_cli_train_and_eval_vae(tmp_path, capsys):
     assert main(["eval", "--model", str(tmp_path / "v"), "-n", "8", "-q", "--out", str(tmp_path / "e")]) == 0
     figures = json.loads((tmp_path / "e" / "vae_eval.json").read_text())
     assert 0 <= figures["codes_used_share"] <= 1 and figures["psnr_db"] > 0
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "configs").glob("*.json")), ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    """Every config in configs/ parses into the config class of the part its name starts with (what
+    `wordbrush train PART --config FILE` does), so the documented reproductions start."""
+    import wordbrush.config as config
+    from wordbrush.cli import TRAIN_PARTS
+
+    part = path.name.split("-")[0].replace("vqgan", "vae")
+    cfg = load_config(getattr(config, TRAIN_PARTS[part][0]), path)
+    assert to_dict(cfg)

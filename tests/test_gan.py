@@ -11,8 +11,8 @@ import torch
 from wordbrush.cli import main
 from wordbrush.config import CLIPConfig, DataConfig, GANConfig, GANTrainConfig
 from wordbrush.errors import CheckpointError, ConfigError, WordbrushError
-from wordbrush.generators.gan import (GAN, Discriminator, Text, discriminator_loss, generator_loss,
-                                      mean_pairwise_distance)
+from wordbrush.generators.gan import (GAN, Discriminator, NoiseEncoder, Text, discriminator_loss, generator_loss,
+                                      mean_pairwise_distance, posterior_loss)
 from wordbrush.image.vae import load_vae
 from wordbrush.pipeline import TextToImagePipeline
 from wordbrush.text.tokenizer import TextTokenizer
@@ -210,6 +210,57 @@ def test_latent_mode_draws_through_a_frozen_vae_decoder(tmp_path):
         load_vae(tmp_path / "run")
     assert main(["train", "gan", "--clip", str(tmp_path / "clip"), "--vae", str(tmp_path / "nowhere"),
                  "--out", str(tmp_path / "x")]) == 2
+
+
+def test_cvae_gan_encoder_and_redraw(tmp_path):
+    """recon_weight > 0: an encoder reads a real code grid + caption into noise, G given that noise learns to redraw
+    the codes (the loss falls on a fixed batch); the encoder is saved beside D, resumes, and stays out of the
+    pipeline; without latent mode the option is refused."""
+    torch.manual_seed(0)
+    scorer = tiny_scorer()
+    scorer.save_pretrained(tmp_path / "clip")
+    tiny_pipeline(image_size=32).save_pretrained(tmp_path / "dalle")
+    vae = load_vae(tmp_path / "dalle")
+    model = GANConfig(clip=CLIPConfig(image_size=32), **{**TINY, "channels": (16, 16, 8), "attn_resolutions": (8,),
+                                                        "disc_reads": "codes", "disc_channels": (8, 8, 16)})
+    cfg = GANTrainConfig(model=model, clip=str(tmp_path / "clip"), vae=str(tmp_path / "dalle"),
+                         data=DataConfig(size=32), out=str(tmp_path / "run"), batch_size=4, max_steps=2, log_every=1,
+                         sample_every=100, checkpoint_every=100, diversity_every=100, collapse_ratio=0.0,
+                         sample_prompts=("a red square",), recon_weight=1.0)
+    assert train_gan(cfg, progress_bar=False)["steps"] == 2
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["g_recon"] > 0 and log[-1]["g_kl"] > 0
+    assert (tmp_path / "run" / "samples" / "redraw_final.png").exists()  # reals, redraws, prior samples
+    saved = (tmp_path / "run" / "noise_encoder.safetensors").read_bytes()
+    cfg.max_steps = 3
+    assert train_gan(cfg, resume=True, progress_bar=False)["steps"] == 3
+    assert (tmp_path / "run" / "noise_encoder.safetensors").read_bytes() != saved  # loaded, trained on, saved
+    pipe = TextToImagePipeline.from_pretrained(tmp_path / "run")  # sampling needs no encoder: prior noise
+    assert pipe("a red square", seed=1).images[0].size == (32, 32)
+    with pytest.raises(ConfigError, match="recon_weight needs latent mode"):
+        GANTrainConfig(model=GANConfig(clip=CLIPConfig(image_size=32), **TINY), data=DataConfig(size=32),
+                       recon_weight=1.0)
+
+    # the two terms: zero at a perfect redraw and at the prior; and E + G learn to redraw a fixed batch
+    g = GAN(replace(model, vae=vae.cfg))
+    g.clip.load_state_dict(scorer.model.state_dict())
+    enc = NoiseEncoder(g.cfg)
+    codes = vae.quantizer.embed(vae.encode(torch.rand(4, 3, 32, 32)))  # (4, D, 8, 8)
+    zero = torch.zeros(4, g.cfg.noise_dim)
+    perfect = posterior_loss(codes, codes, zero, zero)
+    assert perfect["recon"] == 0 and perfect["kl"] == 0
+    text = g.read_text(scorer.tokenizer.encode(["a red square", "a blue circle", "a", "two green stars"], 8).ids)
+    opt = torch.optim.Adam([p for p in g.parameters() if p.requires_grad] + list(enc.parameters()), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        mu, logvar = enc(codes, text)
+        assert mu.shape == logvar.shape == (4, g.cfg.noise_dim)
+        terms = posterior_loss(g.layout(mu + (0.5 * logvar).exp() * torch.randn_like(mu), text), codes, mu, logvar)
+        opt.zero_grad()
+        (terms["recon"] + 0.01 * terms["kl"]).backward()
+        opt.step()
+        losses.append(terms["recon"].item())
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
 
 
 def test_discriminator_that_reads_words():

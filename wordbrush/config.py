@@ -396,6 +396,11 @@ class GANTrainConfig:
     # D's mismatched captions: each caption's words swapped where it has a swap (text/negatives.py), so D learns
     # which colour and shape go where; else (and without this) the next item's caption
     hard_negatives: bool = False
+    # cVAE-GAN (latent mode): an encoder reads each real image's codes + caption into a noise z ~ q(z | x, t), and
+    # G, given that z, must redraw the image's codes: recon_weight * squared distance + kl_weight * KL(q || N(0, I)),
+    # beside the adversarial and CLIP terms on noise from the prior. 0 = off
+    recon_weight: float = 0.0
+    kl_weight: float = 0.01
     ema_decay: float = 0.999  # of the generator's weights, which the saved pipeline samples with
     gp_every: int = 1  # MA-GP on every k-th discriminator step (lazy regularisation, StyleGAN2), times k
     bf16: bool = True  # bfloat16 autocast for both networks (the losses and the MA-GP pass in float32; tests check it)
@@ -416,6 +421,8 @@ class GANTrainConfig:
         _check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas must be two numbers in [0, 1)")
         _check(0 < self.ema_decay < 1, "ema_decay must be in (0, 1)")
         _check(self.gp_every >= 1, "gp_every must be >= 1")
+        _check(self.recon_weight >= 0 and self.kl_weight >= 0, "recon_weight and kl_weight must be >= 0")
+        _check(self.recon_weight == 0 or bool(self.vae), "recon_weight needs latent mode (a VAE: --vae)")
         if not self.vae:
             self.model.check_depth()
         _check(self.model.image_size == self.data.size,

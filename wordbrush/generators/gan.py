@@ -39,7 +39,17 @@ real, matching pairs:
     L_G = -E[D(G(z, t), t)] + lambda_clip E[1 - cos(CLIP_image(G(z, t)), CLIP_text(t))]
 
 The last term (GALIP's use of CLIP, here with the wordbrush CLIP) pulls each image towards its caption in the
-CLIP's space. Sampling uses an exponential moving average of G's weights (kept by the training loop).
+CLIP's space.
+
+cVAE-GAN (optional, latent mode: the training config's recon_weight; BicycleGAN's cVAE-GAN, Zhu et al. 2017, and
+the VAE-GAN of Larsen et al. 2016). The brief's other objective joins the game: an encoder E (NoiseEncoder) reads a
+real image's code grid c and its caption into q(z | c, t) = N(mu, sigma^2), and G given z ~ q must redraw c:
+
+    L_G += lambda_rec E_q[ ||G(z, t) - c||^2 ] + lambda_KL KL(q(z | c, t) || N(0, I))
+
+Where D's verdict is one number per image, this term says for every position of every real image which code
+belongs there, so G learns what goes where from pairs rather than from D alone. Sampling still draws z from the
+prior: E is for training only. Sampling uses an exponential moving average of G's weights (kept by the training loop).
 """
 
 from __future__ import annotations
@@ -273,6 +283,41 @@ class Discriminator(nn.Module):
                 h = self.attn[str(i)](h, text.words, text.keep)
         s = text.sentence[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])  # h: (B, C, 4, 4)
         return self.joint(torch.cat([h, s], dim=1)).flatten()  # (B,)
+
+
+class NoiseEncoder(nn.Module):
+    """The cVAE-GAN's encoder E (BicycleGAN's, Zhu et al. 2017): a real image's code grid (B, D, g, g) + its
+    caption's sentence (B, E) -> the mean and log-variance (B, Z) each of q(z | x, t), the noise that G must be
+    given to redraw that image under that caption. Training only, like D: not part of a saved pipeline. Reading
+    the caption too lets E encode only what the words leave open (where things are, a colour left unsaid)."""
+
+    def __init__(self, cfg: GANConfig):
+        super().__init__()
+        chs, side = cfg.disc_channels, cfg.out_grid
+        n_down = stages_from_4(side)
+        n_keep = len(chs) - 1 - n_down
+        self.stem = nn.Conv2d(cfg.vae.code_dim, chs[0], 3, padding=1)
+        self.blocks = nn.ModuleList(DownBlock(chs[i], chs[i + 1], down=i >= n_keep) for i in range(len(chs) - 1))
+        self.head = nn.Sequential(nn.Conv2d(chs[-1] + cfg.clip.embed_dim, chs[-1], 3, padding=1),
+                                  nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(chs[-1] * 16, 2 * cfg.noise_dim))
+
+    def forward(self, codes: torch.Tensor, text: Text) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.stem(codes.contiguous(memory_format=torch.channels_last))
+        for blk in self.blocks:
+            h = blk(h)  # -> (B, C, 4, 4)
+        s = text.sentence[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
+        mu, logvar = self.head(torch.cat([h, s], dim=1)).float().chunk(2, dim=1)
+        return mu, logvar.clamp(-10, 10)
+
+
+def posterior_loss(redrawn: torch.Tensor, codes: torch.Tensor, mu: torch.Tensor,
+                   logvar: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The cVAE's two terms (the brief's VAE objective) for G given E's noise: reconstruction, the squared
+    distance from G's vectors (B, D, g, g) to the real codes (summed over D, mean over positions), and
+    KL(q(z | x, t) || N(0, I)) in nats per image."""
+    recon = (redrawn.float() - codes.float()).pow(2).sum(1).mean()
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
+    return {"recon": recon, "kl": kl}
 
 
 def discriminator_loss(d: Discriminator, real: torch.Tensor, fake: torch.Tensor, text: Text,

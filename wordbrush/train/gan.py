@@ -7,6 +7,8 @@
     for each step:  a batch of real images + captions -> the CLIP reads the captions
                     D step: fakes (detached from G) -> hinge on real/fake/mismatched + MA-GP -> Adam
                     G step: the same fakes, through the updated D -> fool D + CLIP alignment -> Adam -> EMA
+                    with recon_weight (cVAE-GAN): E reads the real codes + caption into a noise z ~ q(z|x,t); the
+                    same G pass also redraws the reals from it (reconstruction + KL to N(0, I), with G's step)
     every N steps:  log (JSONL + progress bar); divergence check (a loss that is not finite stops the run with
                     a message); collapse check (the spread of 16 seeds for one prompt against 16 real images of
                     that prompt, in CLIP features); a sample grid; a checkpoint: the EMA generator as a pipeline
@@ -32,16 +34,19 @@ from ..config import GANTrainConfig, to_dict
 from ..data.training import TrainingData
 from ..errors import WordbrushError
 from ..eval.benchmark import ObjSpec, PromptSpec, render_spec
-from ..generators.gan import GAN, Discriminator, discriminator_loss, generator_loss, mean_pairwise_distance
+from ..generators.gan import (GAN, Discriminator, NoiseEncoder, Text, discriminator_loss, generator_loss,
+                              mean_pairwise_distance, posterior_loss)
+from ..image.vae import DiscreteVAE
 from ..pipeline import TextToImagePipeline
 from ..text.negatives import swap_negative
-from ..utils.images import save_grid, to_tensor
+from ..utils.images import save_grid, to_pil, to_tensor
 from ..utils.plot import plot_curves
 from .common import STATE, Budget, JsonlLog, autocast, frozen_vae, lr_at, setup_torch, start_run
 
 D_STATE = "train_state_d.safetensors"  # the discriminator's optimizer state (STATE holds the generator's)
 RAW_G = "generator_raw.safetensors"  # the generator's own weights (gan.safetensors holds their EMA)
 DISC = "discriminator.safetensors"
+ENCODER = "noise_encoder.safetensors"  # the cVAE-GAN's encoder (recon_weight > 0), trained with G
 COLLAPSE_SEED = 4_000_000
 
 
@@ -65,13 +70,17 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
     ema = copy.deepcopy(g).eval()
     for p in ema.parameters():
         p.requires_grad_(False)
-    opt_g = torch.optim.Adam([p for p in g.parameters() if p.requires_grad], lr=cfg.lr_g, betas=tuple(cfg.betas))
+    enc = NoiseEncoder(cfg.model).to(device) if cfg.recon_weight > 0 else None
+    g_params = [p for p in g.parameters() if p.requires_grad] + (list(enc.parameters()) if enc is not None else [])
+    opt_g = torch.optim.Adam(g_params, lr=cfg.lr_g, betas=tuple(cfg.betas))
     opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
     step, elapsed = 0, 0.0
     if resume and has_ckpt:
         load_part(g, out / RAW_G, "gan (raw generator)")
         load_part(ema, out / "gan.safetensors", "gan")
         load_part(d, out / DISC, "discriminator")
+        if enc is not None:
+            load_part(enc, out / ENCODER, "noise encoder")
         extra = load_optimizer(opt_g, out / STATE)
         load_optimizer(opt_d, out / D_STATE)
         step, elapsed = int(extra["step"]), float(extra["elapsed"])
@@ -112,7 +121,13 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
                 with torch.no_grad():
                     codes = vae.quantizer.embed(vae.encode(real)).float()  # (B, D, g, g): the decoder's input
                     real = codes if d.reads_codes else ((vae.decoder(codes) + 1) / 2).float()
-            layout = g.layout(z, text)
+            if enc is None:
+                layout = g.layout(z, text)
+            else:  # one G pass for both: noise from the prior (D, CLIP) and from E (redraw the real codes)
+                mu, logvar = enc(codes, text)
+                z_post = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
+                both = Text(*(torch.cat([t, t]) for t in text))
+                layout, redrawn = g.layout(torch.cat([z, z_post.to(z.dtype)]), both).chunk(2)
             fake = layout if d.reads_codes else g.draw(layout)  # what D judges
             ld = discriminator_loss(d, real, fake, text, cfg.gp_weight * cfg.gp_every * gp_now, cfg.gp_power,
                                     mismatched)
@@ -124,6 +139,9 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
         with autocast(device, cfg.bf16):  # the same fakes, judged by the updated D (one G forward per step)
             seen_by_clip = g.draw(layout) if d.reads_codes and cfg.clip_weight > 0 else None  # None: fake itself
             lg = generator_loss(d, g, fake, text, cfg.clip_weight, images=seen_by_clip)
+            if enc is not None:
+                lg |= posterior_loss(redrawn, codes, mu, logvar)
+                lg["loss"] = lg["loss"] + cfg.recon_weight * lg["recon"] + cfg.kl_weight * lg["kl"]
         opt_g.zero_grad(set_to_none=True)
         lg["loss"].backward()
         opt_g.step()
@@ -141,14 +159,14 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
             t_log, seen = now, 0
             bad = [k for k, v in record.items() if isinstance(v, float) and not np.isfinite(v)]
             if bad:
-                _checkpoint(pipe, g, d, opt_g, opt_d, out / "diverged", step, budget.elapsed)
+                _checkpoint(pipe, g, d, enc, opt_g, opt_d, out / "diverged", step, budget.elapsed)
                 raise WordbrushError(f"training diverged at step {step}: {', '.join(bad)} not finite (state saved "
                                      f"to {out / 'diverged'}; lower lr_d / lr_g or raise gp_weight and resume)")
             if step % cfg.diversity_every == 0:  # on G itself: it is G that collapses (the EMA lags behind it)
                 diversity = _diversity(g, clip, probe)
                 record["diversity_ratio"] = diversity
                 if diversity < cfg.collapse_ratio:
-                    _checkpoint(pipe, g, d, opt_g, opt_d, out / "collapsed", step, budget.elapsed)
+                    _checkpoint(pipe, g, d, enc, opt_g, opt_d, out / "collapsed", step, budget.elapsed)
                     raise WordbrushError(f"mode collapse at step {step}: 16 seeds for {probe[0]!r} spread only "
                                          f"{diversity:.2f}x as much as 16 real images (limit {cfg.collapse_ratio}); "
                                          f"state saved to {out / 'collapsed'}")
@@ -157,12 +175,17 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
                             smp_s=f"{record['samples_per_s']:.0f}", **budget.postfix())
         if step % cfg.sample_every == 0:
             _write_samples(pipe, cfg, out / "samples" / f"step_{step:06d}.png")
+            if enc is not None:
+                _write_redraws(g, enc, vae, clip, data, out / "samples" / f"redraw_{step:06d}.png")
         if step % cfg.checkpoint_every == 0:
-            _checkpoint(pipe, g, d, opt_g, opt_d, out, step, budget.elapsed)
+            _checkpoint(pipe, g, d, enc, opt_g, opt_d, out, step, budget.elapsed)
     bar.close()
-    _checkpoint(pipe, g, d, opt_g, opt_d, out, step, budget.elapsed)
+    _checkpoint(pipe, g, d, enc, opt_g, opt_d, out, step, budget.elapsed)
     _write_samples(pipe, cfg, out / "samples" / "final.png")
-    plot_curves(log.path, out / "curves.png", ["d_hinge", "d_gp", "g_adv", "g_clip", "diversity_ratio"],
+    if enc is not None:
+        _write_redraws(g, enc, vae, clip, data, out / "samples" / "redraw_final.png")
+    plot_curves(log.path, out / "curves.png", ["d_hinge", "d_gp", "g_adv", "g_clip", "g_recon", "g_kl",
+                                                "diversity_ratio"],
                 title=f"gan {out.name}")
     summary = {"steps": step, "train_minutes": round(budget.elapsed / 60, 2), "samples_seen": step * cfg.batch_size,
                "parameters": n_params, "diversity_ratio": round(_diversity(ema, clip, probe), 4),
@@ -211,11 +234,13 @@ def _diversity(gan: GAN, clip: CLIPScorer, probe: tuple[str, torch.Tensor]) -> f
     return diversity_ratio(images, real, clip)
 
 
-def _checkpoint(pipe: TextToImagePipeline, g: GAN, d: Discriminator, opt_g, opt_d, out: Path, step: int,
-                elapsed: float) -> None:
+def _checkpoint(pipe: TextToImagePipeline, g: GAN, d: Discriminator, enc: NoiseEncoder | None, opt_g, opt_d,
+                out: Path, step: int, elapsed: float) -> None:
     pipe.save_pretrained(out)
     save_part(g, out / RAW_G)
     save_part(d, out / DISC)
+    if enc is not None:
+        save_part(enc, out / ENCODER)
     save_optimizer(opt_g, out / STATE, {"step": step, "elapsed": elapsed})
     save_optimizer(opt_d, out / D_STATE, {"step": step, "elapsed": elapsed})
 
@@ -225,3 +250,20 @@ def _write_samples(pipe: TextToImagePipeline, cfg: GANTrainConfig, path: Path) -
         warnings.simplefilter("ignore")
         out = pipe(list(cfg.sample_prompts), num_images_per_prompt=4, seed=0)
     save_grid(out.images, path, cols=4, scale=2)
+
+
+@torch.no_grad()
+def _write_redraws(g: GAN, enc: NoiseEncoder, vae: DiscreteVAE, clip: CLIPScorer, data: TrainingData, path: Path) -> None:
+    """cVAE-GAN: 8 training images (row 1), G's redraw of each from E's mean noise (row 2: what the reconstruction
+    term teaches), and G's drawing of the same captions from prior noise (row 3: what sampling gives)."""
+    was_training = g.training
+    g.eval()
+    batch = data.batch(0, 8)
+    device = g.fc.weight.device
+    real = to_tensor(batch.images).to(device)
+    text = g.read_text(clip.tokenizer.encode(batch.captions, g.cfg.clip.text_len).ids.to(device))
+    mu, _ = enc(vae.quantizer.embed(vae.encode(real)).float(), text)
+    prior = torch.randn(mu.shape, generator=torch.Generator().manual_seed(0)).to(device)
+    rows = [real, g(mu, text), g(prior, text)]
+    g.train(was_training)
+    save_grid(to_pil(torch.cat(rows).float().clamp(0, 1)), path, cols=8, scale=2)
