@@ -253,7 +253,8 @@ def _write_samples(pipe: TextToImagePipeline, cfg: GANTrainConfig, path: Path) -
 
 
 @torch.no_grad()
-def _write_redraws(g: GAN, enc: NoiseEncoder, vae: DiscreteVAE, clip: CLIPScorer, data: TrainingData, path: Path) -> None:
+def _write_redraws(g: GAN, enc: NoiseEncoder, vae: DiscreteVAE, clip: CLIPScorer, data: TrainingData,
+                   path: Path) -> None:
     """cVAE-GAN: 8 training images (row 1), G's redraw of each from E's mean noise (row 2: what the reconstruction
     term teaches), and G's drawing of the same captions from prior noise (row 3: what sampling gives)."""
     was_training = g.training
