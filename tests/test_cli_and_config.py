@@ -98,7 +98,10 @@ def test_cli_train_and_eval_vae(tmp_path, capsys):
     assert 0 <= figures["codes_used_share"] <= 1 and figures["psnr_db"] > 0
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "configs").glob("*.json")), ids=lambda p: p.name)
+SHIPPED_CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_CONFIGS, ids=lambda p: p.name)
 def test_shipped_configs_load(path):
     """Every config in configs/ parses into the config class of the part its name starts with (what
     `wordbrush train PART --config FILE` does), so the documented reproductions start."""
