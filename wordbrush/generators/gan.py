@@ -39,7 +39,7 @@ real, matching pairs:
     L_G = -E[D(G(z, t), t)] + lambda_clip E[1 - cos(CLIP_image(G(z, t)), CLIP_text(t))]
 
 The last term (GALIP's use of CLIP, here with the wordbrush CLIP) pulls each image towards its caption in the
-CLIP's space.
+CLIP's space. Sampling uses an exponential moving average of G's weights (kept by the training loop).
 
 cVAE-GAN (optional, latent mode: the training config's recon_weight; BicycleGAN's cVAE-GAN, Zhu et al. 2017, and
 the VAE-GAN of Larsen et al. 2016). The brief's other objective joins the game: an encoder E (NoiseEncoder) reads a
@@ -49,7 +49,7 @@ real image's code grid c and its caption into q(z | c, t) = N(mu, sigma^2), and 
 
 Where D's verdict is one number per image, this term says for every position of every real image which code
 belongs there, so G learns what goes where from pairs rather than from D alone. Sampling still draws z from the
-prior: E is for training only. Sampling uses an exponential moving average of G's weights (kept by the training loop).
+prior: E is for training only.
 """
 
 from __future__ import annotations
@@ -247,6 +247,21 @@ class DownBlock(nn.Module):
         return (F.avg_pool2d(skip, 2) if self.down else skip) + self.gamma * F.leaky_relu(h, 0.2)
 
 
+def down_stack(cin: int, chs: tuple[int, ...], side: int) -> tuple[nn.Conv2d, nn.ModuleList, list[int]]:
+    """The trunk that D and E share: a stem conv (cin -> chs[0]) and residual blocks down to 4x4 (the last
+    halvings; any blocks before them keep the size), with each block's output side."""
+    n_down = stages_from_4(side)
+    n_keep = len(chs) - 1 - n_down
+    blocks = nn.ModuleList(DownBlock(chs[i], chs[i + 1], down=i >= n_keep) for i in range(len(chs) - 1))
+    sizes = [side // 2 ** max(0, i + 1 - n_keep) for i in range(len(chs) - 1)]
+    return nn.Conv2d(cin, chs[0], 3, padding=1), blocks, sizes
+
+
+def with_sentence(h: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
+    """(B, C, h, w) features + the sentence (B, E) tiled over them -> (B, C + E, h, w)."""
+    return torch.cat([h, sentence[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])], dim=1)
+
+
 class Discriminator(nn.Module):
     """Image (or, with disc_reads "codes", code grid) + caption -> one score each (B,). Not part of a saved
     pipeline. It reads the sentence embedding at 4x4, and with disc_attn_resolutions its features there also
@@ -258,11 +273,7 @@ class Discriminator(nn.Module):
         if self.reads_codes:
             cfg.check_depth()
         side = cfg.out_grid if self.reads_codes else cfg.image_size
-        n_down = stages_from_4(side)  # halvings down to 4x4: the last n_down blocks; any before them keep the size
-        n_keep = len(chs) - 1 - n_down
-        self.stem = nn.Conv2d(cfg.vae.code_dim if self.reads_codes else 3, chs[0], 3, padding=1)
-        self.blocks = nn.ModuleList(DownBlock(chs[i], chs[i + 1], down=i >= n_keep) for i in range(len(chs) - 1))
-        sizes = [side // 2 ** max(0, i + 1 - n_keep) for i in range(len(chs) - 1)]  # each block's output side
+        self.stem, self.blocks, sizes = down_stack(cfg.vae.code_dim if self.reads_codes else 3, chs, side)
         self.attn = nn.ModuleDict({str(i): WordAttention(chs[i + 1], cfg.clip.text_dim, cfg.attn_dim)
                                    for i, size in enumerate(sizes) if size in cfg.disc_attn_resolutions})
         e = cfg.clip.embed_dim
@@ -281,8 +292,7 @@ class Discriminator(nn.Module):
             h = blk(h)
             if str(i) in self.attn:
                 h = self.attn[str(i)](h, text.words, text.keep)
-        s = text.sentence[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])  # h: (B, C, 4, 4)
-        return self.joint(torch.cat([h, s], dim=1)).flatten()  # (B,)
+        return self.joint(with_sentence(h, text.sentence)).flatten()  # h: (B, C, 4, 4) -> (B,)
 
 
 class NoiseEncoder(nn.Module):
@@ -293,11 +303,8 @@ class NoiseEncoder(nn.Module):
 
     def __init__(self, cfg: GANConfig):
         super().__init__()
-        chs, side = cfg.disc_channels, cfg.out_grid
-        n_down = stages_from_4(side)
-        n_keep = len(chs) - 1 - n_down
-        self.stem = nn.Conv2d(cfg.vae.code_dim, chs[0], 3, padding=1)
-        self.blocks = nn.ModuleList(DownBlock(chs[i], chs[i + 1], down=i >= n_keep) for i in range(len(chs) - 1))
+        chs = cfg.disc_channels
+        self.stem, self.blocks, _ = down_stack(cfg.vae.code_dim, chs, cfg.out_grid)
         self.head = nn.Sequential(nn.Conv2d(chs[-1] + cfg.clip.embed_dim, chs[-1], 3, padding=1),
                                   nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(chs[-1] * 16, 2 * cfg.noise_dim))
 
@@ -305,8 +312,7 @@ class NoiseEncoder(nn.Module):
         h = self.stem(codes.contiguous(memory_format=torch.channels_last))
         for blk in self.blocks:
             h = blk(h)  # -> (B, C, 4, 4)
-        s = text.sentence[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])
-        mu, logvar = self.head(torch.cat([h, s], dim=1)).float().chunk(2, dim=1)
+        mu, logvar = self.head(with_sentence(h, text.sentence)).float().chunk(2, dim=1)
         return mu, logvar.clamp(-10, 10)
 
 
