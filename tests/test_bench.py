@@ -174,11 +174,15 @@ def test_gpu_figures_script_runs_tiny_on_cpu(tmp_path):
     import sys
     from pathlib import Path
 
+    from wordbrush.utils.hardware import cpu_has_fast_bf16
+
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "gpu_figures.py"
     out = tmp_path / "gpu.json"
     r = subprocess.run([sys.executable, str(script), "--tiny", "--device", "cpu", "--minutes", "0.01", "--batch", "8",
                         "--sample-batch", "4", "--json", str(out)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     fig = json.loads(out.read_text())
-    assert fig["train_steps"] >= 1 and fig["tokens_per_s"] > 0 and 0 < fig["mfu"] < 1
+    assert fig["train_steps"] >= 1 and fig["tokens_per_s"] > 0 and fig["mfu"] > 0
+    if cpu_has_fast_bf16():  # where bf16 is emulated, the "ceiling" (a bf16 matmul) is no ceiling: MFU can pass 1
+        assert fig["mfu"] < 1
     assert fig["sample_images_per_s"] > 0 and fig["bf16_matmul_tflops"] > 0

@@ -88,11 +88,24 @@ def test_cli_data_shapes_writes_files_and_grid(tmp_path, capsys):
     assert len((tmp_path / "d" / "scenes.jsonl").read_text().splitlines()) == 5
 
 
-def test_cli_train_and_eval_vae(tmp_path, capsys):
+def test_cli_train_and_eval_vae(tmp_path, capsys, monkeypatch):
+    import torch
+
+    import wordbrush.train.common as common
+
     cfg = {"model": {"image_size": 32, "channels": [8, 16], "num_codes": 32, "code_dim": 8},
-           "data": {"size": 32}, "batch_size": 8, "max_steps": 4, "warmup_steps": 1, "eval_images": 8}
+           "data": {"size": 32}, "batch_size": 8, "max_steps": 4, "warmup_steps": 1, "eval_images": 8, "bf16": True}
     (tmp_path / "c.json").write_text(json.dumps(cfg))
+    # bf16 on a CPU that only emulates it (~100x slower than float32): float32 instead, and one line that says so
+    monkeypatch.setattr(common, "cpu_has_fast_bf16", lambda: False)
+    monkeypatch.setattr(common, "_warned_bf16", False)
+    with pytest.warns(UserWarning, match="no native bfloat16"), common.autocast(torch.device("cpu"), True):
+        assert not torch.is_autocast_enabled("cpu")
+    monkeypatch.setattr(common, "_warned_bf16", False)
     assert main(["train", "vae", "--config", str(tmp_path / "c.json"), "--out", str(tmp_path / "v"), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("wordbrush: warning: bf16 is on, but this CPU has no native bfloat16") == 1
+    assert "UserWarning" not in err and "autocast(" not in err
     assert main(["eval", "--model", str(tmp_path / "v"), "-n", "8", "-q", "--out", str(tmp_path / "e")]) == 0
     figures = json.loads((tmp_path / "e" / "vae_eval.json").read_text())
     assert 0 <= figures["codes_used_share"] <= 1 and figures["psnr_db"] > 0

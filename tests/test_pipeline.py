@@ -205,10 +205,14 @@ def test_from_config_r1_builds_the_reference_shapes(generator):
         TextToImagePipeline.from_config("r1", generator="diffusion")
 
 
-def test_bf16_weights_sample_and_the_vae_stays_float32(pipe):
+def test_bf16_weights_sample_and_the_vae_stays_float32(pipe, monkeypatch):
     import copy
 
-    low = copy.deepcopy(pipe).to(dtype=torch.bfloat16)
+    import wordbrush.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "cpu_has_fast_bf16", lambda: False)  # a CPU that emulates bf16 is told so
+    with pytest.warns(UserWarning, match="no native bfloat16"):
+        low = copy.deepcopy(pipe).to(dtype=torch.bfloat16)
     assert all(p.dtype == torch.bfloat16 for p in low.generator.parameters())
     assert all(p.dtype == torch.float32 for p in low.vae.parameters())
     out = low(["a red circle", "two blue squares"], num_images_per_prompt=2, seed=3, guidance_scale=2.0)

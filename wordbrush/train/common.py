@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ import torch
 from ..errors import WordbrushError
 from ..image.vae import DiscreteVAE, load_vae
 from ..pipeline import model_folder
+from ..utils.hardware import cpu_has_fast_bf16
 
 
 def lr_at(step: int, progress: float, base_lr: float, warmup_steps: int, min_ratio: float) -> float:
@@ -42,9 +44,20 @@ def start_run(out: Path, resume: bool) -> bool:
     return has_ckpt
 
 
+_warned_bf16 = False
+
+
 def autocast(device: torch.device, bf16: bool):
-    """bfloat16 autocast on CPU and CUDA when asked for; float32 otherwise."""
+    """bfloat16 autocast on CPU and CUDA when asked for; float32 otherwise, and on a CPU without native bfloat16
+    (one warning: the config asks for a speed-up this machine cannot give)."""
+    global _warned_bf16
     if not bf16:
+        return nullcontext()
+    if device.type == "cpu" and not cpu_has_fast_bf16():
+        if not _warned_bf16:
+            warnings.warn("bf16 is on, but this CPU has no native bfloat16 (AVX512-BF16/AMX), where it runs about "
+                          "100x slower than float32: training in float32 instead", stacklevel=2)
+            _warned_bf16 = True
         return nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
