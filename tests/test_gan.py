@@ -42,14 +42,19 @@ def test_generator_discriminator_and_losses():
     assert ld["gp"].item() >= 0 and torch.isfinite(ld["loss"])
     ld["loss"].backward()
     assert all(p.grad is not None for p in d.parameters())
-    # mismatched pairs: the next item's caption by default, or the captions given (one per item)
-    wrong = g.read_text(ids.roll(1, 0))
+    # mismatched pairs: each item with the next item's caption, and the swapped captions given for some items
+    swaps = g.read_text(scorer.tokenizer.encode(["a square red", "a square green"], 8).ids)
+    index = torch.tensor([0, 2])
     with torch.no_grad():
         real = torch.rand(3, 3, 32, 32)
-        d_real, d_fake, d_wrong = d(real, text), d(fake, text), d(real, wrong)
+        d_real, d_fake = d(real, text), d(fake, text)
+        d_wrong = torch.cat([d(real[:2], text.shifted()), d(real[index], swaps)])
+        assert d_wrong.shape == (4,)
         hinge = torch.relu(1 - d_real).mean() + (torch.relu(1 + d_fake).mean() + torch.relu(1 + d_wrong).mean()) / 2
-        got = discriminator_loss(d, real, fake, text, gp_weight=0.0, mismatched=wrong)["hinge"]
+        got = discriminator_loss(d, real, fake, text, gp_weight=0.0, swapped=(index, swaps))["hinge"]
+        easy_only = discriminator_loss(d, real, fake, text, gp_weight=0.0)["hinge"]
     assert got.item() == pytest.approx(hinge.item(), rel=1e-5)
+    assert easy_only.item() != pytest.approx(got.item(), rel=1e-5)
     lg = generator_loss(d, g, fake, text, clip_weight=1.0)
     lg["loss"].backward()
     assert all(p.grad is None for p in g.clip.parameters())  # the CLIP stays frozen

@@ -393,8 +393,9 @@ class GANTrainConfig:
     gp_weight: float = 2.0  # MA-GP: k * ||grad||^p on real, matching pairs (DF-GAN: k = 2, p = 6)
     gp_power: float = 6.0
     clip_weight: float = 2.0  # lambda_clip: pull each image towards its caption in the CLIP's space
-    # D's mismatched captions: each caption's words swapped where it has a swap (text/negatives.py), so D learns
-    # which colour and shape go where; else (and without this) the next item's caption
+    # D's mismatched captions: always the next item's caption (which objects and colours are there); with this,
+    # also each caption with its words swapped where it has a swap (text/negatives.py: which colour is whose,
+    # which way round)
     hard_negatives: bool = False
     # cVAE-GAN (latent mode): an encoder reads each real image's codes + caption into a noise z ~ q(z | x, t), and
     # G, given that z, must redraw the image's codes: recon_weight * squared distance + kl_weight * KL(q || N(0, I)),

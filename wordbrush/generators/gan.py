@@ -29,10 +29,10 @@ Objective. The GAN's minimax game (Goodfellow et al. 2014), conditioned on the t
     min_G max_D  E_{x,t ~ data}[log D(x, t)] + E_{z, t}[log(1 - D(G(z, t), t))]
 
 What is optimised here is its hinge form with DF-GAN's matching-aware terms: a real image with a mismatched
-caption t' counts as fake (another item's caption; with hard_negatives, where it has one, its own caption with
-words swapped, text/negatives.py: "a white circle left of a purple diamond" for a purple diamond left of a white
-circle), and the matching-aware gradient penalty (MA-GP) pushes D's surface flat around
-real, matching pairs:
+caption t' counts as fake (another item's caption; with hard_negatives also, where it has one, its own caption
+with words swapped, text/negatives.py: "a white circle left of a purple diamond" for a purple diamond left of a
+white circle), and the matching-aware gradient penalty (MA-GP) pushes D's surface flat around real, matching
+pairs:
 
     L_D = E[max(0, 1 - D(x, t))] + 1/2 E[max(0, 1 + D(G(z, t), t))] + 1/2 E[max(0, 1 + D(x, t'))]
           + k E[ ||(grad_x D(x, t), grad_t D(x, t))||^p ]                      (k = 2, p = 6)
@@ -328,11 +328,11 @@ def posterior_loss(redrawn: torch.Tensor, codes: torch.Tensor, mu: torch.Tensor,
 
 def discriminator_loss(d: Discriminator, real: torch.Tensor, fake: torch.Tensor, text: Text,
                        gp_weight: float = 2.0, gp_power: float = 6.0,
-                       mismatched: Text | None = None) -> dict[str, torch.Tensor]:
-    """L_D of the top of the file: hinge on (real, matching), (fake, matching), (real, mismatched: `mismatched`,
-    one caption per item, or else the next item's caption), plus MA-GP on the real, matching pairs (skipped when
-    gp_weight is 0): the gradient with respect to the image and to what D reads of the text (the sentence, and the
-    words if it attends to them)."""
+                       swapped: tuple[torch.Tensor, Text] | None = None) -> dict[str, torch.Tensor]:
+    """L_D of the top of the file: hinge on (real, matching), (fake, matching), (real, mismatched: each item with
+    the next item's caption, and with `swapped` = (indices (K,), their captions with words swapped) those items
+    with their swaps too), plus MA-GP on the real, matching pairs (skipped when gp_weight is 0): the gradient with
+    respect to the image and to what D reads of the text (the sentence, and the words if it attends to them)."""
     gp_on = gp_weight > 0
     real = real.detach().requires_grad_(gp_on)
     sent = text.sentence.detach().requires_grad_(gp_on)
@@ -342,10 +342,10 @@ def discriminator_loss(d: Discriminator, real: torch.Tensor, fake: torch.Tensor,
     with torch.autocast(real.device.type, enabled=False) if gp_on else nullcontext():
         d_real = d(real, Text(words, sent, text.keep)).float()
     d_fake = d(fake.detach(), text).float()
-    if mismatched is None:
-        d_mismatch = d(real[:-1].detach(), text.shifted()).float()
-    else:
-        d_mismatch = d(real.detach(), mismatched).float()
+    d_mismatch = d(real[:-1].detach(), text.shifted()).float()  # easy: which objects and colours are there
+    if swapped is not None:  # hard: the same words, the wrong places (which colour is whose, which way round)
+        index, swaps = swapped
+        d_mismatch = torch.cat([d_mismatch, d(real[index].detach(), swaps).float()])
     hinge = F.relu(1 - d_real).mean() + (F.relu(1 + d_fake).mean() + F.relu(1 + d_mismatch).mean()) / 2
     gp = hinge.new_zeros(())
     if gp_on:

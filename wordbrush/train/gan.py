@@ -108,11 +108,13 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
         real = to_tensor(batch.images).to(device)  # (B, 3, H, W) in [0, 1]
         ids = clip.tokenizer.encode(batch.captions, text_len).ids.to(device)
         text = g.read_text(ids)
-        mismatched = None  # D's (real, wrong caption) pairs: by default the next item's caption
+        swapped = None  # D's (real, wrong caption) pairs: the next item's caption, and with hard_negatives swaps
         if cfg.hard_negatives:
-            caps = batch.captions
-            wrong = [swap_negative(c, swap_rng) or caps[(i + 1) % len(caps)] for i, c in enumerate(caps)]
-            mismatched = g.read_text(clip.tokenizer.encode(wrong, text_len).ids.to(device))
+            swaps = [swap_negative(c, swap_rng) for c in batch.captions]
+            index = [i for i, s in enumerate(swaps) if s is not None]
+            if index:
+                ids_swap = clip.tokenizer.encode([swaps[i] for i in index], text_len).ids.to(device)
+                swapped = (torch.tensor(index, device=device), g.read_text(ids_swap))
         z = torch.randn(len(real), cfg.model.noise_dim, generator=noise_gen).to(device)
 
         gp_now = step % cfg.gp_every == 0
@@ -130,7 +132,7 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
                 layout, redrawn = g.layout(torch.cat([z, z_post.to(z.dtype)]), both).chunk(2)
             fake = layout if d.reads_codes else g.draw(layout)  # what D judges
             ld = discriminator_loss(d, real, fake, text, cfg.gp_weight * cfg.gp_every * gp_now, cfg.gp_power,
-                                    mismatched)
+                                    swapped)
         opt_d.zero_grad(set_to_none=True)
         ld["loss"].backward()
         opt_d.step()
