@@ -112,6 +112,11 @@ class DiscreteVAE(nn.Module):
         return self._quantize(images).indices
 
     @torch.no_grad()
+    def code_vectors(self, images: torch.Tensor) -> torch.Tensor:
+        """images (B, 3, H, W) in [0, 1] -> their codebook vectors (B, D, h, w): what the decoder reads."""
+        return self.quantizer.embed(self.encode(images)).float()
+
+    @torch.no_grad()
     def decode(self, indices: torch.Tensor) -> torch.Tensor:
         """code ids (B, h, w) or (B, h*w) -> images (B, 3, H, W) in [0, 1]."""
         if indices.dim() == 2:

@@ -89,7 +89,6 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
     pipe = TextToImagePipeline(clip.tokenizer, ema, None, cfg.sampling)
     log = JsonlLog(out / "log.jsonl")
     probe = _collapse_probe(cfg, data)
-    text_len = cfg.model.clip.text_len
     noise_gen = torch.Generator().manual_seed(cfg.seed * 1000 + step)
     swap_rng = np.random.default_rng([cfg.seed, step])
 
@@ -106,22 +105,20 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
                 group["lr"] = lr_at(step, p, lr, 0, 1.0)  # constant: GANs are trained at a fixed rate
         batch = data.batch(step, cfg.batch_size)
         real = to_tensor(batch.images).to(device)  # (B, 3, H, W) in [0, 1]
-        ids = clip.tokenizer.encode(batch.captions, text_len).ids.to(device)
-        text = g.read_text(ids)
+        text = _read(g, clip, batch.captions)
         swapped = None  # D's (real, wrong caption) pairs: the next item's caption, and with hard_negatives swaps
         if cfg.hard_negatives:
             swaps = [swap_negative(c, swap_rng) for c in batch.captions]
             index = [i for i, s in enumerate(swaps) if s is not None]
             if index:
-                ids_swap = clip.tokenizer.encode([swaps[i] for i in index], text_len).ids.to(device)
-                swapped = (torch.tensor(index, device=device), g.read_text(ids_swap))
+                swapped = (torch.tensor(index, device=device), _read(g, clip, [swaps[i] for i in index]))
         z = torch.randn(len(real), cfg.model.noise_dim, generator=noise_gen).to(device)
 
         gp_now = step % cfg.gp_every == 0
         with autocast(device, cfg.bf16):
             if vae is not None:  # D compares like with like: reals and fakes both drawn by the decoder, or both codes
+                codes = vae.code_vectors(real)  # (B, D, g, g): the decoder's input
                 with torch.no_grad():
-                    codes = vae.quantizer.embed(vae.encode(real)).float()  # (B, D, g, g): the decoder's input
                     real = codes if d.reads_codes else ((vae.decoder(codes) + 1) / 2).float()
             if enc is None:
                 layout = g.layout(z, text)
@@ -196,6 +193,11 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
     return summary
 
 
+def _read(g: GAN, clip: CLIPScorer, captions: list[str]) -> Text:
+    """Captions -> what the generator reads of them (the frozen CLIP's word states, sentence, mask)."""
+    return g.read_text(clip.tokenizer.encode(captions, g.cfg.clip.text_len).ids.to(g.fc.weight.device))
+
+
 @torch.no_grad()
 def _ema_update(ema: GAN, g: GAN, decay: float) -> None:
     for pe, pg in zip(ema.parameters(), g.parameters()):
@@ -264,8 +266,8 @@ def _write_redraws(g: GAN, enc: NoiseEncoder, vae: DiscreteVAE, clip: CLIPScorer
     batch = data.batch(0, 8)
     device = g.fc.weight.device
     real = to_tensor(batch.images).to(device)
-    text = g.read_text(clip.tokenizer.encode(batch.captions, g.cfg.clip.text_len).ids.to(device))
-    mu, _ = enc(vae.quantizer.embed(vae.encode(real)).float(), text)
+    text = _read(g, clip, batch.captions)
+    mu, _ = enc(vae.code_vectors(real), text)
     prior = torch.randn(mu.shape, generator=torch.Generator().manual_seed(0)).to(device)
     rows = [real, g(mu, text), g(prior, text)]
     g.train(was_training)
