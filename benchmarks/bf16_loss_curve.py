@@ -11,8 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
-from wordbrush.config import DalleConfig, DalleTrainConfig
-from wordbrush.train.generator import train_generator
+from wordbrush.generators.dalle import DalleConfig
+from wordbrush.train.tokens import DalleTrainConfig, train_generator
 
 
 def main() -> None:

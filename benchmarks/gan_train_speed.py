@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from wordbrush.config import GANTrainConfig, load_config
-from wordbrush.train.gan import train_gan
+from wordbrush.config import load_config
+from wordbrush.train.gan import GANTrainConfig, train_gan
 from wordbrush.utils.hardware import cpu_has_fast_bf16
 
 

@@ -21,9 +21,8 @@ import time
 
 import torch
 
-from wordbrush.config import DalleConfig
-from wordbrush.generators.common import SampleOptions
-from wordbrush.generators.dalle import DALLE
+from wordbrush.generators.dalle import DALLE, DalleConfig
+from wordbrush.generators.options import SampleOptions
 from wordbrush.train.common import param_groups
 
 BIG = dict(text_vocab=16384, text_len=64, image_vocab=8192, image_grid=16, dim=1024, depth=12, heads=16)

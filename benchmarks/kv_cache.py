@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from wordbrush.generators.common import SampleOptions
+from wordbrush.generators.options import SampleOptions
 from wordbrush.pipeline import TextToImagePipeline
 
 

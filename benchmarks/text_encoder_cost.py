@@ -16,10 +16,9 @@ import time
 
 import torch
 
-from wordbrush.config import DalleConfig, VAEConfig
-from wordbrush.generators.common import SampleOptions
-from wordbrush.generators.dalle import DALLE
-from wordbrush.image.vae import DiscreteVAE
+from wordbrush.generators.dalle import DALLE, DalleConfig
+from wordbrush.generators.options import SampleOptions
+from wordbrush.image.vae import DiscreteVAE, VAEConfig
 from wordbrush.pipeline import TextToImagePipeline
 from wordbrush.text.minilm import load_tokenizer
 from wordbrush.text.tokenizer import TextTokenizer

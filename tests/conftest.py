@@ -2,11 +2,10 @@
 
 import torch
 
-from wordbrush.config import DalleConfig, MaskGITConfig, VAEConfig
 from wordbrush.data.shapes import ShapesDataset
-from wordbrush.generators.dalle import DALLE
-from wordbrush.generators.maskgit import MaskGIT
-from wordbrush.image.vae import DiscreteVAE
+from wordbrush.generators.dalle import DALLE, DalleConfig
+from wordbrush.generators.maskgit import MaskGIT, MaskGITConfig
+from wordbrush.image.vae import DiscreteVAE, VAEConfig
 from wordbrush.pipeline import TextToImagePipeline
 from wordbrush.text.minilm import load_tokenizer as load_minilm_tokenizer
 from wordbrush.text.tokenizer import TextTokenizer

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 
 from wordbrush import TextToImagePipeline
+from wordbrush.checkpoint import BUILTIN, builtin_path
 from wordbrush.eval.benchmark import ObjSpec, PromptSpec, judge
-from wordbrush.pipeline import BUILTIN, builtin_path
 from wordbrush.utils.images import to_tensor
-
 
 SHAPES_MODELS = [n for n in BUILTIN if n.startswith("shapes")]
 FILES = {"emoji": ["README.md", "clip", "config.json", "dalle.safetensors", "tokenizer.json", "vae.safetensors"],

@@ -5,21 +5,26 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_pipeline
 from PIL import Image
 
 from wordbrush.checkpoint import save_part
 from wordbrush.cli import main
-from wordbrush.clip import CLIP, CLIPScorer
-from wordbrush.config import CLIPConfig, CLIPTrainConfig, DataConfig
+from wordbrush.clip import CLIP, CLIPConfig, CLIPScorer
+from wordbrush.data.config import DataConfig
 from wordbrush.errors import CheckpointError, WordbrushError
-from wordbrush.eval.realism import (EvalSet, clip_score, evaluate_on_dataset, frechet_distance, mismatched,
-                                    retrieval_top1)
+from wordbrush.eval.realism import (
+    EvalSet,
+    clip_score,
+    evaluate_on_dataset,
+    frechet_distance,
+    mismatched,
+    retrieval_top1,
+)
 from wordbrush.pipeline import TextToImagePipeline, candidate_generator
 from wordbrush.text.tokenizer import TextTokenizer
-from wordbrush.train.clip import random_shift, train_clip
+from wordbrush.train.clip import CLIPTrainConfig, random_shift, train_clip
 from wordbrush.utils.images import to_tensor
-
-from conftest import tiny_pipeline
 
 COLOURS = {"red": (220, 20, 20), "green": (20, 180, 20), "blue": (20, 40, 230), "yellow": (240, 220, 0)}
 
@@ -144,9 +149,10 @@ def test_train_clip_on_a_folder_with_broken_files(tmp_path):
 
 
 def test_train_vae_and_dalle_on_a_folder_with_broken_files(tmp_path):
-    from wordbrush.config import DalleConfig, DalleTrainConfig, VAEConfig, VAETrainConfig
-    from wordbrush.train.generator import train_generator
-    from wordbrush.train.vae import train_vae
+    from wordbrush.generators.dalle import DalleConfig
+    from wordbrush.image.vae import VAEConfig
+    from wordbrush.train.tokens import DalleTrainConfig, train_generator
+    from wordbrush.train.vae import VAETrainConfig, train_vae
 
     folder = colour_folder(tmp_path / "d", n_per_colour=6)
     data = DataConfig(path=str(folder), size=32)

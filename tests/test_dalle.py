@@ -2,11 +2,11 @@
 
 import pytest
 import torch
-
 from conftest import generators as _gens
-from wordbrush.config import DalleConfig
-from wordbrush.generators.common import SampleOptions, pick
-from wordbrush.generators.dalle import DALLE
+
+from wordbrush.generators.dalle import DALLE, DalleConfig
+from wordbrush.generators.options import SampleOptions
+from wordbrush.generators.sampling import pick
 
 CFG = DalleConfig(text_vocab=40, text_len=6, image_vocab=24, image_grid=3, dim=32, depth=2, heads=4)
 

@@ -7,19 +7,25 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-
-from wordbrush.cli import main
-from wordbrush.config import CLIPConfig, DataConfig, GANConfig, GANTrainConfig
-from wordbrush.errors import CheckpointError, ConfigError, WordbrushError
-from wordbrush.generators.gan import (GAN, Discriminator, NoiseEncoder, Text, discriminator_loss, generator_loss,
-                                      mean_pairwise_distance, posterior_loss)
-from wordbrush.image.vae import load_vae
-from wordbrush.pipeline import TextToImagePipeline
-from wordbrush.text.tokenizer import TextTokenizer
-from wordbrush.train.gan import train_gan
-
 from conftest import tiny_pipeline
 from test_clip import tiny_scorer
+
+from wordbrush.cli import main
+from wordbrush.clip import CLIPConfig
+from wordbrush.data.config import DataConfig
+from wordbrush.errors import CheckpointError, ConfigError, WordbrushError
+from wordbrush.generators.gan import GAN, GANConfig, Text
+from wordbrush.generators.gan_discriminator import (
+    Discriminator,
+    NoiseEncoder,
+    discriminator_loss,
+    generator_loss,
+    mean_pairwise_distance,
+    posterior_loss,
+)
+from wordbrush.image.vae import load_vae
+from wordbrush.pipeline import TextToImagePipeline
+from wordbrush.train.gan import GANTrainConfig, train_gan
 
 TINY = dict(image_size=32, noise_dim=8, channels=(16, 16, 8, 8), disc_channels=(8, 8, 16, 16), attn_resolutions=(16,),
             attn_dim=8)
@@ -137,10 +143,9 @@ def test_train_resume_pipeline_and_checks(tmp_path):
 def test_adversarial_tokenizer_terms_and_discriminator_kept_apart(tmp_path):
     from safetensors.torch import load_file
 
-    from wordbrush.config import VAEConfig, VAETrainConfig
     from wordbrush.image.adversarial import adaptive_weight
-    from wordbrush.image.vae import load_vae
-    from wordbrush.train.vae import DISC, train_vae
+    from wordbrush.image.vae import VAEConfig, load_vae
+    from wordbrush.train.vae import DISC, VAETrainConfig, train_vae
 
     tiny_scorer().save_pretrained(tmp_path / "clip")
     cfg = VAETrainConfig(model=VAEConfig(image_size=32, channels=(8, 16), num_codes=32, code_dim=8),

@@ -4,11 +4,10 @@ import math
 
 import pytest
 import torch
-
 from conftest import generators as _gens
-from wordbrush.config import MaskGITConfig
-from wordbrush.generators.common import SampleOptions
-from wordbrush.generators.maskgit import MaskGIT
+
+from wordbrush.generators.maskgit import MaskGIT, MaskGITConfig
+from wordbrush.generators.options import SampleOptions
 
 CFG = MaskGITConfig(text_vocab=40, text_len=6, image_vocab=24, image_grid=3, dim=32, depth=2, heads=4, text_depth=1)
 

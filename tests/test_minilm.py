@@ -4,17 +4,17 @@ the package's weights, and generating with the network cut off."""
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_pipeline
 from safetensors.torch import load_file
 
-from conftest import tiny_pipeline
-from wordbrush.config import DalleConfig
+from wordbrush.checkpoint import packaged_keys
 from wordbrush.errors import ConfigError
+from wordbrush.generators.dalle import DalleConfig
 from wordbrush.pipeline import TextToImagePipeline
-from wordbrush.text.minilm import MiniLMText, load_tokenizer, packaged_keys
+from wordbrush.text.minilm import MiniLMText, load_tokenizer
 from wordbrush.train.common import param_groups
 
 

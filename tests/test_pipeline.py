@@ -7,9 +7,9 @@ import warnings
 
 import pytest
 import torch
+from conftest import tiny_pipeline
 from PIL import Image
 
-from conftest import tiny_pipeline
 from wordbrush.cli import main
 from wordbrush.data.shapes import ShapesDataset
 from wordbrush.errors import CheckpointError, WordbrushError
@@ -180,7 +180,7 @@ def test_cli_generate_bad_prompt_is_one_line(pipe, tmp_path):
 
 
 def test_sampling_defaults_are_saved_with_the_model(pipe, tmp_path):
-    from wordbrush.generators.common import SampleOptions
+    from wordbrush.generators.options import SampleOptions
 
     custom = TextToImagePipeline(pipe.tokenizer, pipe.generator, pipe.vae,
                                  SampleOptions(guidance_scale=2.0, temperature=0.8, top_k=5))

@@ -6,11 +6,12 @@ import json
 import pytest
 import torch
 
-from wordbrush.config import (DalleConfig, DalleTrainConfig, MaskGITConfig, MaskGITTrainConfig, DataConfig,
-                              VAEConfig)
-from wordbrush.image.vae import DiscreteVAE, save_vae
+from wordbrush.data.config import DataConfig
+from wordbrush.generators.dalle import DalleConfig
+from wordbrush.generators.maskgit import MaskGITConfig
+from wordbrush.image.vae import DiscreteVAE, VAEConfig, save_vae
 from wordbrush.pipeline import TextToImagePipeline
-from wordbrush.train.generator import train_generator
+from wordbrush.train.tokens import DalleTrainConfig, MaskGITTrainConfig, train_generator
 
 
 @pytest.fixture()

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wordbrush.config import DataConfig
+from wordbrush.data.config import DataConfig
 from wordbrush.data.folder import write_webdataset
 from wordbrush.data.training import TrainingData
 from wordbrush.errors import ConfigError, WordbrushError

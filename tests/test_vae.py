@@ -7,12 +7,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from wordbrush.checkpoint import load_optimizer, save_optimizer
-from wordbrush.config import DataConfig, VAEConfig, VAETrainConfig
+from wordbrush.data.config import DataConfig
 from wordbrush.data.shapes import ShapesDataset
 from wordbrush.errors import CheckpointError
 from wordbrush.image.metrics import code_usage, psnr
-from wordbrush.image.vae import DiscreteVAE, load_vae, save_vae
-from wordbrush.train.vae import train_vae
+from wordbrush.image.vae import DiscreteVAE, VAEConfig, load_vae, save_vae
+from wordbrush.train.vae import VAETrainConfig, train_vae
 from wordbrush.utils.images import to_tensor
 
 TINY = dict(image_size=32, channels=(8, 16), num_codes=32, code_dim=8)

@@ -1,6 +1,6 @@
 """wordbrush: text-to-image models of the DALL·E family in plain PyTorch."""
 
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = ["TextToImagePipeline", "__version__"]
 

@@ -7,6 +7,7 @@ and the tensor. Optimizer state for resuming is stored the same way (tensors in 
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,37 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from . import __version__
 from .errors import CheckpointError, ConfigError
-from .text.minilm import packaged_keys
+from .version import __version__
+
+BUILTIN = ("shapes", "shapes-minilm", "emoji")  # shapes-minilm needs the minilm extra (pip install wordbrush[minilm])
+
+
+def builtin_path(name: str) -> Path:
+    """The folder of a built-in model inside the installed package."""
+    return Path(str(resources.files("wordbrush") / "models" / name))
+
+
+def model_folder(name_or_path: str | Path) -> Path:
+    """The folder of a saved model, or of a built-in one by name. A built-in name wins over a same-named folder
+    that holds no model (such as a dataset folder called "emoji")."""
+    folder, name = Path(name_or_path), str(name_or_path)
+    if not (folder / "config.json").is_file() and name in BUILTIN and builtin_path(name).is_dir():
+        folder = builtin_path(name)
+    if not folder.is_dir():
+        raise CheckpointError(f"model {name!r} not found: no model folder or built-in model has that name "
+                              f"(built-in: {', '.join(BUILTIN)})")
+    return folder
+
+
+def packaged_keys(module: nn.Module) -> set[str]:
+    """Every state_dict key of `module` that a part inside it restores from an installed package (a part that
+    has a `packaged_keys()` method, such as text/minilm.py's MiniLMText): those are not saved with a model."""
+    keys: set[str] = set()
+    for name, m in module.named_modules():
+        if callable(getattr(m, "packaged_keys", None)):
+            keys |= {f"{name}.{k}" if name else k for k in m.packaged_keys()}
+    return keys
 
 
 def unwrap(module: nn.Module) -> nn.Module:

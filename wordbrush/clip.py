@@ -17,6 +17,7 @@ tokenizer; a saved one is a folder: config.json (kind "clip") + clip.safetensors
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -24,14 +25,42 @@ import torch.nn.functional as F
 from torch import nn
 
 from .checkpoint import load_part, model_header, read_model_config, save_part, unwrap, write_json
-from .config import CLIPConfig, to_dict
+from .config import check, to_dict
 from .errors import CheckpointError, ConfigError
-from .image.vae import ResBlock
+from .nn.conv import ResBlock
 from .nn.transformer import init_weights
 from .text.encoder import TextEncoder
 from .text.tokenizer import PAD_ID, TextTokenizer
 
 MAX_LOGIT_SCALE = math.log(100.0)  # CLIP clamps 1/temperature at 100
+
+
+@dataclass
+class CLIPConfig:
+    """The contrastive text-image model (wordbrush/clip.py): a small CNN image tower and a transformer text tower,
+    each projected to a shared embedding space."""
+
+    text_vocab: int = 2000
+    text_len: int = 48
+    text_dim: int = 256
+    text_depth: int = 4
+    text_heads: int = 4
+    image_size: int = 64
+    image_channels: tuple[int, ...] = (32, 64, 128, 256)  # width after each stride-2 stage
+    image_pool: str = "mean"  # "mean" over the final grid, or "flatten" it (keeps where things are: left of, above)
+    embed_dim: int = 256
+    init_temperature: float = 0.07  # softmax temperature of the similarities at the start (CLIP: 0.07)
+
+    def __post_init__(self) -> None:
+        check(self.text_vocab >= 2 and self.text_len >= 1, "text_vocab must be >= 2 and text_len >= 1")
+        check(self.text_dim % self.text_heads == 0, f"text_dim {self.text_dim} is not divisible by text_heads")
+        check(self.text_depth >= 1 and self.embed_dim >= 1, "text_depth and embed_dim must be >= 1")
+        check(len(self.image_channels) >= 1 and all(c > 0 for c in self.image_channels),
+              "image_channels needs at least one positive entry")
+        check(self.image_size % (2 ** len(self.image_channels)) == 0,
+              f"image_size {self.image_size} is not divisible by 2**{len(self.image_channels)}")
+        check(0 < self.init_temperature < 1, "init_temperature must be in (0, 1)")
+        check(self.image_pool in ("mean", "flatten"), f"image_pool must be mean or flatten, not {self.image_pool!r}")
 
 
 class ImageTower(nn.Module):

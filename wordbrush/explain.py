@@ -36,8 +36,8 @@ class Explanation:
 def explain(pipe, prompt: str, seed: int = 0, layers: list[int] | None = None, **sampling) -> Explanation:
     """One image for `prompt` (the model's sampling defaults, overridden by **sampling) and its word maps."""
     gen = pipe.generator
-    if not hasattr(gen, "text_attention"):
-        raise WordbrushError(f"explain needs a token generator (dalle, maskgit), not a {gen.kind}")
+    if gen.output != "codes":
+        raise WordbrushError(f"explain needs a generator that writes image tokens (dalle, maskgit), not a {gen.kind}")
     depth = len(gen.blocks)
     layers = list(range(depth)) if layers is None else list(layers)
     if not layers or any(not 0 <= i < depth for i in layers):

@@ -6,41 +6,49 @@
     pipe.save_pretrained("my-model/")
 
 A saved pipeline is a folder: config.json (kind "pipeline", which generator, the generator's and the VAE's configs,
-the default sampling options, the wordbrush version) + GENERATOR.safetensors (dalle or maskgit) + vae.safetensors
-+ tokenizer.json, and optionally clip/ (a CLIP with its own tokenizer, wordbrush/clip.py) to rerank candidates.
+the default sampling options, the wordbrush version) + GENERATOR.safetensors (dalle, maskgit, gan, ...) + for a
+generator that writes codes vae.safetensors + tokenizer.json, and optionally clip/ (a CLIP with its own tokenizer,
+wordbrush/clip.py) to rerank candidates. The pipeline knows generators only through their contract
+(generators/base.py) and the registry (generators/registry.py): it has no branch on a family.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .checkpoint import load_part, model_header, read_json, save_part, unwrap, write_json
+from .checkpoint import (
+    BUILTIN,
+    builtin_path,
+    config_from,
+    load_part,
+    model_folder,
+    model_header,
+    read_json,
+    save_part,
+    unwrap,
+    write_json,
+)
 from .clip import CLIPScorer
-from .config import DalleConfig, GANConfig, MaskGITConfig, VAEConfig, from_dict, to_dict
+from .config import to_dict
 from .errors import CheckpointError, ConfigError, WordbrushError
-from .generators.common import SampleOptions
-from .generators.dalle import DALLE
-from .generators.gan import GAN
-from .generators.maskgit import MaskGIT
-from .image.vae import DiscreteVAE
+from .generators import registry
+from .generators.base import ImageGenerator
+from .generators.options import SampleOptions
+from .image.vae import DiscreteVAE, VAEConfig
 from .text.tokenizer import TextTokenizer, clean_prompt
 from .utils.hardware import cpu_has_fast_bf16
 from .utils.images import to_pil, to_tensor
 
-BUILTIN = ("shapes", "shapes-minilm", "emoji")  # shapes-minilm needs the minilm extra (pip install wordbrush[minilm])
-Generator = DALLE | MaskGIT | GAN
-GENERATORS: dict[str, tuple[type[Generator], type]] = {"dalle": (DALLE, DalleConfig), "maskgit": (MaskGIT, MaskGITConfig),
-                                                       "gan": (GAN, GANConfig)}
-TOKEN_GENERATORS = ("dalle", "maskgit")  # those that write a VAE's codes
-ANY_VOCAB = 2**31  # a gan has no image vocabulary to bound top_k by (it ignores top_k)
+__all__ = ["BUILTIN", "PipelineOutput", "TextToImagePipeline", "builtin_path", "model_folder"]
 MAX_PROMPT_CHARS = 100_000  # longer input is refused outright rather than tokenised
+MAX_IMAGES = 10_000  # images one call may ask for (prompts x num_images_per_prompt)
 CLIP_FOLDER = "clip"
 
 
@@ -66,48 +74,35 @@ def candidate_generator(seed: int, candidate: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, candidate]).generate_state(1, np.uint64)[0]))
 
 
-def builtin_path(name: str) -> Path:
-    return Path(str(resources.files("wordbrush") / "models" / name))
-
-
-def model_folder(name_or_path: str | Path) -> Path:
-    """The folder of a saved model, or of a built-in one by name. A built-in name wins over a same-named folder
-    that holds no model (such as a dataset folder called "emoji")."""
-    folder, name = Path(name_or_path), str(name_or_path)
-    if not (folder / "config.json").is_file() and name in BUILTIN and builtin_path(name).is_dir():
-        folder = builtin_path(name)
-    if not folder.is_dir():
-        raise CheckpointError(f"model {name!r} not found: no model folder or built-in model has that name "
-                              f"(built-in: {', '.join(BUILTIN)})")
-    return folder
-
-
 class TextToImagePipeline:
-    def __init__(self, tokenizer: TextTokenizer, generator: Generator, vae: DiscreteVAE | None,
+    def __init__(self, tokenizer: TextTokenizer, generator: ImageGenerator, vae: DiscreteVAE | None = None,
                  sampling: SampleOptions | None = None, clip: CLIPScorer | None = None):
-        """A token generator (dalle, maskgit) needs the VAE whose codes it writes; a gan draws pixels itself
-        (vae None) and reads text through the CLIP inside it, which is also its reranker unless `clip` is given."""
-        if isinstance(generator, GAN):
-            if vae is not None:
-                raise ConfigError("a gan draws pixels itself; its pipeline takes no VAE")
-            text_vocab, self.text_len, self.image_size = generator.cfg.clip.text_vocab, generator.cfg.clip.text_len, \
-                generator.cfg.image_size
-            clip = clip or CLIPScorer(generator.clip, tokenizer)
-        else:
+        """A generator that writes codes (output "codes": dalle, maskgit) needs the VAE whose codes it writes; one
+        that draws pixels (the gan) takes none. clip: a CLIP to rerank candidates with (default: the one inside
+        the generator, if it carries one). sampling: the defaults of __call__ (default: the family's)."""
+        if generator.output == "codes":
             if vae is None:
                 raise ConfigError(f"a {generator.kind} generator needs the VAE whose codes it writes")
-            if generator.cfg.image_vocab != vae.num_codes or generator.cfg.image_grid != vae.grid_size:
-                raise ConfigError(f"generator expects {generator.cfg.image_vocab} codes on a {generator.cfg.image_grid}² "
+            if generator.image_vocab != vae.num_codes or generator.image_grid != vae.grid_size:
+                raise ConfigError(f"generator expects {generator.image_vocab} codes on a {generator.image_grid}² "
                                   f"grid, the VAE has {vae.num_codes} on {vae.grid_size}²")
-            text_vocab, self.text_len, self.image_size = generator.cfg.text_vocab, generator.cfg.text_len, \
-                vae.cfg.image_size
-        if tokenizer.vocab_size > text_vocab:
-            raise ConfigError(f"tokenizer has {tokenizer.vocab_size} tokens, the generator embeds {text_vocab}")
+            self.image_size = vae.cfg.image_size
+        else:
+            if vae is not None:
+                raise ConfigError(f"a {generator.kind} generator draws pixels itself; its pipeline takes no VAE")
+            self.image_size = generator.image_size
+        if tokenizer.vocab_size > generator.text_vocab:
+            raise ConfigError(f"tokenizer has {tokenizer.vocab_size} tokens, the generator embeds "
+                              f"{generator.text_vocab}")
+        own = generator.text_image_model()
+        clip = clip or (CLIPScorer(own, tokenizer) if own is not None else None)
         if clip is not None and clip.model.cfg.image_size != self.image_size:
-            raise ConfigError(f"the CLIP reads {clip.model.cfg.image_size}px images, the model draws {self.image_size}px")
+            raise ConfigError(f"the CLIP reads {clip.model.cfg.image_size}px images, the model draws "
+                              f"{self.image_size}px")
+        self.text_len = generator.text_len
         self.tokenizer, self.generator, self.vae = tokenizer, generator.eval(), vae.eval() if vae is not None else None
         self.clip = clip  # optional: reranks candidates when sampling.rerank == "clip"
-        self.sampling = sampling or SampleOptions(guidance_scale=3.0)  # defaults of __call__, saved with the model
+        self.sampling = sampling or replace(generator.default_sampling)  # defaults of __call__, saved with the model
         self._check_options(self.sampling)
 
     @property
@@ -119,14 +114,12 @@ class TextToImagePipeline:
         sampling faster where the hardware multiplies bf16 quickly (about 1.5x on this project's CPUs; logits
         and the CPU KV cache stay float32, see docs/benchmarks.md). The VAE stays float32."""
         if device is not None:
-            self.generator.to(device)
-            if self.vae is not None:
-                self.vae.to(device)
-            if self.clip is not None:
-                self.clip.to(device)
+            for part in (self.generator, self.vae, self.clip):
+                if part is not None:
+                    part.to(device)
         if dtype is not None:
-            if not dtype.is_floating_point:
-                raise WordbrushError(f"dtype must be a floating-point type, got {dtype}")
+            if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+                raise WordbrushError(f"dtype must be a floating-point torch dtype, got {dtype}")
             self.generator.to(dtype)
             if dtype == torch.bfloat16 and self.device.type == "cpu" and not cpu_has_fast_bf16():
                 warnings.warn("this CPU has no native bfloat16 (AVX512-BF16/AMX): sampling with bfloat16 weights "
@@ -138,16 +131,17 @@ class TextToImagePipeline:
     def save_pretrained(self, folder: str | Path) -> Path:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        kind = unwrap(self.generator).kind
-        header = model_header("pipeline", {"generator": kind, kind: to_dict(unwrap(self.generator).cfg),
+        generator = unwrap(self.generator)
+        kind = generator.kind
+        header = model_header("pipeline", {"generator": kind, kind: to_dict(generator.cfg),
                                            "vae": to_dict(unwrap(self.vae).cfg) if self.vae is not None else None,
                                            "sampling": to_dict(self.sampling)})
         write_json(folder / "config.json", header)
-        save_part(self.generator, folder / f"{kind}.safetensors")
+        save_part(generator, folder / f"{kind}.safetensors")
         if self.vae is not None:
             save_part(self.vae, folder / "vae.safetensors")
         self.tokenizer.save(folder)
-        if self.clip is not None and self.clip.model is not getattr(self.generator, "clip", None):
+        if self.clip is not None and self.clip.model is not generator.text_image_model():
             self.clip.save_pretrained(folder / CLIP_FOLDER)
         return folder
 
@@ -159,19 +153,20 @@ class TextToImagePipeline:
         if header.get("kind") != "pipeline":
             raise CheckpointError(f"{folder} holds a {header.get('kind')!r} model, not a text-to-image pipeline")
         cfg = header.get("config", {})
+        if not isinstance(cfg, dict):
+            raise CheckpointError(f"{folder}/config.json: config must be an object, got {type(cfg).__name__}")
         kind = cfg.get("generator", "dalle")
-        if kind not in GENERATORS:
-            raise CheckpointError(f"{folder}/config.json: unknown generator {kind!r} (known: {', '.join(GENERATORS)})")
-        model_cls, cfg_cls = GENERATORS[kind]
-        try:
-            gcfg = from_dict(cfg_cls, cfg.get(kind, {}), kind)
-            vcfg = None if kind == "gan" else from_dict(VAEConfig, cfg.get("vae", {}), "vae")
-            sampling = from_dict(SampleOptions, cfg.get("sampling", {}), "sampling")
-        except ConfigError as e:
-            raise CheckpointError(f"{folder}/config.json: {e}") from None
-        generator, vae = model_cls(gcfg), None if vcfg is None else DiscreteVAE(vcfg)
+        if not isinstance(kind, str) or kind not in registry.FAMILIES:
+            raise CheckpointError(f"{folder}/config.json: unknown generator {kind!r} "
+                                  f"(known: {', '.join(registry.FAMILIES)})")
+        model_cls = registry.get(kind).model_class()
+        gcfg = config_from(folder, cfg.get(kind, {}), model_cls.config_class, kind)
+        sampling = config_from(folder, cfg.get("sampling", {}), SampleOptions, "sampling")
+        generator = model_cls(gcfg)
         load_part(generator, folder / f"{kind}.safetensors", kind)
-        if vae is not None:
+        vae = None
+        if model_cls.output == "codes":
+            vae = DiscreteVAE(config_from(folder, cfg.get("vae", {}), VAEConfig, "vae"))
             load_part(vae, folder / "vae.safetensors", "vae")
         clip = CLIPScorer.from_pretrained(folder / CLIP_FOLDER) if (folder / CLIP_FOLDER).is_dir() else None
         try:
@@ -184,24 +179,23 @@ class TextToImagePipeline:
     def from_config(cls, name: str, seed: int = 0, generator: str = "dalle") -> "TextToImagePipeline":
         """An untrained pipeline at a named reference config, e.g. "r1" (64x64 images, VAE with 3 downsamples
         and 512 codes, transformer width 256, depth 6, 8 heads, 32 text tokens, text vocabulary 1000), so that
-        speed can be measured through the public API. generator: "dalle" or "maskgit" (its image trunk has the
-        config's depth; its own text encoder has MaskGITConfig's default text_depth on top)."""
+        speed can be measured through the public API. generator: a family that writes codes (dalle, maskgit: its
+        image trunk has the config's depth; maskgit's own text encoder has its default text_depth on top)."""
         if name not in REFERENCE_CONFIGS:
             raise WordbrushError(f"unknown reference config {name!r} (known: {', '.join(REFERENCE_CONFIGS)})")
-        if generator not in TOKEN_GENERATORS:
-            raise WordbrushError(f"unknown generator {generator!r} for a reference config "
-                                 f"(known: {', '.join(TOKEN_GENERATORS)})")
+        model_cls = registry.get(generator).model_class()
+        if model_cls.output != "codes":
+            raise WordbrushError(f"reference configs are for generators that write VAE codes, not {generator!r}")
         shape, vcfg = REFERENCE_CONFIGS[name]()
-        model_cls, cfg_cls = GENERATORS[generator]
-        dcfg = cfg_cls(**shape)
+        gcfg = model_cls.config_class(**shape)
         from .data.shapes import ShapesDataset
 
         torch.manual_seed(seed)
         ds = ShapesDataset(2000, size=vcfg.image_size, seed=seed)
-        tokenizer = TextTokenizer.train((ds.item_arrays(i)[1] for i in range(len(ds))), dcfg.text_vocab)
+        tokenizer = TextTokenizer.train((ds.item_arrays(i)[1] for i in range(len(ds))), gcfg.text_vocab)
         vae = DiscreteVAE(vcfg)
         vae.quantizer.initialised.fill_(True)
-        return cls(tokenizer, model_cls(dcfg), vae)
+        return cls(tokenizer, model_cls(gcfg), vae)
 
     # ---------------------------------------------------------------------------------------------- call
 
@@ -232,47 +226,60 @@ class TextToImagePipeline:
                 notes.append(f"prompt {i} has words {what}: {words}")
         return list(prompts), notes
 
-    @torch.no_grad()
     def __call__(self, prompts: str | list[str], num_images_per_prompt: int = 1, seed: int = 0,
                  guidance_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
                  top_p: float | None = None, num_inference_steps: int | None = None, candidates: int | None = None,
                  rerank: str | None = None, prime_images: list[Image.Image] | None = None, prime_rows: int = 0,
-                 batch_size: int = 64, use_cache: bool = True) -> PipelineOutput:
-        """Draw num_images_per_prompt images for each prompt. Image k (prompt-major) uses seed + k.
+                 batch_size: int = 64, use_cache: bool = True,
+                 callback: Callable[[int, list[Image.Image]], None] | None = None) -> PipelineOutput:
+        """Draw num_images_per_prompt images for each prompt. Image k (prompt-major) uses seed + k: the images of
+        prompt p get seeds seed + p * num_images_per_prompt, ... (so with 4 per prompt, the third prompt's are
+        seed + 8 to seed + 11), and an image depends on its seed and prompt alone, not on its batch.
 
         prime_images / prime_rows: keep the top prime_rows token rows of the given image (one per prompt) and
         let the model complete the rest. num_inference_steps: parallel decoding steps (maskgit; dalle always
         takes one step per image token). candidates: draw this many per image and keep the best (costs candidates
         times the sampling); rerank: by what, "likelihood" (the generator's log p(image | prompt)) or "clip"
         (similarity to the prompt in the pipeline's CLIP, DALL·E's reranking). Sampling options left as None
-        take the model's saved defaults (`pipe.sampling`, stored in config.json).
+        take the model's saved defaults (`pipe.sampling`, stored in config.json). callback(first, images) is
+        called after each batch with the index of its first image, so that long runs can save as they go.
         """
         prompts, notes = self.check_prompts(prompts)
         for note in notes:
             warnings.warn(note, stacklevel=2)
-        if not isinstance(num_images_per_prompt, int) or num_images_per_prompt < 1:
+        if isinstance(num_images_per_prompt, bool) or not isinstance(num_images_per_prompt, int) \
+                or num_images_per_prompt < 1:
             raise WordbrushError(f"num_images_per_prompt must be a positive integer, got {num_images_per_prompt!r}")
-        if not isinstance(seed, int) or seed < 0:
-            raise WordbrushError(f"seed must be a non-negative integer, got {seed!r}")
+        if len(prompts) * num_images_per_prompt > MAX_IMAGES:
+            raise WordbrushError(f"{len(prompts)} prompts x {num_images_per_prompt} images is more than the "
+                                 f"{MAX_IMAGES:,} images one call draws; split the work into several calls")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63 - MAX_IMAGES:
+            raise WordbrushError(f"seed must be a non-negative integer below 2**63, got {seed!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise WordbrushError(f"batch_size must be a positive integer, got {batch_size!r}")
         options = self.sampling_options(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k,
                                         top_p=top_p, steps=num_inference_steps, candidates=candidates,
                                         rerank=rerank)
-        cfg = self.generator.cfg
         prime = None
         if prime_images is not None:
-            if self.vae is None:
-                raise WordbrushError("prime_images needs a token generator (dalle, maskgit); a gan draws whole images")
-            if len(prime_images) != len(prompts):
-                raise WordbrushError(f"prime_images needs one image per prompt ({len(prompts)}), got {len(prime_images)}")
-            if not 0 < prime_rows < cfg.image_grid:
-                raise WordbrushError(f"prime_rows must be in 1..{cfg.image_grid - 1}, got {prime_rows}")
-            prime = self.encode_images(prime_images)[:, : prime_rows * cfg.image_grid]  # (P, rows*grid)
-            prime = prime.repeat_interleave(num_images_per_prompt, 0)
-
+            prime = self._prime(prime_images, prime_rows, len(prompts)).repeat_interleave(num_images_per_prompt, 0)
         all_prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
         seeds = [seed + k for k in range(len(all_prompts))]
-        images, tokens = self.draw(all_prompts, seeds, options, prime=prime, batch_size=batch_size, use_cache=use_cache)
+        images, tokens = self.draw(all_prompts, seeds, options, prime=prime, batch_size=batch_size,
+                                   use_cache=use_cache, callback=callback)
         return PipelineOutput(images=images, prompts=all_prompts, seeds=seeds, tokens=tokens, warnings=notes)
+
+    def _prime(self, images: list[Image.Image], rows: int, n_prompts: int) -> torch.Tensor:
+        """The first `rows` token rows of each image: (P, rows * grid) code ids."""
+        if not self.generator.supports_priming:
+            raise WordbrushError(f"prime_images needs a generator that completes images; a {self.generator.kind} "
+                                 "draws whole images")
+        if len(images) != n_prompts:
+            raise WordbrushError(f"prime_images needs one image per prompt ({n_prompts}), got {len(images)}")
+        grid = self.generator.image_grid
+        if isinstance(rows, bool) or not isinstance(rows, int) or not 0 < rows < grid:
+            raise WordbrushError(f"prime_rows must be in 1..{grid - 1}, got {rows!r}")
+        return self.encode_images(images)[:, : rows * grid]  # (P, rows*grid)
 
     def sampling_options(self, **overrides) -> SampleOptions:
         """The model's saved sampling defaults with the overrides that are not None, validated."""
@@ -281,56 +288,64 @@ class TextToImagePipeline:
         return options
 
     def _check_options(self, options: SampleOptions) -> None:
-        options.validate(ANY_VOCAB if self.vae is None else self.generator.cfg.image_vocab)
-        if options.rerank == "likelihood" and options.candidates > 1 and self.vae is None:
-            raise WordbrushError("a gan has no likelihood to rerank candidates by; use rerank='clip'")
+        self.generator.check_options(options)
+        if options.candidates > 1 and options.rerank == "likelihood" and not self.generator.supports_likelihood:
+            raise WordbrushError(f"a {self.generator.kind} generator has no likelihood to rerank candidates by; "
+                                 "use rerank='clip'")
         if options.rerank == "clip" and self.clip is None:
             raise WordbrushError("rerank='clip' needs a pipeline with a CLIP (this model has none; "
                                  "train one with `wordbrush train clip` and set pipe.clip)")
 
-    @torch.no_grad()
     def draw(self, prompts: list[str], seeds: list[int], options: SampleOptions | None = None,
-             prime: torch.Tensor | None = None, batch_size: int = 64,
-             use_cache: bool = True) -> tuple[list[Image.Image], torch.Tensor]:
-        """One image per (prompt, seed) pair, no validation: the loop under __call__, for benchmarks.
+             prime: torch.Tensor | None = None, batch_size: int = 64, use_cache: bool = True,
+             callback: Callable[[int, list[Image.Image]], None] | None = None
+             ) -> tuple[list[Image.Image], torch.Tensor]:
+        """One image per (prompt, seed) pair, no validation: the loop under __call__, for benchmarks and servers.
 
         With options.candidates = C > 1, each image is the best of C drawn for its prompt: the likeliest by the
         generator's log_likelihood given the prompt (rerank "likelihood"), or the closest to the prompt in the
         CLIP's embedding space (rerank "clip", DALL·E's reranking); candidate 0 is what C = 1 would draw. A batch
-        holds batch_size rows, candidates included.
+        holds batch_size rows, candidates included. Returns the images and their code ids, (n, N) ((n, 0) from
+        a generator that writes pixels).
         """
         options = options or self.sampling
         C = options.candidates
-        text = self.tokenizer.encode(prompts, self.text_len).ids.to(self.device)
+        codes = self.generator.output == "codes"
         per_batch = max(1, batch_size // C)  # images per batch
         images, tokens = [], []
-        for s in range(0, len(prompts), per_batch):
-            rows = text[s : s + per_batch].repeat_interleave(C, 0)  # (b*C, L)
-            gens = [candidate_generator(x, c) for x in seeds[s : s + per_batch] for c in range(C)]
-            p = None if prime is None else prime[s : s + per_batch].repeat_interleave(C, 0)
-            if self.vae is None:  # a gan: pixels in one pass, no tokens
-                pixels = self.generator.sample(rows, gens, options)  # (b*C, 3, H, W)
-                t = torch.zeros(len(rows), 0, dtype=torch.long, device=pixels.device)
-            else:
-                t = self.generator.sample(rows, gens, options, prime=p, use_cache=use_cache)  # (b*C, N)
-                pixels = self.vae.decode(t) if C == 1 or options.rerank == "clip" else None  # (b*C, 3, H, W)
-            if C > 1:
-                if options.rerank == "clip":
-                    score = self.clip.similarity(pixels, [q for q in prompts[s : s + per_batch] for _ in range(C)])
-                else:
-                    score = self.generator.log_likelihood(rows, t)
-                best = score.view(-1, C).argmax(1).to(t.device)  # (b,)
-                pick = torch.arange(len(best), device=t.device) * C + best
-                t = t[pick]
-                pixels = pixels[pick.to(pixels.device)] if pixels is not None else self.vae.decode(t)
-            images += to_pil(pixels)
-            tokens.append(t.cpu())
+        with torch.no_grad():
+            text = self.tokenizer.encode(prompts, self.text_len).ids.to(self.device)  # (n, L)
+            for s in range(0, len(prompts), per_batch):
+                rows = text[s : s + per_batch].repeat_interleave(C, 0)  # (b*C, L)
+                rngs = [candidate_generator(x, c) for x in seeds[s : s + per_batch] for c in range(C)]
+                p = None if prime is None else prime[s : s + per_batch].repeat_interleave(C, 0)
+                out = self.generator.sample(rows, rngs, options, prime=p, use_cache=use_cache)
+                if codes:  # out: (b*C, N) code ids; decoded now unless only the likeliest will be kept
+                    t = out
+                    pixels = self.vae.decode(t) if C == 1 or options.rerank == "clip" else None  # (b*C, 3, H, W)
+                else:  # out: (b*C, 3, H, W) pixels, no codes
+                    t, pixels = torch.zeros(len(rows), 0, dtype=torch.long, device=out.device), out
+                if C > 1:
+                    if options.rerank == "clip":
+                        score = self.clip.similarity(pixels, [q for q in prompts[s : s + per_batch] for _ in range(C)])
+                    else:
+                        score = self.generator.log_likelihood(rows, t)
+                    best = score.view(-1, C).argmax(1).to(t.device)  # (b,)
+                    pick = torch.arange(len(best), device=t.device) * C + best
+                    t = t[pick]
+                    pixels = pixels[pick.to(pixels.device)] if pixels is not None else self.vae.decode(t)
+                batch = to_pil(pixels)
+                if callback is not None:
+                    callback(len(images), batch)
+                images += batch
+                tokens.append(t.cpu())
         return images, torch.cat(tokens)
 
     def encode_images(self, images: list[Image.Image]) -> torch.Tensor:
         """PIL images -> (B, N) code ids (converted to RGB and resized to the model's size)."""
         if self.vae is None:
-            raise WordbrushError("a gan has no image tokens to encode images into")
+            raise WordbrushError(f"a {self.generator.kind} generator has no image tokens to encode images into")
         size = self.vae.cfg.image_size
         arr = np.stack([np.asarray(im.convert("RGB").resize((size, size), Image.BICUBIC)) for im in images])
-        return self.vae.encode(to_tensor(arr).to(self.device)).flatten(1)
+        with torch.no_grad():
+            return self.vae.encode(to_tensor(arr).to(self.device)).flatten(1)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from ..config import DataConfig
 from ..errors import WordbrushError
+from .config import DataConfig
 from .folder import TarShardDataset, open_dataset
 from .shapes import ShapesDataset
 

@@ -27,7 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..clip import CLIPScorer
-from ..config import DataConfig
+from ..data.config import DataConfig
 from ..data.training import TrainingData
 from ..errors import WordbrushError
 from ..utils.images import save_captioned_grid, to_tensor

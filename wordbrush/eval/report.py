@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..generators.common import SampleOptions
+from ..generators.options import SampleOptions
 from .benchmark import DEFAULT_SEED, baseline_generators, format_table, make_prompts, run_benchmark
 from .paraphrase import make_paraphrase_prompts
 

@@ -15,19 +15,56 @@ depends on its own seed only, and the cached and uncached paths draw exactly the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import DalleConfig
+from ..config import check
 from ..nn.transformer import Block, KVCache, grid_positions, init_weights, recording
 from ..text.minilm import MiniLMText
 from ..text.tokenizer import PAD_ID
-from .common import GeneratorLoss, SampleOptions, gumbel, pick
+from .base import GeneratorLoss, TokenGenerator, check_text_encoder
+from .options import SampleOptions
+from .sampling import gumbel, pick
 
 
-class DALLE(nn.Module):
-    kind = "dalle"  # the name in a saved pipeline's config.json
+@dataclass
+class DalleConfig:
+    """The `dalle` generator: a decoder-only transformer over [text tokens ; image tokens]."""
+
+    text_vocab: int = 1000
+    text_len: int = 32
+    image_vocab: int = 512  # = the VAE's num_codes
+    image_grid: int = 8  # image tokens per side (= the VAE's grid_size)
+    dim: int = 256
+    depth: int = 6
+    heads: int = 8
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    text_loss_weight: float = 0.125  # DALL·E: 1/8 text, 7/8 image (0 with the minilm encoder: no text head)
+    text_encoder: str = "scratch"  # "scratch": embeddings learned with the model; "minilm": pretrained states
+    text_encoder_train_layers: int = 0  # minilm: top layers fine-tuned (0 = frozen)
+
+    def __post_init__(self) -> None:
+        check(self.text_vocab >= 2 and self.image_vocab >= 2, "vocabularies need at least 2 entries")
+        check(self.text_len >= 1 and self.image_grid >= 1, "text_len and image_grid must be >= 1")
+        check(self.dim % self.heads == 0, f"dim {self.dim} is not divisible by heads {self.heads}")
+        check(self.depth >= 1, "depth must be >= 1")
+        check(0.0 <= self.text_loss_weight < 1.0, "text_loss_weight must be in [0, 1)")
+        check_text_encoder(self.text_encoder, self.text_encoder_train_layers)
+        check(self.text_encoder == "scratch" or self.text_loss_weight == 0,
+              "text_loss_weight must be 0 with the minilm text encoder (the caption is its input, not a target)")
+
+    @property
+    def image_len(self) -> int:
+        return self.image_grid**2
+
+
+class DALLE(TokenGenerator):
+    kind = "dalle"  # the registry's name and a saved pipeline's "generator"
+    config_class = DalleConfig
 
     def __init__(self, cfg: DalleConfig):
         super().__init__()
@@ -113,23 +150,19 @@ class DALLE(nn.Module):
     # -------------------------------------------------------------------------------------------- sampling
 
     @torch.no_grad()
-    def sample(self, text: torch.Tensor, generators: list[torch.Generator], options: SampleOptions = SampleOptions(),
+    def sample(self, text: torch.Tensor, rngs: list[torch.Generator], options: SampleOptions | None = None,
                prime: torch.Tensor | None = None, use_cache: bool = True) -> torch.Tensor:
-        """text (B, L) ids -> image code ids (B, N).
+        """text (B, L) ids -> image code ids (B, N), one token per step (the contract: generators/base.py).
 
-        generators: one per row (its own seed); prime: (B, n) first image tokens to keep (image priming).
+        rngs: one random stream per row (its own seed); prime: (B, n) first image tokens to keep (image priming).
         """
         cfg = self.cfg
-        options.validate(cfg.image_vocab)
-        B, N = text.shape[0], cfg.image_len
-        if len(generators) != B:
-            raise ValueError(f"need one generator per row: {len(generators)} for {B} rows")
-        n0 = 0 if prime is None else prime.shape[1]
-        if not 0 <= n0 < N:
-            raise ValueError(f"prime must have fewer than {N} tokens, got {n0}")
+        N = cfg.image_len
+        options = self._start(text, rngs, options, prime, N)
+        B, n0 = text.shape[0], 0 if prime is None else prime.shape[1]
         device = text.device
         # Gumbel noise for every (row, step, code), from each row's own generator: sampling = argmax(logits + g)
-        noise = gumbel(generators, (N, cfg.image_vocab), device)  # (B, N, V)
+        noise = gumbel(rngs, (N, cfg.image_vocab), device)  # (B, N, V)
         guided = options.guidance_scale != 1.0
         rows = torch.cat([text, torch.full_like(text, PAD_ID)]) if guided else text  # (R, L); input untouched
         tokens = torch.empty(B, N, dtype=torch.long, device=device)

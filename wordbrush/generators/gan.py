@@ -1,5 +1,5 @@
 """The `gan` generator: noise + text -> image in one forward pass (the DF-GAN family: Tao et al. 2022, with
-AttnGAN's word-level attention), and the discriminator it is trained against.
+AttnGAN's word-level attention). Its discriminator and objective: gan_discriminator.py.
 
 Text. A frozen CLIP (wordbrush/clip.py, trained on the same data) reads the caption: its per-token states
 (B, L, Dt) feed word-level attention, its sentence embedding s (B, E) feeds the fusion blocks and the
@@ -17,55 +17,88 @@ Latent mode (GANConfig.vae set; `wordbrush train gan --vae shapes`). The blocks 
 position; the VAE's decoder, frozen and carried inside the gan's weights, draws the pixels from them. The
 generator decides what goes where on a coarse grid, and the outlines come from a decoder that already draws them;
 D sees the real images passed through the same VAE.
-
-Discriminator.  x -> residual stride-2 blocks down to (B, C, 4, 4) -> concatenated with s tiled to 4x4 ->
-conv -> one score per image: does this image look real *and* fit this sentence? With disc_attn_resolutions its
-features at those sizes also attend over the caption's words (a gated WordAttention, as in the generator). In
-latent mode D may judge the code grids instead (disc_reads "codes"): the generator's vectors against the VAE's
-codes of the real images, on the 8x8 grid (cheaper than 64 px, and off-codebook vectors are plain to see).
-
-Objective. The GAN's minimax game (Goodfellow et al. 2014), conditioned on the text t:
-
-    min_G max_D  E_{x,t ~ data}[log D(x, t)] + E_{z, t}[log(1 - D(G(z, t), t))]
-
-What is optimised here is its hinge form with DF-GAN's matching-aware terms: a real image with a mismatched
-caption t' counts as fake (another item's caption; with hard_negatives also, where it has one, its own caption
-with words swapped, text/negatives.py: "a white circle left of a purple diamond" for a purple diamond left of a
-white circle), and the matching-aware gradient penalty (MA-GP) pushes D's surface flat around real, matching
-pairs:
-
-    L_D = E[max(0, 1 - D(x, t))] + 1/2 E[max(0, 1 + D(G(z, t), t))] + 1/2 E[max(0, 1 + D(x, t'))]
-          + k E[ ||(grad_x D(x, t), grad_t D(x, t))||^p ]                      (k = 2, p = 6)
-    L_G = -E[D(G(z, t), t)] + lambda_clip E[1 - cos(CLIP_image(G(z, t)), CLIP_text(t))]
-
-The last term (GALIP's use of CLIP, here with the wordbrush CLIP) pulls each image towards its caption in the
-CLIP's space. Sampling uses an exponential moving average of G's weights (kept by the training loop).
-
-cVAE-GAN (optional, latent mode: the training config's recon_weight; BicycleGAN's cVAE-GAN, Zhu et al. 2017, and
-the VAE-GAN of Larsen et al. 2016). The brief's other objective joins the game: an encoder E (NoiseEncoder) reads a
-real image's code grid c and its caption into q(z | c, t) = N(mu, sigma^2), and G given z ~ q must redraw c:
-
-    L_G += lambda_rec E_q[ ||G(z, t) - c||^2 ] + lambda_KL KL(q(z | c, t) || N(0, I))
-
-Where D's verdict is one number per image, this term says for every position of every real image which code
-belongs there, so G learns what goes where from pairs rather than from D alone. Sampling still draws z from the
-prior: E is for training only.
 """
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..clip import CLIP
-from ..config import GANConfig, stages_from_4
-from ..image.vae import Decoder
+from ..clip import CLIP, CLIPConfig
+from ..config import check
+from ..image.vae import Decoder, VAEConfig
 from ..text.tokenizer import PAD_ID
-from .common import SampleOptions
+from .base import ImageGenerator
+from .options import SampleOptions
+
+
+def stages_from_4(side: int) -> int:
+    """Doublings from 4 px up to `side` (a power of two times 4): 64 -> 4. The gan's blocks count with it."""
+    return max(0, side // 4).bit_length() - 1
+
+
+@dataclass
+class GANConfig:
+    """The `gan` generator (generators/gan.py): noise + a frozen CLIP's reading of the caption -> pixels, drawn
+    directly or (with `vae`) by a frozen VAE decoder from a grid of code vectors that the generator writes."""
+
+    clip: CLIPConfig = field(default_factory=CLIPConfig)  # the frozen CLIP inside (set from the --clip folder)
+    vae: VAEConfig | None = None  # latent mode: the frozen decoder inside (set from the --vae folder)
+    image_size: int = 64
+    noise_dim: int = 100
+    # generator width at 4, 8, ..., up to its output grid (image_size px, or the VAE's grid); entries past that
+    # are further blocks at the output grid's size
+    channels: tuple[int, ...] = (256, 256, 128, 64, 32)
+    disc_channels: tuple[int, ...] = (32, 64, 128, 256, 256)  # discriminator width at image_size, ..., 4 px
+    # what D judges: "pixels", or in latent mode "codes" (the generator's code vectors against the VAE's codes of
+    # real images: D works on the 8x8 grid, and it sees at once whether a vector is one of the decoder's codes).
+    # With codes, disc_channels runs from the grid to 4 px; entries past that are further blocks at the grid's size
+    disc_reads: str = "pixels"
+    attn_resolutions: tuple[int, ...] = (16, 32)  # word-level attention at these sizes
+    disc_attn_resolutions: tuple[int, ...] = ()  # the discriminator's features attend over the words at these
+    attn_dim: int = 64
+
+    @property
+    def out_grid(self) -> int:
+        """Side of what the generator's blocks write: the image, or the VAE's code grid."""
+        return self.vae.grid_size if self.vae is not None else self.image_size
+
+    @property
+    def up_stages(self) -> int:
+        return stages_from_4(self.out_grid)
+
+    def __post_init__(self) -> None:
+        stages = stages_from_4(self.image_size)
+        check(self.image_size >= 8 and 4 * 2**stages == self.image_size,
+             f"gan image_size must be 4 times a power of two (8, 16, 32, 64, ...), got {self.image_size}")
+        check(self.disc_reads in ("pixels", "codes"),
+             f"disc_reads must be 'pixels' or 'codes', not {self.disc_reads!r}")
+        check(self.disc_reads == "codes" or len(self.disc_channels) == stages + 1,
+             f"gan: image_size {self.image_size} needs {stages + 1} entries in disc_channels")
+        if self.vae is not None:
+            check(self.vae.image_size == self.image_size,
+                 f"the VAE draws {self.vae.image_size}px images, the gan {self.image_size}px")
+            check(self.out_grid >= 4 and 4 * 2**self.up_stages == self.out_grid,
+                 f"gan: the VAE's grid must be 4 times a power of two, got {self.out_grid}")
+            self.check_depth()  # (without a VAE, a training config's --vae may still set one: checked there)
+        check(all(c > 0 for c in self.channels + self.disc_channels), "gan channels must be positive")
+        check(self.noise_dim >= 1 and self.attn_dim >= 1, "noise_dim and attn_dim must be >= 1")
+        check(self.clip.image_size == self.image_size, f"the CLIP reads {self.clip.image_size}px images, "
+                                                      f"the gan draws {self.image_size}px")
+
+    def check_depth(self) -> None:
+        check(len(self.channels) >= self.up_stages + 1,
+             f"gan: a {self.out_grid}x{self.out_grid} output needs at least {self.up_stages + 1} entries in "
+             f"channels, got {len(self.channels)}")
+        if self.disc_reads == "codes":
+            check(self.vae is not None, "disc_reads 'codes' needs latent mode (a VAE: --vae)")
+            check(len(self.disc_channels) >= self.up_stages + 1,
+                 f"gan: D reading the {self.out_grid}x{self.out_grid} code grid needs at least "
+                 f"{self.up_stages + 1} entries in disc_channels, got {len(self.disc_channels)}")
 
 
 class Text(NamedTuple):
@@ -154,10 +187,13 @@ class UpBlock(nn.Module):
         return self.attn(h, words, keep) if self.attn is not None else h
 
 
-class GAN(nn.Module):
+class GAN(ImageGenerator):
     """The generator (and the frozen CLIP that reads its captions). See the top of the file."""
 
-    kind = "gan"
+    kind = "gan"  # the registry's name and a saved pipeline's "generator"
+    output = "pixels"
+    config_class = GANConfig
+    default_sampling = SampleOptions()  # no guidance: the gan has no unconditional model
 
     def __init__(self, cfg: GANConfig):
         super().__init__()
@@ -183,6 +219,17 @@ class GAN(nn.Module):
     @property
     def image_size(self) -> int:
         return self.cfg.image_size
+
+    @property
+    def text_len(self) -> int:
+        return self.cfg.clip.text_len
+
+    @property
+    def text_vocab(self) -> int:
+        return self.cfg.clip.text_vocab
+
+    def text_image_model(self) -> CLIP:
+        return self.clip
 
     def train(self, mode: bool = True) -> "GAN":
         super().train(mode)
@@ -219,159 +266,14 @@ class GAN(nn.Module):
         return layout if self.cfg.vae is None else (self.decoder(layout) + 1) / 2
 
     @torch.no_grad()
-    def sample(self, text: torch.Tensor, generators: list[torch.Generator],
-               options: SampleOptions = SampleOptions()) -> torch.Tensor:
-        """(B, L) caption ids -> (B, 3, H, W) images in [0, 1]; image i's noise comes from generators[i] alone,
-        scaled by options.temperature (< 1 trades variety for fidelity, the truncation trick's simple form)."""
+    def sample(self, text: torch.Tensor, rngs: list[torch.Generator], options: SampleOptions | None = None,
+               prime: torch.Tensor | None = None, use_cache: bool = True) -> torch.Tensor:
+        """(B, L) caption ids -> (B, 3, H, W) images in [0, 1] in one pass (the contract: base.py); image i's
+        noise comes from rngs[i] alone, scaled by options.temperature (< 1 trades variety for fidelity, the
+        truncation trick's simple form). Guidance, top-k / top-p and steps do not apply and are ignored."""
+        options = self._start(text, rngs, options, prime, 0)
         dtype = self.fc.weight.dtype  # float32, or bfloat16 after pipe.to(dtype=torch.bfloat16)
-        z = torch.stack([torch.randn(self.cfg.noise_dim, generator=g) for g in generators]).to(text.device, dtype)
+        z = torch.stack([torch.randn(self.cfg.noise_dim, generator=g) for g in rngs]).to(text.device, dtype)
         t = self.read_text(text)
         t = Text(t.words.to(dtype), t.sentence.to(dtype), t.keep)
         return self(z * options.temperature, t).float().clamp(0, 1)
-
-
-class DownBlock(nn.Module):
-    """Residual block that halves the resolution (or, with down=False, keeps it)."""
-
-    def __init__(self, cin: int, cout: int, down: bool = True):
-        super().__init__()
-        self.down = down
-        self.r1 = nn.Conv2d(cin, cout, 4, stride=2, padding=1) if down else nn.Conv2d(cin, cout, 3, padding=1)
-        self.r2 = nn.Conv2d(cout, cout, 3, padding=1)
-        self.skip = nn.Conv2d(cin, cout, 1)
-        self.gamma = nn.Parameter(torch.zeros(1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.r2(F.leaky_relu(self.r1(x), 0.2))
-        skip = self.skip(x)
-        return (F.avg_pool2d(skip, 2) if self.down else skip) + self.gamma * F.leaky_relu(h, 0.2)
-
-
-def down_stack(cin: int, chs: tuple[int, ...], side: int) -> tuple[nn.Conv2d, nn.ModuleList, list[int]]:
-    """The trunk that D and E share: a stem conv (cin -> chs[0]) and residual blocks down to 4x4 (the last
-    halvings; any blocks before them keep the size), with each block's output side."""
-    n_down = stages_from_4(side)
-    n_keep = len(chs) - 1 - n_down
-    blocks = nn.ModuleList(DownBlock(chs[i], chs[i + 1], down=i >= n_keep) for i in range(len(chs) - 1))
-    sizes = [side // 2 ** max(0, i + 1 - n_keep) for i in range(len(chs) - 1)]
-    return nn.Conv2d(cin, chs[0], 3, padding=1), blocks, sizes
-
-
-def with_sentence(h: torch.Tensor, sentence: torch.Tensor) -> torch.Tensor:
-    """(B, C, h, w) features + the sentence (B, E) tiled over them -> (B, C + E, h, w)."""
-    return torch.cat([h, sentence[:, :, None, None].expand(-1, -1, h.shape[2], h.shape[3])], dim=1)
-
-
-class Discriminator(nn.Module):
-    """Image (or, with disc_reads "codes", code grid) + caption -> one score each (B,). Not part of a saved
-    pipeline. It reads the sentence embedding at 4x4, and with disc_attn_resolutions its features there also
-    attend over the caption's words."""
-
-    def __init__(self, cfg: GANConfig):
-        super().__init__()
-        chs, self.reads_codes = cfg.disc_channels, cfg.disc_reads == "codes"
-        if self.reads_codes:
-            cfg.check_depth()
-        side = cfg.out_grid if self.reads_codes else cfg.image_size
-        self.stem, self.blocks, sizes = down_stack(cfg.vae.code_dim if self.reads_codes else 3, chs, side)
-        self.attn = nn.ModuleDict({str(i): WordAttention(chs[i + 1], cfg.clip.text_dim, cfg.attn_dim)
-                                   for i, size in enumerate(sizes) if size in cfg.disc_attn_resolutions})
-        e = cfg.clip.embed_dim
-        self.joint = nn.Sequential(nn.Conv2d(chs[-1] + e, chs[-1] // 2, 3, padding=1), nn.LeakyReLU(0.2),
-                                   nn.Conv2d(chs[-1] // 2, 1, 4))
-
-    @property
-    def reads_words(self) -> bool:
-        return len(self.attn) > 0
-
-    def forward(self, images: torch.Tensor, text: Text) -> torch.Tensor:
-        """images (B, 3, H, W) in [0, 1], or code grids (B, D, g, g) -> scores (B,)."""
-        x = images if self.reads_codes else images * 2 - 1
-        h = self.stem(x.contiguous(memory_format=torch.channels_last))
-        for i, blk in enumerate(self.blocks):
-            h = blk(h)
-            if str(i) in self.attn:
-                h = self.attn[str(i)](h, text.words, text.keep)
-        return self.joint(with_sentence(h, text.sentence)).flatten()  # h: (B, C, 4, 4) -> (B,)
-
-
-class NoiseEncoder(nn.Module):
-    """The cVAE-GAN's encoder E (BicycleGAN's, Zhu et al. 2017): a real image's code grid (B, D, g, g) + its
-    caption's sentence (B, E) -> the mean and log-variance (B, Z) each of q(z | x, t), the noise that G must be
-    given to redraw that image under that caption. Training only, like D: not part of a saved pipeline. Reading
-    the caption too lets E encode only what the words leave open (where things are, a colour left unsaid)."""
-
-    def __init__(self, cfg: GANConfig):
-        super().__init__()
-        chs = cfg.disc_channels
-        self.stem, self.blocks, _ = down_stack(cfg.vae.code_dim, chs, cfg.out_grid)
-        self.head = nn.Sequential(nn.Conv2d(chs[-1] + cfg.clip.embed_dim, chs[-1], 3, padding=1),
-                                  nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(chs[-1] * 16, 2 * cfg.noise_dim))
-
-    def forward(self, codes: torch.Tensor, text: Text) -> tuple[torch.Tensor, torch.Tensor]:
-        h = self.stem(codes.contiguous(memory_format=torch.channels_last))
-        for blk in self.blocks:
-            h = blk(h)  # -> (B, C, 4, 4)
-        mu, logvar = self.head(with_sentence(h, text.sentence)).float().chunk(2, dim=1)
-        return mu, logvar.clamp(-10, 10)
-
-
-def posterior_loss(redrawn: torch.Tensor, codes: torch.Tensor, mu: torch.Tensor,
-                   logvar: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The cVAE's two terms (the brief's VAE objective) for G given E's noise: reconstruction, the squared
-    distance from G's vectors (B, D, g, g) to the real codes (summed over D, mean over positions), and
-    KL(q(z | x, t) || N(0, I)) in nats per image."""
-    recon = (redrawn.float() - codes.float()).pow(2).sum(1).mean()
-    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
-    return {"recon": recon, "kl": kl}
-
-
-def discriminator_loss(d: Discriminator, real: torch.Tensor, fake: torch.Tensor, text: Text,
-                       gp_weight: float = 2.0, gp_power: float = 6.0,
-                       swapped: tuple[torch.Tensor, Text] | None = None) -> dict[str, torch.Tensor]:
-    """L_D of the top of the file: hinge on (real, matching), (fake, matching), (real, mismatched: each item with
-    the next item's caption, and with `swapped` = (indices (K,), their captions with words swapped) those items
-    with their swaps too), plus MA-GP on the real, matching pairs (skipped when gp_weight is 0): the gradient with
-    respect to the image and to what D reads of the text (the sentence, and the words if it attends to them)."""
-    gp_on = gp_weight > 0
-    real = real.detach().requires_grad_(gp_on)
-    sent = text.sentence.detach().requires_grad_(gp_on)
-    words = text.words.detach().requires_grad_(gp_on and d.reads_words)
-    # The penalty's pass runs in float32 even under bf16 autocast: ||grad||^6 multiplies bf16's rounding of the
-    # gradient sixfold (measured on a trained D: +7% penalty, 11% off in D's gradient; float32 here is exact).
-    with torch.autocast(real.device.type, enabled=False) if gp_on else nullcontext():
-        d_real = d(real, Text(words, sent, text.keep)).float()
-    d_fake = d(fake.detach(), text).float()
-    d_mismatch = d(real[:-1].detach(), text.shifted()).float()  # easy: which objects and colours are there
-    if swapped is not None:  # hard: the same words, the wrong places (which colour is whose, which way round)
-        index, swaps = swapped
-        d_mismatch = torch.cat([d_mismatch, d(real[index].detach(), swaps).float()])
-    hinge = F.relu(1 - d_real).mean() + (F.relu(1 + d_fake).mean() + F.relu(1 + d_mismatch).mean()) / 2
-    gp = hinge.new_zeros(())
-    if gp_on:
-        inputs = (real, sent, words) if d.reads_words else (real, sent)
-        grads = torch.autograd.grad(d_real.sum(), inputs, create_graph=True)
-        norm = torch.cat([g.float().flatten(1) for g in grads], dim=1).norm(2, dim=1)
-        gp = gp_weight * norm.pow(gp_power).mean()
-    return {"loss": hinge + gp, "hinge": hinge, "gp": gp, "d_real": d_real.mean(), "d_fake": d_fake.mean()}
-
-
-def generator_loss(d: Discriminator, gan: GAN, fake: torch.Tensor, text: Text, clip_weight: float,
-                   images: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """L_G of the top of the file: fool D, and be near the caption in the CLIP's space. `fake` is what D judges;
-    `images` what the CLIP sees, when that differs (D reading codes)."""
-    adv = -d(fake, text).float().mean()
-    images = fake if images is None else images
-    align = ((1 - (gan.clip.encode_image(images) * text.sentence).sum(-1)).mean() if clip_weight > 0
-             else adv.new_zeros(()))
-    return {"loss": adv + clip_weight * align, "adv": adv, "clip": align}
-
-
-def mean_pairwise_distance(features: torch.Tensor) -> float:
-    """Mean L2 distance between distinct rows of (N, F): the diversity measure of the collapse check."""
-    n = len(features)
-    if n < 2:
-        return 0.0
-    d = torch.cdist(features.double(), features.double())
-    return (d.sum() / (n * (n - 1))).item()
-

@@ -17,21 +17,55 @@ torch.Generator per image, so an image depends on its own seed only.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import MaskGITConfig
+from ..config import check
 from ..nn.transformer import Block, grid_positions, init_weights, recording
 from ..text.encoder import TextEncoder
 from ..text.minilm import MiniLMText
 from ..text.tokenizer import PAD_ID
-from .common import GeneratorLoss, SampleOptions, filter_logits, gumbel
+from .base import GeneratorLoss, TokenGenerator, check_text_encoder
+from .options import SampleOptions
+from .sampling import filter_logits, gumbel
 
 
-class MaskGIT(nn.Module):
-    kind = "maskgit"  # the name in a saved pipeline's config.json
+@dataclass
+class MaskGITConfig:
+    """The `maskgit` generator: a bidirectional transformer over image tokens that cross-attends to text states
+    from a small text encoder of its own, trained to fill in masked tokens and sampled in a few parallel steps."""
+
+    text_vocab: int = 1000
+    text_len: int = 32
+    image_vocab: int = 512  # = the VAE's num_codes; id image_vocab is the [MASK] token
+    image_grid: int = 8
+    dim: int = 256
+    depth: int = 6  # image blocks (self-attention + cross-attention + MLP)
+    heads: int = 8
+    mlp_ratio: int = 4
+    dropout: float = 0.0
+    text_depth: int = 2  # blocks of the scratch text encoder (bidirectional self-attention)
+    text_encoder: str = "scratch"  # "scratch": the small encoder above; "minilm": pretrained states
+    text_encoder_train_layers: int = 0  # minilm: top layers fine-tuned (0 = frozen)
+
+    def __post_init__(self) -> None:
+        check(self.text_vocab >= 2 and self.image_vocab >= 2, "vocabularies need at least 2 entries")
+        check(self.text_len >= 1 and self.image_grid >= 1, "text_len and image_grid must be >= 1")
+        check(self.dim % self.heads == 0, f"dim {self.dim} is not divisible by heads {self.heads}")
+        check(self.depth >= 1 and self.text_depth >= 1, "depth and text_depth must be >= 1")
+        check_text_encoder(self.text_encoder, self.text_encoder_train_layers)
+
+    @property
+    def image_len(self) -> int:
+        return self.image_grid**2
+
+
+class MaskGIT(TokenGenerator):
+    kind = "maskgit"  # the registry's name and a saved pipeline's "generator"
+    config_class = MaskGITConfig
 
     def __init__(self, cfg: MaskGITConfig):
         super().__init__()
@@ -101,21 +135,17 @@ class MaskGIT(nn.Module):
     # -------------------------------------------------------------------------------------------- sampling
 
     @torch.no_grad()
-    def sample(self, text: torch.Tensor, generators: list[torch.Generator], options: SampleOptions = SampleOptions(),
+    def sample(self, text: torch.Tensor, rngs: list[torch.Generator], options: SampleOptions | None = None,
                prime: torch.Tensor | None = None, use_cache: bool = True) -> torch.Tensor:
-        """text (B, L) ids -> image code ids (B, N) in options.steps parallel steps.
+        """text (B, L) ids -> image code ids (B, N) in options.steps parallel steps (the contract: base.py).
 
-        generators: one per row; prime: (B, n) first image tokens to keep. use_cache is accepted for the
-        pipeline's sake and ignored: the text states are computed once, and nothing else repeats across steps.
+        rngs: one random stream per row; prime: (B, n) first image tokens to keep. use_cache changes nothing
+        here: the text states are computed once, and nothing else repeats across steps.
         """
         cfg = self.cfg
-        options.validate(cfg.image_vocab)
-        B, N, V, K = text.shape[0], cfg.image_len, cfg.image_vocab, options.steps
-        if len(generators) != B:
-            raise ValueError(f"need one generator per row: {len(generators)} for {B} rows")
-        n0 = 0 if prime is None else prime.shape[1]
-        if not 0 <= n0 < N:
-            raise ValueError(f"prime must have fewer than {N} tokens, got {n0}")
+        N, V = cfg.image_len, cfg.image_vocab
+        options = self._start(text, rngs, options, prime, N)
+        B, K, n0 = text.shape[0], options.steps, 0 if prime is None else prime.shape[1]
         device = text.device
         guided = options.guidance_scale != 1.0
         rows = torch.cat([text, torch.full_like(text, PAD_ID)]) if guided else text  # (R, L); input untouched
@@ -133,9 +163,9 @@ class MaskGIT(nn.Module):
                 c, u = logits.chunk(2)
                 logits = u + options.guidance_scale * (c - u)
             logits = filter_logits(logits, options)
-            drawn = (logits + gumbel(generators, (N, V), device)).argmax(-1)  # (B, N)
+            drawn = (logits + gumbel(rngs, (N, V), device)).argmax(-1)  # (B, N)
             confidence = logits.log_softmax(-1).gather(-1, drawn[..., None])[..., 0]  # (B, N) log p(drawn)
-            confidence = confidence + options.choice_temperature * (1 - (t + 1) / K) * gumbel(generators, (N,), device)
+            confidence = confidence + options.choice_temperature * (1 - (t + 1) / K) * gumbel(rngs, (N,), device)
             confidence = confidence.masked_fill(known, float("inf"))
             drawn = torch.where(known, tokens, drawn)
             # how many stay masked after this step: the cosine schedule, but at least one fewer than now

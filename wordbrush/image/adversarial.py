@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..clip import CLIP, ImageTower
+from ..nn.conv import ResBlock
 
 ADAPTIVE_MAX = 1e4
 
@@ -52,11 +52,12 @@ def adaptive_weight(rec_loss: torch.Tensor, g_loss: torch.Tensor, last: torch.Te
 
 
 class PerceptualLoss(nn.Module):
-    """Distance between a frozen CLIP image tower's normalised feature maps of two images, summed over stages."""
+    """Distance between a frozen image tower's normalised feature maps of two images, summed over stages. tower:
+    a wordbrush CLIP's `image` (a `net` of stride-2 convolutions, each stage ending in a ResBlock)."""
 
-    def __init__(self, clip: CLIP):
+    def __init__(self, tower: nn.Module):
         super().__init__()
-        self.tower: ImageTower = clip.image
+        self.tower = tower
         for p in self.tower.parameters():
             p.requires_grad_(False)
         self.tower.eval()
@@ -65,7 +66,7 @@ class PerceptualLoss(nn.Module):
         feats, h = [], images * 2 - 1
         for layer in self.tower.net:
             h = layer(h)
-            if layer.__class__.__name__ == "ResBlock":  # the end of a stage
+            if isinstance(layer, ResBlock):  # the end of a stage
                 feats.append(F.normalize(h, dim=1))
         return feats
 

@@ -15,24 +15,62 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import (config_from, load_part, model_header, read_json, read_model_config, save_part, unwrap,
-                          write_json)
-from ..config import VAEConfig, to_dict
+from ..checkpoint import (
+    config_from,
+    load_part,
+    model_header,
+    read_json,
+    read_model_config,
+    save_part,
+    unwrap,
+    write_json,
+)
+from ..config import check, to_dict
 from ..errors import CheckpointError
+from ..nn.conv import ResBlock
 from .quantizers import GumbelQuantizer, QuantizerOutput, VectorQuantizerEMA
 
 
-class ResBlock(nn.Module):
-    def __init__(self, ch: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(ch, ch, 3, padding=1)
-        self.conv2 = nn.Conv2d(ch, ch, 3, padding=1)
+@dataclass
+class VAEConfig:
+    """The discrete VAE image tokenizer: encoder -> codebook -> decoder."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+    image_size: int = 64
+    channels: tuple[int, ...] = (64, 128, 256)  # width after each downsample; len = number of downsamples
+    res_blocks: int = 1  # residual blocks per resolution level
+    num_codes: int = 512  # codebook size = image vocabulary
+    code_dim: int = 64  # width of a code vector
+    quantizer: str = "vq"  # "vq" (commitment + EMA codebook + dead-code restart) or "gumbel" (DALL·E dVAE)
+    # vq
+    commitment: float = 0.25  # beta in  ||sg[z_q] - z_e||^2 * beta
+    ema_decay: float = 0.99
+    restart_threshold: float = 0.03  # a code whose EMA usage per batch falls below this is restarted
+    # gumbel
+    kl_weight: float = 1e-3  # beta in  recon + beta * KL(q(z|x) || uniform)
+    temperature_start: float = 1.0
+    temperature_end: float = 1.0 / 16
+    straight_through: bool = False
+
+    def __post_init__(self) -> None:
+        check(self.image_size >= 8, "image_size must be >= 8")
+        check(len(self.channels) >= 1, "channels needs at least one entry")
+        check(self.image_size % (2 ** len(self.channels)) == 0,
+              f"image_size {self.image_size} is not divisible by 2**{len(self.channels)} "
+              "(one halving per channels entry)")
+        check(all(c > 0 for c in self.channels), "channels must be positive")
+        check(self.res_blocks >= 0, "res_blocks must be >= 0")
+        check(self.num_codes >= 2, "num_codes must be >= 2")
+        check(self.code_dim >= 1, "code_dim must be >= 1")
+        check(self.quantizer in ("vq", "gumbel"), f"quantizer must be 'vq' or 'gumbel', not {self.quantizer!r}")
+        check(0.0 < self.ema_decay < 1.0, "ema_decay must be in (0, 1)")
+        check(self.temperature_start > 0 and self.temperature_end > 0, "temperatures must be > 0")
+
+    @property
+    def grid_size(self) -> int:
+        """Side of the token grid: image_size / 2**downsamples."""
+        return self.image_size // (2 ** len(self.channels))
 
 
 class Encoder(nn.Module):

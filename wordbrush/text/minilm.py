@@ -7,7 +7,8 @@ is the unconditional input of classifier-free guidance. The encoder is frozen, o
 layers are fine-tuned (the training loop gives them a lower learning rate).
 
 Frozen weights are not saved with a model: they come from the package when the model is built. A saved model
-holds the projection, the [PAD] vector and any fine-tuned layers (checkpoint.py asks `packaged_keys`).
+holds the projection, the [PAD] vector and any fine-tuned layers (checkpoint.py asks every part for its
+`packaged_keys()`).
 """
 
 from __future__ import annotations
@@ -53,8 +54,12 @@ class MiniLMText(nn.Module):
 
     def __init__(self, dim: int, train_layers: int = 0):
         super().__init__()
-        from transformers import BertModel
-        from transformers.utils import logging as hf_logging
+        try:
+            from transformers import BertModel
+            from transformers.utils import logging as hf_logging
+        except ImportError:
+            raise WordbrushError("the minilm text encoder needs Hugging Face transformers: "
+                                 "pip install 'wordbrush[minilm]'") from None
 
         verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()  # no load report or progress bar for a local, complete checkpoint
@@ -87,12 +92,3 @@ class MiniLMText(nn.Module):
             states = self.bert(input_ids=ids, attention_mask=real.long()).last_hidden_state  # (B, L, 384)
         x = self.proj(states.to(self.proj.weight.dtype))  # (B, L, dim)
         return torch.where(real[..., None], x, self.pad.to(x.dtype))
-
-
-def packaged_keys(module: nn.Module) -> set[str]:
-    """Every state_dict key of `module` that a MiniLMText inside it restores from the package."""
-    keys: set[str] = set()
-    for name, m in module.named_modules():
-        if isinstance(m, MiniLMText):
-            keys |= {f"{name}.{k}" if name else k for k in m.packaged_keys()}
-    return keys

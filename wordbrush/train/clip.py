@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ..checkpoint import load_optimizer, load_part, save_optimizer, write_json
-from ..clip import CLIP, CLIPScorer
-from ..config import CLIPTrainConfig, DataConfig, to_dict
+from ..clip import CLIP, CLIPConfig, CLIPScorer
+from ..config import check, to_dict
+from ..data.config import DataConfig
 from ..data.training import TrainingData
 from ..errors import WordbrushError
 from ..eval.realism import retrieval_top1
@@ -31,6 +33,36 @@ from ..text.tokenizer import TextTokenizer
 from ..utils.images import to_tensor
 from ..utils.plot import plot_curves
 from .common import STATE, Budget, JsonlLog, autocast, lr_at, param_groups, setup_torch, start_run
+from .config import OneOptimizerConfig
+
+
+@dataclass
+class CLIPTrainConfig(OneOptimizerConfig):
+    """`wordbrush train clip --config FILE`: contrastive training on image-caption pairs (the shared keys:
+    train/config.py)."""
+
+    model: CLIPConfig = field(default_factory=CLIPConfig)
+    out: str = "runs/clip"
+    tokenizer_vocab: int = 2000
+    tokenizer_captions: int = 20000  # shapes: captions the BPE is trained on (a dataset on disk: all of its captions)
+    batch_size: int = 256
+    weight_decay: float = 0.1
+    shift: int = 4  # augmentation: random translation by up to this many pixels (edges repeated)
+    # NegCLIP: each caption's words swapped (text/negatives.py) as an extra candidate its image must rank lower,
+    # so that the CLIP reads which word goes with which, not a bag of words
+    hard_negatives: bool = False
+    eval_every: int = 500  # zero-shot retrieval on eval_split
+    eval_split: str = "heldout"  # data on disk: the manifest split of the retrieval figure ("all": every item)
+    eval_images: int = 1024
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.batch_size >= 2, "batch_size must be >= 2 (a contrastive loss needs negatives)")
+        check(self.shift >= 0, "shift must be >= 0")
+        check(self.tokenizer_vocab >= 16, "tokenizer_vocab must be >= 16")
+        check(self.eval_every >= 1 and self.eval_images >= 1, "eval_every and eval_images must be >= 1")
+        check(self.model.image_size == self.data.size,
+              f"model.image_size ({self.model.image_size}) and data.size ({self.data.size}) differ")
 
 
 def random_shift(images: torch.Tensor, shift: int, gen: torch.Generator) -> torch.Tensor:

@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from ..errors import WordbrushError
+from ..checkpoint import model_folder
+from ..errors import CheckpointError, WordbrushError
 from ..image.vae import DiscreteVAE, load_vae
-from ..pipeline import model_folder
 from ..utils.hardware import cpu_has_fast_bf16
 
 
@@ -123,6 +123,15 @@ class JsonlLog:
 
 def frozen_vae(name_or_path: str, device: torch.device) -> DiscreteVAE:
     """A trained VAE (a vae folder, a pipeline folder that holds one, or a built-in model's name), frozen, on device."""
-    vae = load_vae(model_folder(name_or_path)).to(device)
+    how = ("pass --vae with a `wordbrush train vae` run folder, a pipeline folder or a built-in model name "
+           "(shapes, emoji), or set vae in the config")
+    if not name_or_path:
+        raise WordbrushError(f"this stage needs a trained VAE: {how}")
+    try:
+        folder = model_folder(name_or_path)
+    except CheckpointError:
+        raise WordbrushError(f"the VAE {name_or_path!r} was not found (train one first with `wordbrush train vae "
+                             f"--config configs/vae-shapes.json`): {how}") from None
+    vae = load_vae(folder).to(device)
     vae.requires_grad_(False)
     return vae

@@ -20,7 +20,7 @@ from __future__ import annotations
 import copy
 import time
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,24 +30,89 @@ from tqdm import tqdm
 
 from ..checkpoint import load_optimizer, load_part, save_optimizer, save_part, write_json
 from ..clip import CLIPScorer
-from ..config import GANTrainConfig, to_dict
+from ..config import check, to_dict
 from ..data.training import TrainingData
-from ..errors import WordbrushError
+from ..errors import ConfigError, WordbrushError
 from ..eval.benchmark import ObjSpec, PromptSpec, render_spec
-from ..generators.gan import (GAN, Discriminator, NoiseEncoder, Text, discriminator_loss, generator_loss,
-                              mean_pairwise_distance, posterior_loss)
+from ..generators.gan import GAN, GANConfig, Text
+from ..generators.gan_discriminator import (
+    Discriminator,
+    NoiseEncoder,
+    discriminator_loss,
+    generator_loss,
+    mean_pairwise_distance,
+    posterior_loss,
+)
+from ..generators.options import SampleOptions
 from ..image.vae import DiscreteVAE
 from ..pipeline import TextToImagePipeline
 from ..text.negatives import swap_negative
 from ..utils.images import save_grid, to_pil, to_tensor
 from ..utils.plot import plot_curves
 from .common import STATE, Budget, JsonlLog, autocast, frozen_vae, lr_at, setup_torch, start_run
+from .config import SAMPLE_PROMPTS, TrainConfig
 
 D_STATE = "train_state_d.safetensors"  # the discriminator's optimizer state (STATE holds the generator's)
 RAW_G = "generator_raw.safetensors"  # the generator's own weights (gan.safetensors holds their EMA)
 DISC = "discriminator.safetensors"
 ENCODER = "noise_encoder.safetensors"  # the cVAE-GAN's encoder (recon_weight > 0), trained with G
 COLLAPSE_SEED = 4_000_000
+
+
+@dataclass
+class GANTrainConfig(TrainConfig):
+    """`wordbrush train gan --config FILE --clip DIR`: generator against discriminator, with a frozen CLIP (the
+    shared keys: train/config.py)."""
+
+    model: GANConfig = field(default_factory=GANConfig)
+    clip: str = "runs/clip-shapes"  # a trained CLIP folder (wordbrush train clip) on the same data
+    # latent mode: a trained VAE (a vae folder, or a pipeline folder that holds one) whose frozen decoder draws
+    # the pixels; "" = the generator draws pixels itself
+    vae: str = ""
+    out: str = "runs/gan-shapes"
+    batch_size: int = 32
+    max_steps: int = 100000
+    lr_g: float = 1e-4
+    lr_d: float = 4e-4
+    betas: tuple[float, ...] = (0.0, 0.9)
+    gp_weight: float = 2.0  # MA-GP: k * ||grad||^p on real, matching pairs (DF-GAN: k = 2, p = 6)
+    gp_power: float = 6.0
+    clip_weight: float = 2.0  # lambda_clip: pull each image towards its caption in the CLIP's space
+    # D's mismatched captions: always the next item's caption (which objects and colours are there); with this,
+    # also each caption with its words swapped where it has a swap (text/negatives.py: which colour is whose,
+    # which way round)
+    hard_negatives: bool = False
+    # cVAE-GAN (latent mode): an encoder reads each real image's codes + caption into a noise z ~ q(z | x, t), and
+    # G, given that z, must redraw the image's codes: recon_weight * squared distance + kl_weight * KL(q || N(0, I)),
+    # beside the adversarial and CLIP terms on noise from the prior. 0 = off
+    recon_weight: float = 0.0
+    kl_weight: float = 0.01
+    ema_decay: float = 0.999  # of the generator's weights, which the saved pipeline samples with
+    gp_every: int = 1  # MA-GP on every k-th discriminator step (lazy regularisation, StyleGAN2), times k
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    diversity_every: int = 500  # collapse check: spread of 16 seeds for one prompt against 16 real images
+    collapse_ratio: float = 0.15  # stop with a clear message when the spread falls below this share of the real's
+    sampling: SampleOptions = field(default_factory=SampleOptions)
+    sample_prompts: tuple[str, ...] = SAMPLE_PROMPTS
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.batch_size >= 2, "batch_size must be >= 2 (the mismatched pairs pair each item with the next)")
+        check(self.lr_g > 0 and self.lr_d > 0, "lr_g and lr_d must be > 0")
+        check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas must be two numbers in [0, 1)")
+        check(0 < self.ema_decay < 1, "ema_decay must be in (0, 1)")
+        check(self.gp_every >= 1 and self.diversity_every >= 1, "gp_every and diversity_every must be >= 1")
+        check(self.recon_weight >= 0 and self.kl_weight >= 0, "recon_weight and kl_weight must be >= 0")
+        check(self.recon_weight == 0 or bool(self.vae), "recon_weight needs latent mode (a VAE: --vae)")
+        if not self.vae:
+            self.model.check_depth()
+        check(self.model.image_size == self.data.size,
+              f"model.image_size ({self.model.image_size}) and data.size ({self.data.size}) differ")
+        try:
+            self.sampling.validate()
+        except WordbrushError as e:
+            raise ConfigError(f"sampling: {e}") from None
 
 
 def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = True) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,20 +26,53 @@ from tqdm import tqdm
 
 from ..checkpoint import load_optimizer, load_part, save_optimizer, save_part, write_json
 from ..clip import CLIPScorer
-from ..config import VAETrainConfig, to_dict
-from ..config import DataConfig
+from ..config import check, to_dict
+from ..data.config import DataConfig
 from ..data.shapes import ShapesDataset
 from ..data.training import TrainingData
 from ..image.adversarial import PatchDiscriminator, PerceptualLoss, adaptive_weight, d_hinge
 from ..image.metrics import code_usage, psnr
-from ..image.vae import DiscreteVAE, VAEOutput, save_vae
+from ..image.vae import DiscreteVAE, VAEConfig, VAEOutput, save_vae
 from ..utils.images import save_grid, to_pil, to_tensor
 from ..utils.plot import plot_curves
 from .common import STATE, Budget, JsonlLog, autocast, lr_at, setup_torch, start_run
+from .config import OneOptimizerConfig
 
 EVAL_SEED_OFFSET = 1_000_000  # held-out scenes come from seed data.seed + this
 DISC = "discriminator.safetensors"  # the VQGAN patch discriminator, beside the run's vae.safetensors
 D_STATE = "train_state_d.safetensors"
+
+
+@dataclass
+class VAETrainConfig(OneOptimizerConfig):
+    """`wordbrush train vae --config FILE`: the image tokenizer, and for how long (the shared keys: train/config.py)."""
+
+    model: VAEConfig = field(default_factory=VAEConfig)
+    out: str = "runs/vae"
+    recon_loss: str = "mse"  # "mse", "l1" or "l1+mse"
+    sample_every: int = 1000  # write a reconstruction grid PNG
+    eval_images: int = 1024  # held-out images for the final PSNR / usage (/ checker, on shapes) figures
+    eval_split: str = "heldout"  # data on disk: the manifest split the final figures use ("all": every item)
+    hflip: bool = False  # also train on mirrored images (the VAE never reads captions, so this is safe)
+    # VQGAN's terms (image/adversarial.py); 0 = off
+    adversarial_weight: float = 0.0  # w_a, times the adaptive weight
+    adversarial_start: float = 0.3  # share of the budget (steps or minutes) before the discriminator is switched on
+    disc_channels: tuple[int, ...] = (64, 128, 256)
+    disc_lr: float = 2e-4
+    perceptual_weight: float = 0.0  # w_p
+    perceptual_clip: str = ""  # a trained CLIP folder (wordbrush train clip) whose image tower gives the features
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.adversarial_weight >= 0 and self.perceptual_weight >= 0, "term weights must be >= 0")
+        check(0 <= self.adversarial_start < 1, "adversarial_start must be in [0, 1)")
+        check(self.perceptual_weight == 0 or bool(self.perceptual_clip),
+              "perceptual_weight > 0 needs perceptual_clip: a trained CLIP folder")
+        check(self.disc_lr > 0, "disc_lr must be > 0")
+        check(self.recon_loss in ("mse", "l1", "l1+mse"),
+              f"recon_loss must be mse, l1 or l1+mse, not {self.recon_loss!r}")
+        check(self.model.image_size == self.data.size,
+              f"model.image_size ({self.model.image_size}) and data.size ({self.data.size}) differ")
 
 
 def recon_loss(kind: str, recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -65,7 +99,7 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress_bar: bool = Tr
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
     disc = PatchDiscriminator(cfg.disc_channels).to(device) if cfg.adversarial_weight > 0 else None
     opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9)) if disc is not None else None
-    perceptual = (PerceptualLoss(CLIPScorer.from_pretrained(cfg.perceptual_clip).model).to(device)
+    perceptual = (PerceptualLoss(CLIPScorer.from_pretrained(cfg.perceptual_clip).model.image).to(device)
                   if cfg.perceptual_weight > 0 else None)
     step, elapsed = 0, 0.0
     log = JsonlLog(out / "log.jsonl")

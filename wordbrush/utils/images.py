@@ -45,8 +45,7 @@ def make_grid(images: list[Image.Image], cols: int | None = None, pad: int = 2, 
 def save_grid(images: list[Image.Image], path: str | Path, cols: int | None = None, scale: int = 1) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    make_grid(images, cols=cols, scale=scale).save(path)
-    return path
+    return save_png(make_grid(images, cols=cols, scale=scale), path)
 
 
 def save_captioned_grid(rows: list[tuple[str, list]], path: str | Path, cols: int = 4, scale: int = 2,
@@ -84,4 +83,29 @@ def save_captioned_grid(rows: list[tuple[str, list]], path: str | Path, cols: in
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     grid.save(path)
+    return path
+
+
+def save_png(image: Image.Image, path: str | Path, text: dict[str, str] | None = None) -> Path:
+    """Write a PNG atomically (a temporary file in the same folder, fsynced, renamed into place: a reader never
+    sees half a file), with `text` as PNG text chunks (tEXt/iTXt): how the image was made, for whoever opens it."""
+    import os
+    import tempfile
+
+    from PIL.PngImagePlugin import PngInfo
+
+    path = Path(path)
+    info = PngInfo()
+    for key, value in (text or {}).items():
+        info.add_itxt(key, value)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            image.save(f, format="PNG", pnginfo=info)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path

@@ -1,6 +1,6 @@
-"""`wordbrush train dalle` and `wordbrush train maskgit`: the token generator's training loop, written out.
-The generator (generators/dalle.py or generators/maskgit.py) is chosen by the type of cfg.model; each computes its
-own loss from (text ids, image code ids), so the loop is the same for both.
+"""`wordbrush train dalle` and `wordbrush train maskgit`: the training loop of a family that writes a VAE's codes,
+written out. The family (generators/registry.py) is the one whose config class cfg.model is; each computes its
+own loss from (text ids, image code ids), so the loop is the same for all of them.
 
     once:           train the BPE tokenizer on captions (or take minilm's own); load the frozen VAE; for a dataset
                     held in memory, encode every image with the VAE (the codes never change)
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,20 +24,62 @@ from tqdm import tqdm
 
 from ..checkpoint import load_optimizer, load_part, save_optimizer, write_json
 from ..clip import CLIPScorer
-from ..config import DalleTrainConfig, MaskGITConfig, to_dict
+from ..config import check, to_dict
 from ..data.training import TrainingData
-from ..errors import WordbrushError
-from ..generators.dalle import DALLE
-from ..generators.maskgit import MaskGIT
+from ..errors import ConfigError, WordbrushError
+from ..generators import registry
+from ..generators.dalle import DalleConfig
+from ..generators.maskgit import MaskGITConfig
+from ..generators.options import SampleOptions
 from ..pipeline import TextToImagePipeline
 from ..text.minilm import load_tokenizer as load_minilm_tokenizer
 from ..text.tokenizer import PAD_ID, TextTokenizer
 from ..utils.images import save_grid, to_tensor
 from ..utils.plot import plot_curves
-from .common import (STATE, Budget, JsonlLog, autocast, frozen_vae, lr_at, param_groups, setup_torch,
-                     start_run)
+from .common import STATE, Budget, JsonlLog, autocast, frozen_vae, lr_at, param_groups, setup_torch, start_run
+from .config import SAMPLE_PROMPTS, OneOptimizerConfig
 
 ENCODE_BATCH = 256
+
+
+@dataclass
+class DalleTrainConfig(OneOptimizerConfig):
+    """`wordbrush train dalle --config FILE`: the transformer, trained on a frozen VAE's tokens (the shared keys:
+    train/config.py)."""
+
+    model: DalleConfig = field(default_factory=DalleConfig)
+    vae: str = ""  # the trained VAE: a vae folder (wordbrush train vae), a pipeline folder or a built-in name
+    clip: str = ""  # optional: a trained CLIP folder (wordbrush train clip) saved with the model to rerank candidates
+    out: str = "runs/dalle-shapes"
+    tokenizer_vocab: int = 1000  # BPE vocabulary cap; model.text_vocab is set to what the BPE learns
+    tokenizer_captions: int = 20000  # captions the BPE is trained on
+    caption_dropout: float = 0.1  # share of captions replaced by [PAD]s: the unconditional model for guidance
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 300
+    weight_decay: float = 0.01
+    sample_every: int = 1000
+    text_encoder_lr_ratio: float = 0.1  # minilm layers being fine-tuned learn at lr * this
+    # the saved model's sampling defaults (what `generate` and `eval` use unless told otherwise)
+    sampling: SampleOptions = field(default_factory=lambda: SampleOptions(guidance_scale=3.0))
+    sample_prompts: tuple[str, ...] = SAMPLE_PROMPTS
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(0.0 <= self.caption_dropout < 1.0, "caption_dropout must be in [0, 1)")
+        check(self.tokenizer_vocab >= 16, "tokenizer_vocab must be >= 16")
+        check(self.text_encoder_lr_ratio >= 0, "text_encoder_lr_ratio must be >= 0")
+        try:
+            self.sampling.validate()
+        except WordbrushError as e:
+            raise ConfigError(f"sampling: {e}") from None
+
+
+@dataclass
+class MaskGITTrainConfig(DalleTrainConfig):
+    """`wordbrush train maskgit --config FILE`: the same loop and data as dalle, with a MaskGIT generator."""
+
+    model: MaskGITConfig = field(default_factory=MaskGITConfig)
+    out: str = "runs/maskgit-shapes"
 
 
 def train_generator(cfg: DalleTrainConfig, resume: bool = False, progress_bar: bool = True) -> dict[str, Any]:
@@ -60,7 +103,7 @@ def train_generator(cfg: DalleTrainConfig, resume: bool = False, progress_bar: b
     cfg.model.text_vocab = tokenizer.vocab_size
     cfg.model.image_vocab, cfg.model.image_grid = vae.num_codes, vae.grid_size
 
-    model = (MaskGIT if isinstance(cfg.model, MaskGITConfig) else DALLE)(cfg.model).to(device)
+    model = family_of(cfg.model)(cfg.model).to(device)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.text_encoder_lr_ratio), lr=cfg.lr,
                             betas=(0.9, 0.95))
     step, elapsed = 0, 0.0
@@ -134,6 +177,15 @@ def train_generator(cfg: DalleTrainConfig, resume: bool = False, progress_bar: b
                "data": data.summary(), "skipped_items": data.skipped_count()}
     write_json(out / "train_summary.json", summary)
     return summary
+
+
+def family_of(model_cfg) -> type:
+    """The registered family whose config class `model_cfg` is (it must write codes)."""
+    for family in registry.FAMILIES.values():
+        cls = family.model_class()
+        if type(model_cfg) is cls.config_class and cls.output == "codes":
+            return cls
+    raise WordbrushError(f"no registered generator writes VAE codes from a {type(model_cfg).__name__}")
 
 
 @torch.no_grad()

@@ -1,0 +1,103 @@
+"""`wordbrush generate PROMPT...`: draw images with a built-in or saved model, one PNG per image (written as soon
+as it is drawn, each carrying how to draw it again in its PNG text chunks) plus a grid of them all."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+from ..version import __version__
+from ..errors import WordbrushError
+from .common import add_sampling_args, nonneg_int, positive_int, sampling_overrides
+
+GRID_MAX = 256  # images in grid.png (all are written one by one)
+
+
+def add_parser(sub) -> None:
+    gen = sub.add_parser("generate", help="draw images from prompts: one PNG per image plus a grid",
+                         description="Draw images from prompts. Image k (prompt-major) is drawn with seed SEED + k: "
+                         "with -n 4, prompt 0 gets seeds SEED..SEED+3, prompt 1 SEED+4..SEED+7, and so on. Every PNG "
+                         "holds its prompt, seed, model and settings as PNG text (\"parameters\", \"wordbrush\").")
+    gen.add_argument("prompts", nargs="+", metavar="PROMPT", help="what to draw (quote each prompt)")
+    gen.add_argument("--model", default="shapes", help="built-in model name or saved folder (default: shapes)")
+    gen.add_argument("-n", type=positive_int, default=4, help="images per prompt (default 4)")
+    gen.add_argument("--seed", type=nonneg_int, default=0, help="image k uses seed + k (default 0)")
+    gen.add_argument("--out", default="wordbrush-out", help="output folder (default: wordbrush-out)")
+    add_sampling_args(gen)
+    gen.set_defaults(func=run)
+
+
+def output_folder(out: str) -> Path:
+    """The folder to write into, made if need be; a path that is a file is a clear error."""
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise WordbrushError(f"--out {out} is a file, not a folder; pass a folder to write the images into")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WordbrushError(f"cannot make the output folder {out}: {e.strerror}") from None
+    return folder
+
+
+def image_text(prompt: str, seed: int, model: str, kind: str, size: int, options, dtype: str) -> dict[str, str]:
+    """PNG text chunks: "parameters" in the form image tools read (prompt, then a line of settings), and
+    "wordbrush" as JSON with the command that draws this image again."""
+    o = options
+    settings = {"Seed": seed, "Size": f"{size}x{size}", "Model": model, "Generator": kind, "CFG scale": o.guidance_scale,
+                "Temperature": o.temperature, "Top-k": o.top_k, "Top-p": o.top_p, "Steps": o.steps,
+                "Candidates": o.candidates, "Rerank": o.rerank, "Dtype": dtype, "Version": f"wordbrush {__version__}"}
+    parameters = prompt + "\n" + ", ".join(f"{k}: {v}" for k, v in settings.items() if v is not None)
+    command = ["wordbrush", "generate", prompt, "--model", model, "-n", "1", "--seed", str(seed),
+               "--guidance", f"{o.guidance_scale:g}", "--temperature", f"{o.temperature:g}", "--steps", str(o.steps),
+               "--candidates", str(o.candidates), "--rerank", o.rerank, "--dtype", dtype]
+    command += ["--top-k", str(o.top_k)] if o.top_k is not None else []
+    command += ["--top-p", f"{o.top_p:g}"] if o.top_p is not None else []
+    record = {"prompt": prompt, "seed": seed, "model": model, "generator": kind, "sampling": vars(o).copy(),
+              "dtype": dtype, "wordbrush_version": __version__, "command": shlex.join(command)}
+    return {"parameters": parameters, "wordbrush": json.dumps(record)}
+
+
+def slug(prompt: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", prompt.lower()).strip("-")[:60] or "prompt"
+
+
+def run(args: argparse.Namespace) -> None:
+    import torch
+    from tqdm import tqdm
+
+    from ..pipeline import TextToImagePipeline
+    from ..utils.images import save_grid, save_png
+
+    folder = output_folder(args.out)
+    pipe = TextToImagePipeline.from_pretrained(args.model, dtype=getattr(torch, args.dtype))
+    kw = sampling_overrides(args)
+    options = pipe.sampling_options(**{("steps" if k == "num_inference_steps" else k): v for k, v in kw.items()})
+    prompts, notes = pipe.check_prompts(args.prompts)
+    for note in notes:
+        print(f"wordbrush: warning: {note}", file=sys.stderr)
+    total = len(prompts) * args.n
+    screen = shutil.get_terminal_size()  # a terminal that reports no size (0 x 0) gets 80 x 24, not an empty bar
+    bar = tqdm(total=total, unit="img", desc=f"drawing with {args.model}", file=sys.stderr, disable=None,
+               ncols=min(screen.columns, 120), nrows=screen.lines)
+    all_prompts = [p for p in prompts for _ in range(args.n)]
+
+    def save(first: int, images) -> None:  # called after each batch: the images are on disk as they are drawn
+        for k, img in enumerate(images, start=first):
+            prompt, seed = all_prompts[k], args.seed + k
+            text = image_text(prompt, seed, str(args.model), pipe.generator.kind, pipe.image_size, options, args.dtype)
+            path = save_png(img, folder / f"{k:03d}-{slug(prompt)}-seed{seed}.png", text)
+            bar.write(str(path), file=sys.stdout)
+        bar.update(len(images))
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the notes were printed above, once, as one line each
+        out = pipe(prompts, num_images_per_prompt=args.n, seed=args.seed, callback=save, **kw)
+    bar.close()
+    shown = out.images[:GRID_MAX]  # a grid of thousands would be too big to look at
+    print(save_grid(shown, folder / "grid.png", cols=min(args.n, 16), scale=4 if len(shown) <= 64 else 1))
