@@ -45,9 +45,10 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 from PIL import Image
 
-from ..data.captions import NUMBER_WORDS, RELATION_WORDS, SHAPE_WORDS, _article
-from ..data.shapes import (COLORS, DEFAULT_HOLDOUT, RELATIONS, SHAPES, SIZES, SPLITS, Obj, Scene,
-                           _place_free, _place_pair, render, side_px)
+from ..data.captions import NUMBER_WORDS, RELATION_WORDS, SHAPE_WORDS, article
+from ..data.placement import place_free, place_pair
+from ..data.scene import COLORS, RELATIONS, SHAPES, SIZES, Obj, Scene, render, side_px
+from ..data.shapes import DEFAULT_HOLDOUT, SPLITS
 from .scene_checker import DetectedObj, analyse, geneval_relations
 
 CATEGORIES: tuple[str, ...] = (
@@ -83,7 +84,7 @@ class ObjSpec:
         singular, plural = SHAPE_WORDS[self.shape][0]
         words = ([self.color] if self.color else []) + [plural if self.count > 1 else singular]
         text = " ".join(words)
-        return f"{NUMBER_WORDS[self.count]} {text}" if self.count > 1 else _article(text)
+        return f"{NUMBER_WORDS[self.count]} {text}" if self.count > 1 else article(text)
 
 
 @dataclass(frozen=True)
@@ -240,9 +241,9 @@ def scene_for_spec(spec: PromptSpec, rng: np.random.Generator, size: int = 64) -
                      tuple(SIZES)[int(rng.integers(len(SIZES)))]) for o in spec.objects]
         sides = [side_px(sz, W) for _, _, sz in objs]
         if spec.relation is not None:
-            corners = _place_pair(rng, W, sides[0], sides[1], spec.relation)
+            corners = place_pair(rng, W, sides[0], sides[1], spec.relation)
         else:
-            corners = _place_free(rng, W, sides)
+            corners = place_free(rng, W, sides)
         if corners is None:
             continue
         placed = tuple(Obj(c, s, sz, x, y) for (c, s, sz), (x, y) in zip(objs, corners))

@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..data.captions import (UNSEEN_AND_WORDS, UNSEEN_COLOR_WORDS, UNSEEN_FORMS, UNSEEN_NUMBER_WORDS,
-                             UNSEEN_RELATION_WORDS, UNSEEN_SHAPE_WORDS, UNSEEN_SIZE_WORDS, _article, _pick)
+                             UNSEEN_RELATION_WORDS, UNSEEN_SHAPE_WORDS, UNSEEN_SIZE_WORDS, article, pick)
 from .benchmark import DEFAULT_SEED, ObjSpec, PromptSpec, make_prompts
 
 P_SIZE_WORD = 0.3  # single objects sometimes get a size word; sizes are never judged
@@ -25,18 +25,18 @@ def paraphrase(spec: PromptSpec, rng: np.random.Generator) -> PromptSpec:
     def phrase(o: ObjSpec) -> str:
         words = []
         if o.count == 1 and rng.random() < P_SIZE_WORD:
-            words.append(_pick(rng, _pick(rng, tuple(UNSEEN_SIZE_WORDS.values()))))
+            words.append(pick(rng, pick(rng, tuple(UNSEEN_SIZE_WORDS.values()))))
         if o.color is not None:
-            words.append(_pick(rng, UNSEEN_COLOR_WORDS[o.color]))
-        words.append(_pick(rng, UNSEEN_SHAPE_WORDS[o.shape])[1 if o.count > 1 else 0])
+            words.append(pick(rng, UNSEEN_COLOR_WORDS[o.color]))
+        words.append(pick(rng, UNSEEN_SHAPE_WORDS[o.shape])[1 if o.count > 1 else 0])
         text = " ".join(words)
-        return f"{_pick(rng, UNSEEN_NUMBER_WORDS[o.count])} {text}" if o.count > 1 else _article(text)
+        return f"{pick(rng, UNSEEN_NUMBER_WORDS[o.count])} {text}" if o.count > 1 else article(text)
 
     if spec.relation is not None:
-        scene = f"{phrase(spec.objects[0])} {_pick(rng, UNSEEN_RELATION_WORDS[spec.relation])} {phrase(spec.objects[1])}"
+        scene = f"{phrase(spec.objects[0])} {pick(rng, UNSEEN_RELATION_WORDS[spec.relation])} {phrase(spec.objects[1])}"
     else:
-        scene = f" {_pick(rng, UNSEEN_AND_WORDS)} ".join(phrase(o) for o in spec.objects)
-    return replace(spec, prompt=_pick(rng, UNSEEN_FORMS).format(x=scene))
+        scene = f" {pick(rng, UNSEEN_AND_WORDS)} ".join(phrase(o) for o in spec.objects)
+    return replace(spec, prompt=pick(rng, UNSEEN_FORMS).format(x=scene))
 
 
 def make_paraphrase_prompts(n_per_category: int = 20, seed: int = DEFAULT_SEED, split: str = "all") -> list[PromptSpec]:
