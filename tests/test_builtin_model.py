@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from wordbrush import TextToImagePipeline
-from wordbrush.eval.benchmark import ObjSpec, PromptSpec, judge
+from wordbrush.data.specs import ObjSpec, PromptSpec
+from wordbrush.eval.judge import judge
 from wordbrush.pipeline import BUILTIN, builtin_path
 from wordbrush.utils.images import to_tensor
 

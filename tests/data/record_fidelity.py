@@ -11,7 +11,10 @@ from dataclasses import asdict
 import numpy as np
 
 from wordbrush.data.shapes import ShapesDataset
-from wordbrush.eval.benchmark import baseline_generators, make_prompts, render_spec, run_benchmark
+from wordbrush.data.specs import render_spec
+from wordbrush.eval.fidelity import run_fidelity
+from wordbrush.eval.oracle import baseline_draws
+from wordbrush.eval.prompts import make_prompts
 from wordbrush.eval.paraphrase import make_paraphrase_prompts
 
 
@@ -34,8 +37,8 @@ for split in ("train", "holdout", "all"):
         arr, text, scene = ds.item_arrays(i)
         rows.append({"caption": text, "scene": scene.to_dict(), "sha": sha(arr)})
     out["dataset"][split] = rows
-for name, gen in baseline_generators(specs).items():
-    r = run_benchmark(gen, specs, images_per_prompt=2, seed=5, progress=False)
+for name, draw in baseline_draws(specs).items():
+    r = run_fidelity(draw, specs, images_per_prompt=2, seed=5, progress=False)
     out["runs"][name] = {"overall": r["overall"], "categories": r["categories"],
                          "images": [im for p in r["prompts"] for im in p["images"]]}
 json.dump(out, open(sys.argv[1], "w"), indent=0)

@@ -1,8 +1,8 @@
-"""The paraphrase benchmark: the standard benchmark's prompts (same scenes, same seed, same judge) written in
-words and sentence forms that training captions never use: shape, colour, size, relation and number synonyms
-and sentence frames, all from data/captions.py's UNSEEN_* lists ("show me a crimson ball beneath an azure
-box"). A model that only memorised its caption vocabulary fails here; one whose text encoder knows the
-language should not.
+"""The fidelity benchmark's paraphrased prompts: the standard prompts (same scenes, same seed, same judge) written
+in words and sentence forms that training captions never use: shape, colour, size, relation and number synonyms
+and sentence frames, all from data/captions.py's UNSEEN_* lists ("show me a crimson ball beneath an azure box").
+A model that only memorised its caption vocabulary fails here; one whose text encoder knows the language should
+not.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import numpy as np
 
 from ..data.captions import (UNSEEN_AND_WORDS, UNSEEN_COLOR_WORDS, UNSEEN_FORMS, UNSEEN_NUMBER_WORDS,
                              UNSEEN_RELATION_WORDS, UNSEEN_SHAPE_WORDS, UNSEEN_SIZE_WORDS, article, pick)
-from .benchmark import DEFAULT_SEED, ObjSpec, PromptSpec, make_prompts
+from ..data.specs import ObjSpec, PromptSpec
+from .prompts import DEFAULT_SEED, make_prompts
 
 P_SIZE_WORD = 0.3  # single objects sometimes get a size word; sizes are never judged
 

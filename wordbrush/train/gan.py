@@ -31,9 +31,9 @@ from tqdm import tqdm
 from ..checkpoint import load_optimizer, load_part, save_optimizer, save_part, write_json
 from ..clip import CLIPScorer
 from ..config import GANTrainConfig, to_dict
+from ..data.specs import ObjSpec, PromptSpec, render_spec
 from ..data.training import TrainingData
 from ..errors import WordbrushError
-from ..eval.benchmark import ObjSpec, PromptSpec, render_spec
 from ..generators.gan import (GAN, Discriminator, NoiseEncoder, Text, discriminator_loss, generator_loss,
                               mean_pairwise_distance, posterior_loss)
 from ..image.vae import DiscreteVAE

@@ -1,20 +1,24 @@
 """The shapes prompt-fidelity benchmark: prompts, the judge (against oracle and known-wrong renders),
-the runner and its baselines."""
+the runner and its baselines; the same numbers as before the eval/ split."""
 
 import dataclasses
+import hashlib
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from wordbrush.data.captions import INVERSE, reserved_in
-from wordbrush.data.shapes import COLORS, DEFAULT_HOLDOUT, SHAPES, Obj, Scene, render
-from wordbrush.eval.benchmark import (CATEGORIES, COLOR_CATEGORIES, ObjSpec, PromptSpec,
-                                      baseline_generators, format_table, judge, make_prompts,
-                                      oracle_generator, render_spec, run_benchmark, scene_for_spec,
-                                      shuffled_generator)
+from wordbrush.data.scene import COLORS, SHAPES, Obj, Scene, render
+from wordbrush.data.shapes import DEFAULT_HOLDOUT, ShapesDataset
+from wordbrush.data.specs import CATEGORIES, COLOR_CATEGORIES, ObjSpec, PromptSpec, render_spec, scene_for_spec
+from wordbrush.eval.fidelity import format_table, run_fidelity
+from wordbrush.eval.judge import judge
+from wordbrush.eval.oracle import baseline_draws, oracle_draw, shuffled_draw
+from wordbrush.eval.prompts import make_prompts
 from wordbrush.eval.paraphrase import make_paraphrase_prompts
 
 N = 20
@@ -161,14 +165,13 @@ def test_judge_fails_other_wrong_images():
 def test_oracle_scores_one_and_writes_files(tmp_path):
     specs = make_prompts(3, split="all")
     calls = []
-    oracle = oracle_generator(specs)
+    oracle = oracle_draw(specs)
 
-    def generate(prompts, seeds):
+    def draw(prompts, seeds):
         calls.append((list(prompts), list(seeds)))
         return oracle(prompts, seeds)
 
-    res = run_benchmark(generate, specs, images_per_prompt=2, seed=5, out_dir=tmp_path, batch_size=7,
-                        progress=False)
+    res = run_fidelity(draw, specs, images_per_prompt=2, seed=5, out_dir=tmp_path, batch_size=7, progress=False)
     assert res["overall"] == 1.0
     assert set(res["categories"]) == set(CATEGORIES)
     assert all(c["score"] == 1.0 and c["n_images"] == 6 for c in res["categories"].values())
@@ -183,14 +186,14 @@ def test_oracle_scores_one_and_writes_files(tmp_path):
     assert "| attribute_binding | 1.000 | 6/6 |" in md and "| **overall** | **1.000** |" in md
     assert Image.open(tmp_path / "grid_successes.png").size[0] > 128  # upscaled ×2 tiles
     # reproducible
-    again = run_benchmark(oracle, specs, images_per_prompt=2, seed=5, batch_size=16, progress=False)
+    again = run_fidelity(oracle, specs, images_per_prompt=2, seed=5, batch_size=16, progress=False)
     assert again["prompts"] == res["prompts"]
 
 
 def test_shuffled_baseline_scores_low_and_table(tmp_path):
     specs = make_prompts(8, split="all")
-    gens = baseline_generators(specs)
-    res = {name: run_benchmark(g, specs, images_per_prompt=2, progress=False) for name, g in gens.items()}
+    draws = baseline_draws(specs)
+    res = {name: run_fidelity(d, specs, images_per_prompt=2, progress=False) for name, d in draws.items()}
     assert res["oracle"]["overall"] == 1.0
     assert res["shuffled"]["overall"] < 0.4
     table = format_table(res)
@@ -201,21 +204,21 @@ def test_shuffled_baseline_scores_low_and_table(tmp_path):
     fails = [im for p in res["shuffled"]["prompts"] for im in p["images"] if not im["ok"]]
     assert fails and all(im["reasons"] for im in fails)
     hold = make_prompts(2, split="holdout")
-    hres = run_benchmark(oracle_generator(hold), hold, images_per_prompt=1, progress=False)
+    hres = run_fidelity(oracle_draw(hold), hold, images_per_prompt=1, progress=False)
     assert "–" in format_table({"all": res["oracle"], "holdout": hres})
 
 
-def test_runner_rejects_bad_generators():
+def test_runner_rejects_bad_draw_functions():
     specs = make_prompts(1, split="all")
     with pytest.raises(ValueError, match="returned"):
-        run_benchmark(lambda p, s: [], specs, progress=False)
+        run_fidelity(lambda p, s: [], specs, progress=False)
     with pytest.raises(ValueError, match="no spec"):
-        run_benchmark(oracle_generator(specs[:1]), specs, progress=False)
+        run_fidelity(oracle_draw(specs[:1]), specs, progress=False)
     with pytest.raises(ValueError):
-        shuffled_generator(specs[:1])
+        shuffled_draw(specs[:1])
 
 
-# --- the paraphrase benchmark --------------------------------------------------------------------
+# --- the paraphrased prompts ----------------------------------------------------------------------
 
 def test_paraphrases_keep_the_scenes_and_use_only_unseen_wording(specs):
     para = make_paraphrase_prompts(N)
@@ -231,5 +234,44 @@ def test_paraphrases_keep_the_scenes_and_use_only_unseen_wording(specs):
 
 def test_oracle_passes_paraphrased_prompts():
     para = make_paraphrase_prompts(4)
-    res = run_benchmark(oracle_generator(para), para, images_per_prompt=1, progress=False)
+    res = run_fidelity(oracle_draw(para), para, images_per_prompt=1, progress=False)
     assert res["overall"] == 1.0
+
+
+# --- the same numbers as before the refactor (tests/data/record_fidelity.py) ----------------------
+
+RECORDED = json.loads((Path(__file__).parent / "data" / "fidelity_outputs.json").read_text())
+
+
+def _sha(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
+
+
+def _as_json(specs) -> list:
+    return json.loads(json.dumps([dataclasses.asdict(s) for s in specs]))
+
+
+def test_prompt_lists_are_the_recorded_ones():
+    for split in ("all", "holdout", "train"):
+        assert _as_json(make_prompts(20, split=split)) == RECORDED["prompts"][split], split
+    assert _as_json(make_paraphrase_prompts(20)) == RECORDED["prompts"]["paraphrase"]
+
+
+def test_oracle_renders_and_judgements_are_the_recorded_ones():
+    specs = make_prompts(4, split="all")
+    for k, (s, rec) in enumerate(zip(specs, RECORDED["renders"], strict=True)):
+        assert s.prompt == rec["prompt"]
+        assert _sha(render_spec(s, np.random.default_rng([11, k]), rec["size"])) == rec["sha"], s.prompt
+    for name, draw in baseline_draws(specs).items():
+        r = run_fidelity(draw, specs, images_per_prompt=2, seed=5, progress=False)
+        rec = RECORDED["runs"][name]
+        assert r["overall"] == rec["overall"] and r["categories"] == rec["categories"], name
+        assert [im for p in r["prompts"] for im in p["images"]] == rec["images"], name  # seeds, verdicts, reasons
+
+
+def test_shapes_items_are_the_recorded_ones():
+    for split, rows in RECORDED["dataset"].items():
+        ds = ShapesDataset(40, size=64, seed=3, split=split)
+        for i, rec in enumerate(rows):
+            arr, text, scene = ds.item_arrays(i)
+            assert (text, scene.to_dict(), _sha(arr)) == (rec["caption"], rec["scene"], rec["sha"]), (split, i)
