@@ -1,5 +1,5 @@
 """The shapes prompt-fidelity benchmark: prompts, the judge (against oracle and known-wrong renders),
-the runner and its baselines; the same numbers as before the eval/ split."""
+the runner and its baselines, the `wordbrush eval` report; the same numbers as before the eval/ split."""
 
 import dataclasses
 import hashlib
@@ -19,6 +19,7 @@ from wordbrush.eval.fidelity import format_table, run_fidelity
 from wordbrush.eval.judge import judge
 from wordbrush.eval.oracle import baseline_draws, oracle_draw, shuffled_draw
 from wordbrush.eval.prompts import make_prompts
+from wordbrush.eval.report import evaluate_pipeline, plan
 from wordbrush.eval.paraphrase import make_paraphrase_prompts
 
 N = 20
@@ -275,3 +276,68 @@ def test_shapes_items_are_the_recorded_ones():
         for i, rec in enumerate(rows):
             arr, text, scene = ds.item_arrays(i)
             assert (text, scene.to_dict(), _sha(arr)) == (rec["caption"], rec["scene"], rec["sha"]), (split, i)
+
+
+# --- `wordbrush eval` on shapes: what it will take, labelled bars, captioned grids -----------------
+
+class BlackPipe:
+    """A stand-in pipeline whose draw gives black images (every one a failure) and counts them."""
+
+    def __init__(self):
+        self.drawn = 0
+
+    def draw(self, prompts, seeds, options=None):
+        self.drawn += len(prompts)
+        return [Image.new("RGB", (64, 64)) for _ in prompts], None
+
+
+def test_eval_says_what_it_will_take_and_draws_exactly_that(tmp_path, capsys):
+    pipe = BlackPipe()
+    report = evaluate_pipeline(pipe, tmp_path, n_per_category=2, images_per_prompt=3, progress=True)
+    err = capsys.readouterr().err
+    plan_line = err.splitlines()[0]
+    assert plan_line == ("shapes fidelity eval: all 6 categories × 2 prompts × 3 images = 36; "
+                         "holdout 4 categories × 2 prompts × 3 images = 24; "
+                         "paraphrase 6 categories × 2 prompts × 3 images = 36: 96 images from the model "
+                         "(+ the oracle and shuffled baselines, rendered)")
+    assert pipe.drawn == 96
+    for split in ("all", "holdout", "paraphrase"):  # one labelled bar per prompt set
+        assert f"fidelity {split}:" in err
+        assert report[split]["model"]["overall"] == 0.0 and report[split]["oracle"]["overall"] == 1.0
+    evaluate_pipeline(BlackPipe(), tmp_path / "q", n_per_category=1, images_per_prompt=1, progress=False)
+    assert capsys.readouterr().err == ""  # quiet: no plan, no bars
+
+
+def test_plan_counts_categories_of_each_set():
+    specs = make_prompts(3, split="holdout")
+    assert plan([("holdout", specs)], 2) == ("shapes fidelity eval: holdout 4 categories × 3 prompts × 2 images = 24: "
+                                            "24 images from the model (+ the oracle and shuffled baselines, rendered)")
+
+
+def test_every_grid_image_is_captioned_with_its_prompt(tmp_path, monkeypatch):
+    import wordbrush.utils.images as images
+
+    specs = make_prompts(2, split="all")
+    oracle = oracle_draw(specs)
+    fail_on = {s.prompt for s in specs[::2]}  # every other prompt gets a black image
+
+    def draw(prompts, seeds):
+        good = oracle(prompts, seeds)
+        return [Image.new("RGB", (64, 64)) if p in fail_on else im for p, im in zip(prompts, good)]
+
+    grids = {}
+    real = images.save_captioned_grid
+
+    def spy(rows, path, **kw):
+        grids[path.name] = [text for text, _ in rows]
+        return real(rows, path, **kw)
+
+    monkeypatch.setattr(images, "save_captioned_grid", spy)
+    res = run_fidelity(draw, specs, images_per_prompt=2, out_dir=tmp_path, progress=False)
+    failed = [p["prompt"] for p in res["prompts"] for im in p["images"] if not im["ok"]]
+    passed = [p["prompt"] for p in res["prompts"] for im in p["images"] if im["ok"]]
+    assert failed and passed
+    assert grids["grid_failures.png"] == failed and grids["grid_successes.png"] == passed
+    # the caption strip under the first failure tile holds dark (text) pixels on the white grid
+    grid = np.asarray(Image.open(tmp_path / "grid_failures.png").convert("L"))
+    assert grid[8 + 128 + 3 : 8 + 128 + 15, 8 : 8 + 128].min() < 100

@@ -58,14 +58,15 @@ def _spread(items: list, k: int) -> list:
 
 
 def run_fidelity(draw: DrawFn, specs: list[PromptSpec], images_per_prompt: int = 4, seed: int = 0,
-                 out_dir: str | Path | None = None, batch_size: int = 16, progress: bool = True) -> dict:
+                 out_dir: str | Path | None = None, batch_size: int = 16, progress: bool = True,
+                 desc: str = "fidelity") -> dict:
     """Draw images_per_prompt images per spec (image j of prompt i with seed + i*images_per_prompt + j, so a
     prompt that repeats gets fresh images), judge each, and score: per category the share of images judged ok,
     overall the mean of the category scores.
 
-    draw(prompts, seeds) -> one image per (prompt, seed) pair; called in batches of batch_size.
-    With out_dir: writes results.json, results.md, grid_successes.png and grid_failures.png.
-    Returns the results dict (as in results.json).
+    draw(prompts, seeds) -> one image per (prompt, seed) pair; called in batches of batch_size. desc labels the
+    progress bar. With out_dir: writes results.json, results.md, grid_successes.png and grid_failures.png (each
+    image captioned with its prompt). Returns the results dict (as in results.json).
     """
     if not specs:
         raise ValueError("run_fidelity needs at least one prompt spec")
@@ -75,9 +76,9 @@ def run_fidelity(draw: DrawFn, specs: list[PromptSpec], images_per_prompt: int =
 
     jobs = [(i, j) for i in range(len(specs)) for j in range(images_per_prompt)]
     per_prompt = [{"category": s.category, "prompt": s.prompt, "spec": asdict(s), "images": []} for s in specs]
-    good: list[Image.Image] = []
-    bad: list[Image.Image] = []
-    with tqdm(total=len(jobs), desc="benchmark", unit="img", disable=not progress) as bar:
+    good: list[tuple[str, Image.Image]] = []  # (prompt, image)
+    bad: list[tuple[str, Image.Image]] = []
+    with tqdm(total=len(jobs), desc=desc, unit="img", disable=not progress) as bar:
         for b in range(0, len(jobs), batch_size):
             chunk = jobs[b : b + batch_size]
             prompts, seeds = [specs[i].prompt for i, _ in chunk], [seed + i * images_per_prompt + j for i, j in chunk]
@@ -88,7 +89,7 @@ def run_fidelity(draw: DrawFn, specs: list[PromptSpec], images_per_prompt: int =
                 im = _as_pil(im)
                 jd = judge(im, specs[i])
                 per_prompt[i]["images"].append({"seed": seed + i * images_per_prompt + j, "ok": jd.ok, "reasons": jd.reasons})
-                (good if jd.ok else bad).append(im)
+                (good if jd.ok else bad).append((specs[i].prompt, im))
             bar.update(len(chunk))
     categories = {}
     for cat in CATEGORIES:
@@ -113,8 +114,8 @@ def run_fidelity(draw: DrawFn, specs: list[PromptSpec], images_per_prompt: int =
     return results
 
 
-def _write(results: dict, out: Path, good: list[Image.Image], bad: list[Image.Image]) -> None:
-    from ..utils.images import save_grid
+def _write(results: dict, out: Path, good: list[tuple[str, Image.Image]], bad: list[tuple[str, Image.Image]]) -> None:
+    from ..utils.images import save_captioned_grid
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -126,11 +127,11 @@ def _write(results: dict, out: Path, good: list[Image.Image], bad: list[Image.Im
             f"images (seeds {results['seed']}…), judged from pixels by the scene checker; overall = "
             f"mean of the category scores.\n\n")
     (out / "results.md").write_text(head + "\n".join(lines) + "\n", encoding="utf-8")
-    tile = (good or bad)[0].size
-    for name, images in (("grid_successes.png", good), ("grid_failures.png", bad)):
-        if not images:  # keep the file set fixed: an empty grid is one blank tile
-            images = [Image.new("RGB", tile, (0, 0, 0))]
-        save_grid(images, out / name, scale=2)
+    tile = (good or bad)[0][1].size
+    for name, cells in (("grid_successes.png", good), ("grid_failures.png", bad)):
+        if not cells:  # keep the file set fixed: an empty grid is one blank tile
+            cells = [("(none)", Image.new("RGB", tile, (0, 0, 0)))]
+        save_captioned_grid([(prompt, [im]) for prompt, im in cells], out / name, cols=8, scale=2)
 
 
 def format_table(results: Mapping[str, dict]) -> str:
