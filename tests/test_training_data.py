@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from wordbrush.config import DataConfig
-from wordbrush.data.folder import write_webdataset
+from wordbrush.data.shards import write_webdataset
 from wordbrush.data.training import TrainingData
 from wordbrush.errors import ConfigError, WordbrushError
 

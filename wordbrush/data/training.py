@@ -23,8 +23,9 @@ from tqdm import tqdm
 
 from ..config import DataConfig
 from ..errors import WordbrushError
-from .folder import TarShardDataset, open_dataset
+from .folder import open_dataset
 from .shapes import ShapesDataset
+from .shards import TarShardDataset
 
 SHUFFLE_BUFFER = 2048  # tar shards: samples held to shuffle the stream
 TOKENIZER_SEED_OFFSET = 3_000_000  # shapes: the BPE's captions come from their own seed
