@@ -136,6 +136,7 @@ class ManifestDataset(_Indexed):
         super().__init__(size, seed, background)
         self.split = split
         self.other_split = 0  # rows of another split
+        self.split_named = 0  # items whose row names the split asked for (the rest have no split value)
         self.manifest = Path(manifest)
         suffix = self.manifest.suffix.lower()
         if suffix not in (".jsonl", ".csv"):
@@ -159,7 +160,18 @@ class ManifestDataset(_Indexed):
                 continue
             caption = next((_caption_cell(row[k]) for k in CAPTION_KEYS if row.get(k) is not None), None)
             group = next((str(row[k]) for k in ("concept", "group") if row.get(k) not in (None, "")), None)
+            before = len(self.items)
             self._add(base / file, caption, group)
+            self.split_named += len(self.items) > before and row.get("split") not in (None, "")
+
+    def actual_split(self) -> str:
+        """Which split the items really are: the split asked for when every item's row names it; "all" when
+        split="all" or no row names a split (every item, training images included); "<split> + N without a
+        split" when only some rows name it (rows without a split value belong to every split)."""
+        if self.split == "all" or self.split_named == 0:
+            return "all"
+        unnamed = len(self.items) - self.split_named
+        return self.split if unnamed == 0 else f"{self.split} + {unnamed} without a split"
 
     def _jsonl_rows(self, text: str) -> Iterator:
         for line in text.splitlines():

@@ -92,3 +92,8 @@ class Reader:
 
     def _usable_count(self) -> int:
         return len(self)  # type: ignore[arg-type]
+
+    def actual_split(self) -> str:
+        """Which split the items really are: "all" here, for data with no split to choose from (a folder, tar
+        shards), whatever split was asked for. A report must say this, not the split it asked for."""
+        return "all"

@@ -47,10 +47,12 @@ class TrainingData:
         self.captions: list[list[str]] = []
         self.groups: list[str] = []
         self.skipped: dict[str, int] = {}
+        self.actual_split = cfg.split  # which split the items really are (see Reader.actual_split)
         if not cfg.path:
             self.shapes = ShapesDataset(None, size=cfg.size, seed=cfg.seed, split=cfg.split)
             return
         ds = open_dataset(cfg.path, size=cfg.size, seed=cfg.seed, background=tuple(cfg.background), split=cfg.split)
+        self.actual_split = ds.actual_split()
         if isinstance(ds, TarShardDataset):
             self.stream = ds
             self._stream_iter: Iterator | None = None
