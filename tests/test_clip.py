@@ -1,6 +1,7 @@
 """CLIP: the contrastive model, its training loop, reranking with it, and the metrics computed in its space."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -68,7 +69,11 @@ def test_clip_loss_embeddings_and_strict_roundtrip(tmp_path):
     images = torch.rand(4, 3, 32, 32)
     ids = scorer.tokenizer.encode(["a red square"] * 4, 8).ids
     loss = scorer.model(images, ids)
-    assert loss.item() > 0 and loss.requires_grad
+    # one caption for all: each image's softmax over the 4 captions is uniform (log 4); each caption's over the 4
+    # images is at least as spread, so log 4 is the floor; the same image 4 times reaches it exactly
+    assert loss.item() >= math.log(4) - 1e-5 and loss.requires_grad
+    same = scorer.model(images[:1].expand(4, -1, -1, -1), ids)
+    assert same.item() == pytest.approx(math.log(4), abs=1e-5)
     emb = scorer.embed_images(images)
     assert emb.shape == (4, 16) and torch.allclose(emb.norm(dim=-1), torch.ones(4), atol=1e-5)
     assert scorer.image_features(torch.rand(3, 3, 48, 48)).shape == (3, 16)  # other sizes are resized

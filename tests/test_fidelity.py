@@ -310,8 +310,9 @@ def test_eval_says_what_it_will_take_and_draws_exactly_that(tmp_path, capsys):
 
 def test_plan_counts_categories_of_each_set():
     specs = make_prompts(3, split="holdout")
-    assert plan([("holdout", specs)], 2) == ("shapes fidelity eval: holdout 4 categories × 3 prompts × 2 images = 24: "
-                                            "24 images from the model (+ the oracle and shuffled baselines, rendered)")
+    assert plan([("holdout", specs)], 2) == (
+        "shapes fidelity eval: holdout 4 categories × 3 prompts × 2 images = 24: "
+        "24 images from the model (+ the oracle and shuffled baselines, rendered)")
 
 
 def test_every_grid_image_is_captioned_with_its_prompt(tmp_path, monkeypatch):
