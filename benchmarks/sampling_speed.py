@@ -16,7 +16,7 @@ import time
 
 import torch
 
-from wordbrush.eval.benchmark import make_prompts
+from wordbrush.eval.prompts import make_prompts
 from wordbrush.pipeline import TextToImagePipeline
 
 

@@ -10,7 +10,8 @@ import pytest
 
 from wordbrush import TextToImagePipeline
 from wordbrush.checkpoint import BUILTIN, builtin_path
-from wordbrush.eval.benchmark import ObjSpec, PromptSpec, judge
+from wordbrush.data.specs import ObjSpec, PromptSpec
+from wordbrush.eval.judge import judge
 from wordbrush.utils.images import to_tensor
 
 SHAPES_MODELS = [n for n in BUILTIN if n.startswith("shapes")]

@@ -1,6 +1,7 @@
 """CLIP: the contrastive model, its training loop, reranking with it, and the metrics computed in its space."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -13,14 +14,8 @@ from wordbrush.cli import main
 from wordbrush.clip import CLIP, CLIPConfig, CLIPScorer
 from wordbrush.data.config import DataConfig
 from wordbrush.errors import CheckpointError, WordbrushError
-from wordbrush.eval.realism import (
-    EvalSet,
-    clip_score,
-    evaluate_on_dataset,
-    frechet_distance,
-    mismatched,
-    retrieval_top1,
-)
+from wordbrush.eval.realism import (ROWS_PER_DRAW, EvalSet, _draw, clip_score, evaluate_on_dataset, frechet_distance,
+                                    load_eval_set, mismatched, retrieval_top1)
 from wordbrush.pipeline import TextToImagePipeline, candidate_generator
 from wordbrush.text.tokenizer import TextTokenizer
 from wordbrush.train.clip import CLIPTrainConfig, random_shift, train_clip
@@ -73,7 +68,11 @@ def test_clip_loss_embeddings_and_strict_roundtrip(tmp_path):
     images = torch.rand(4, 3, 32, 32)
     ids = scorer.tokenizer.encode(["a red square"] * 4, 8).ids
     loss = scorer.model(images, ids)
-    assert loss.item() > 0 and loss.requires_grad
+    # one caption for all: each image's softmax over the 4 captions is uniform (log 4); each caption's over the 4
+    # images is at least as spread, so log 4 is the floor; the same image 4 times reaches it exactly
+    assert loss.item() >= math.log(4) - 1e-5 and loss.requires_grad
+    same = scorer.model(images[:1].expand(4, -1, -1, -1), ids)
+    assert same.item() == pytest.approx(math.log(4), abs=1e-5)
     emb = scorer.embed_images(images)
     assert emb.shape == (4, 16) and torch.allclose(emb.norm(dim=-1), torch.ones(4), atol=1e-5)
     assert scorer.image_features(torch.rand(3, 3, 48, 48)).shape == (3, 16)  # other sizes are resized
@@ -196,12 +195,52 @@ def test_dataset_report_has_three_sets_and_the_real_set_is_best(tmp_path):
     data = EvalSet(images, [f"a {list(COLOURS)[i % 4]} square" for i in range(40)], [str(i % 4) for i in range(40)])
     report = evaluate_on_dataset(pipe, scorer, data, tmp_path / "ev", progress=False)
     figures = report["figures"]
-    assert list(figures) == ["real held-out images", "model", "shuffled captions"]
-    real, model = figures["real held-out images"], figures["model"]
+    assert list(figures) == ["real images", "model", "shuffled captions"]
+    real, model = figures["real images"], figures["model"]
     assert real["fd"] < model["fd"] and real["kid_x1000"] < model["kid_x1000"]  # noise vs an untrained model
     for name in ("report.md", "report.json", "grid.png", "figures.png"):
         assert (tmp_path / "ev" / name).is_file()
     assert "FD-wbCLIP" in (tmp_path / "ev" / "report.md").read_text()
+
+
+def test_dataset_report_says_what_split_the_real_images_are(tmp_path, capsys):
+    """`--split heldout` (the default) on a folder gives every image, the training ones too: the report must say
+    "all", never "heldout" or "held-out". A manifest with a split column reports the split it filtered by."""
+    folder = colour_folder(tmp_path / "d", n_per_colour=8, broken=False)
+    data = load_eval_set(folder, "heldout", 32)
+    assert data.split == "all" and len(data.captions) == 32
+    pipe, scorer = tiny_pipeline(), tiny_scorer()
+    report = evaluate_on_dataset(pipe, scorer, data, tmp_path / "ev", progress=True)
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == ("realism eval: 32 items, 16 reference + 16 evaluated; the model draws 32 images "
+                                   "(16 for their captions + 16 for shuffled captions); the items are every item of "
+                                   "the data: it has no split, so they include any images the model was trained on")
+    for bar in ("realism: model images", "realism: shuffled-caption images", "realism: metrics"):
+        assert bar + ":" in err, bar
+    saved = (tmp_path / "ev" / "report.json").read_text()
+    assert report["data_split"] == json.loads(saved)["data_split"] == "all"
+    assert "held" not in saved.lower()
+    md = (tmp_path / "ev" / "report.md").read_text()
+    assert "it has no split" in md and "held-out" not in md
+    rows = [json.dumps({"file": f"{k:03d}.png", "caption": f"item {k}", "split": "heldout" if k % 2 else "train"})
+            for k in range(32)]
+    (folder / "m.jsonl").write_text("\n".join(rows) + "\n")
+    split = load_eval_set(folder / "m.jsonl", "heldout", 32)
+    assert split.split == "heldout" and len(split.captions) == 16
+    evaluate_on_dataset(pipe, scorer, split, tmp_path / "ev2", progress=False)
+    assert capsys.readouterr().err == ""  # quiet: no plan, no bars
+    assert json.loads((tmp_path / "ev2" / "report.json").read_text())["data_split"] == "heldout"
+    assert "the data's `heldout` split" in (tmp_path / "ev2" / "report.md").read_text()
+
+
+def test_dataset_draws_in_chunks_give_the_images_of_one_call():
+    pipe = tiny_pipeline()
+    n = ROWS_PER_DRAW + 5  # two chunks
+    captions, seeds = [f"a {c} square" for c in list(COLOURS) * n][:n], list(range(100, 100 + n))
+    options = pipe.sampling_options()
+    chunked = _draw(pipe, captions, seeds, options, "test", progress=False)
+    whole = pipe.draw(captions, seeds, options)[0]
+    assert len(chunked) == n and all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(chunked, whole))
 
 
 def test_cli_eval_on_data_needs_a_clip(tmp_path, capsys):

@@ -7,7 +7,7 @@ from PIL import Image
 from conftest import tiny_pipeline
 from wordbrush.cli import main
 from wordbrush.errors import WordbrushError
-from wordbrush.eval.benchmark import make_prompts
+from wordbrush.eval.prompts import make_prompts
 from wordbrush.explain import colour_words_on_their_objects, explain, save_panel
 from wordbrush.pipeline import TextToImagePipeline
 

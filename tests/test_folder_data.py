@@ -10,8 +10,9 @@ import pytest
 from PIL import Image
 
 from wordbrush.cli import main
-from wordbrush.data.folder import (MAX_CAPTION_CHARS, FolderDataset, ManifestDataset, TarShardDataset,
-                                   open_dataset, parse_captions, to_rgb, write_webdataset)
+from wordbrush.data.folder import FolderDataset, ManifestDataset, open_dataset
+from wordbrush.data.reading import MAX_CAPTION_CHARS, parse_captions, to_rgb
+from wordbrush.data.shards import TarShardDataset, write_webdataset
 from wordbrush.errors import WordbrushError
 
 

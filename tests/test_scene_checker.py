@@ -1,16 +1,19 @@
 """The scene checker: every quality figure of the project stands on it, so its bars are tested here.
 
-Measured rates are printed (run with -s to see them).
+Measured rates are printed (run with -s to see them); its speed is benchmarks/shapes_speed.py's.
 """
 
 import io
-import time
+import runpy
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from wordbrush.data.shapes import PALETTE, SHAPES, Obj, Scene, render, sample_scene
+from wordbrush.data.scene import PALETTE, SHAPES, Obj, Scene, render
+from wordbrush.data.shapes import sample_scene
 from wordbrush.eval.scene_checker import (CheckResult, DetectedObj, analyse, check_scene,
                                           classify_pixels, detect_objects, geneval_relations,
                                           label_components)
@@ -38,10 +41,8 @@ def _noise(arr, rng, sigma):
 
 def test_clean_renders_score_100_percent():
     scenes = _scenes(1000, seed=100)
-    t = time.perf_counter()
     rate, results = _rate((render(sc), sc) for sc in scenes)
-    dt = (time.perf_counter() - t) / len(scenes)
-    print(f"\nclean: {rate:.2%} of 1000 ({dt * 1e3:.2f} ms per image)")
+    print(f"\nclean: {rate:.2%} of 1000")
     bad = [(sc, r.reasons) for sc, r in zip(scenes, results) if not r.ok]
     assert rate == 1.0, bad[:3]
 
@@ -166,15 +167,33 @@ def test_pixel_classification_and_labelling():
     assert lab[10, 3] == lab[17, 11] and lab[3, 3] != lab[10, 3] and lab[3, 9] != lab[3, 13]
 
 
-def test_speed():
-    scenes = _scenes(200, seed=700)
-    imgs = [render(sc) for sc in scenes]
-    t = time.perf_counter()
-    for img in imgs:
-        detect_objects(img)
-    per = (time.perf_counter() - t) / len(imgs)
-    print(f"\ndetect_objects: {per * 1e3:.2f} ms per 64x64 image")
-    assert per < 0.02
+def test_detection_moves_with_the_scene_and_leaves_its_input_alone():
+    """Shifting a scene shifts every detected box by the same offset and changes nothing else; the input array is
+    not written to (timing: benchmarks/shapes_speed.py)."""
+    rng = np.random.default_rng(700)
+    moved = 0
+    for sc in _scenes(200, seed=700):
+        boxes = [o.box(64) for o in sc.objects]
+        room = (64 - max(b[2] for b in boxes), 64 - max(b[3] for b in boxes))  # free pixels right and below
+        dx, dy = int(rng.integers(room[0] + 1)), int(rng.integers(room[1] + 1))
+        shifted = Scene(sc.kind, tuple(replace(o, x=o.x + dx, y=o.y + dy) for o in sc.objects), sc.relation)
+        img = render(sc)
+        before = img.copy()
+        a, b = detect_objects(img), detect_objects(render(shifted))
+        assert np.array_equal(img, before)
+        key = lambda d: (d.color, d.shape, d.size, d.area)  # noqa: E731
+        assert sorted(map(key, a)) == sorted(map(key, b))
+        assert sorted((x0 + dx, y0 + dy, x1 + dx, y1 + dy) for x0, y0, x1, y1 in (d.bbox for d in a)) == \
+            sorted(d.bbox for d in b)
+        moved += (dx, dy) != (0, 0)
+    assert moved > 150
+
+
+def test_speed_benchmark_script_runs(capsys):
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "shapes_speed.py"
+    figures = runpy.run_path(str(script))["main"](["--n", "6", "--repeats", "1"])
+    assert set(figures) == {"render_us", "detect_objects_ms", "judge_ms"}
+    assert "detect_objects" in capsys.readouterr().out
 
 
 # --- check_scene semantics ---------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 import json
 import re
-import time
 from collections import Counter, defaultdict
 
 import numpy as np
@@ -11,9 +10,10 @@ from PIL import Image
 
 from wordbrush.data.captions import (P_NO_RELATION, PAIR_NO_RELATION_TEMPLATES, RESERVED_WORDS, TEMPLATES,
                                      UNSEEN_FORMS, caption, caption_and_template, reserved_in)
-from wordbrush.data.shapes import (COLORS, DEFAULT_HOLDOUT, PALETTE, SHAPES, SIZES, Obj, Scene,
-                                   ShapesDataset, relation_holds, render, sample_scene,
-                                   shape_mask, side_px, write_dataset)
+from wordbrush.data.placement import GAP, place_free, place_pair, relation_holds, separated
+from wordbrush.data.scene import (COLORS, PALETTE, RELATIONS, SHAPES, SIZES, Obj, Scene, render, render_into,
+                                  shape_mask, side_px)
+from wordbrush.data.shapes import DEFAULT_HOLDOUT, ShapesDataset, sample_scene, write_dataset
 
 
 def _scenes(n, seed=0, split="all", size=64):
@@ -208,7 +208,7 @@ def test_reserved_words_never_used():
     assert reserved_in("a big ball beneath a box") == ["ball", "beneath", "big", "box"]
     assert reserved_in("a cross to the right side of a square") == ["to the right side of"]
     assert reserved_in("a boxer") == []
-    for form in UNSEEN_FORMS:  # every sentence frame of the paraphrase benchmark carries a reserved marker
+    for form in UNSEEN_FORMS:  # every sentence frame of the paraphrased prompts carries a reserved marker
         assert reserved_in(form.format(x="a circle")), form
 
 
@@ -247,12 +247,46 @@ def test_render_rejects_out_of_canvas():
         render(Scene("single", (Obj("red", "square", "large", 50, 0),)), 64)
 
 
-def test_render_speed():
-    scenes = _scenes(500, seed=6)
-    render(scenes[0])
-    t = time.perf_counter()
-    for sc in scenes:
-        render(sc)
-    per = (time.perf_counter() - t) / len(scenes)
-    print(f"\nrender: {per * 1e6:.1f} us per 64x64 image")
-    assert per < 1e-3
+def test_render_into_overwrites_whatever_the_canvas_held():
+    """render_batch reuses one array: a canvas's old pixels must never show through (timing:
+    benchmarks/shapes_speed.py)."""
+    canvas = np.full((64, 64, 3), 77, np.uint8)
+    for sc in _scenes(50, seed=6):
+        out = render_into(canvas, sc)
+        assert out is canvas and np.array_equal(canvas, render(sc))
+    with pytest.raises(ValueError):  # the cached masks are shared: they must not be writable
+        shape_mask("circle", 13)[0, 0] = True
+
+
+# --- placement ---------------------------------------------------------------------------------
+
+def test_place_free_keeps_boxes_apart_and_inside():
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        W = int(rng.choice([16, 32, 64]))
+        sides = [side_px(str(rng.choice(list(SIZES))), W) for _ in range(int(rng.integers(1, 4)))]
+        corners = place_free(rng, W, sides)
+        if corners is None:
+            continue
+        assert len(corners) == len(sides)
+        boxes = [(x, y, s) for (x, y), s in zip(corners, sides)]
+        for i, (x, y, s) in enumerate(boxes):
+            assert 0 <= x <= W - s and 0 <= y <= W - s
+            for other in boxes[i + 1:]:
+                assert separated((x, y, s), other)
+    assert place_free(np.random.default_rng(0), 64, [40, 40]) is None  # two 40 px boxes cannot fit apart
+    assert separated((0, 0, 10), (10 + GAP, 0, 5)) and not separated((0, 0, 10), (10 + GAP - 1, 0, 5))
+
+
+def test_place_pair_makes_the_relation_clear():
+    rng = np.random.default_rng(1)
+    for relation in RELATIONS:
+        for s0, s1 in ((13, 22), (22, 22), (13, 13)):
+            (x0, y0), (x1, y1) = place_pair(rng, 64, s0, s1, relation)
+            c0, c1 = (x0 + s0 / 2, y0 + s0 / 2), (x1 + s1 / 2, y1 + s1 / 2)
+            assert relation_holds(c0, c1, relation, 64, strict=True)
+            assert not relation_holds(c1, c0, relation, 64)  # the other way round it does not hold
+            assert separated((x0, y0, s0), (x1, y1, s1))
+    assert place_pair(rng, 16, 14, 14, "left of") is None  # no room for a clear relation
+    with pytest.raises(ValueError, match="unknown relation"):
+        place_pair(rng, 64, 13, 13, "beside")

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from wordbrush.data.config import DataConfig
-from wordbrush.data.folder import write_webdataset
+from wordbrush.data.shards import write_webdataset
 from wordbrush.data.training import TrainingData
 from wordbrush.errors import ConfigError, WordbrushError
 
@@ -52,3 +52,27 @@ def test_shapes_and_shards_and_errors(tmp_path):
         TrainingData(DataConfig(path=str(tmp_path / "m" / "m.jsonl"), size=16, split="nope"))
     with pytest.raises(ConfigError, match="shapes dataset"):
         DataConfig(split="heldout")
+
+
+def test_actual_split_says_what_the_items_are(tmp_path):
+    """Asking for a split the data does not have gives every item: the label must then be "all", not the ask."""
+    path = str(manifest(tmp_path / "split"))
+    assert TrainingData(DataConfig(path=path, size=16, split="heldout")).actual_split == "heldout"
+    assert TrainingData(DataConfig(path=path, size=16, split="all")).actual_split == "all"
+    rows = [json.loads(line) for line in (tmp_path / "split" / "m.jsonl").read_text().splitlines()]
+    for r in rows:
+        r.pop("split")
+    (tmp_path / "split" / "plain.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    plain = TrainingData(DataConfig(path=str(tmp_path / "split" / "plain.jsonl"), size=16, split="heldout"))
+    assert len(plain) == 10 and plain.actual_split == "all"  # no split column: the training images too
+    rows[0]["split"] = "heldout"  # one row names the split, nine name none (they belong to every split)
+    (tmp_path / "split" / "mixed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    mixed = TrainingData(DataConfig(path=str(tmp_path / "split" / "mixed.jsonl"), size=16, split="heldout"))
+    assert mixed.actual_split == "heldout + 9 without a split"
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for k in range(3):
+        Image.new("RGB", (16, 16)).save(folder / f"{k}.png")
+        (folder / f"{k}.txt").write_text(f"item {k}")
+    assert TrainingData(DataConfig(path=str(folder), size=16, split="heldout")).actual_split == "all"
+    assert TrainingData(DataConfig(size=16, split="holdout")).actual_split == "holdout"  # shapes draws its split

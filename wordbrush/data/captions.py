@@ -7,12 +7,10 @@ whether a model generalises to phrasings it never saw in training (e.g. "a big b
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .shapes import Obj, Scene
+from .scene import Obj, Scene
 
 # ---- Wording training captions never use. The paraphrase benchmark (eval/paraphrase.py) writes its prompts
 # with these, to measure whether a model understands phrasings it never saw; tests/test_shapes.py checks that
@@ -129,44 +127,46 @@ PAIR_NO_RELATION_TEMPLATES: tuple[str, ...] = (
 )
 
 
-def _pick(rng: np.random.Generator, seq):
+def pick(rng: np.random.Generator, seq):
+    """One item of seq drawn from rng (one rng.integers draw)."""
     return seq[int(rng.integers(len(seq)))]
 
 
-def _article(phrase: str) -> str:
+def article(phrase: str) -> str:
+    """The phrase after "a" or "an": "an orange square"."""
     return ("an " if phrase[:1] in "aeiou" else "a ") + phrase
 
 
-def _phrase(rng: np.random.Generator, obj: "Obj", plural: bool = False) -> str:
+def _phrase(rng: np.random.Generator, obj: Obj, plural: bool = False) -> str:
     """e.g. "large red circle"; colour and size each sometimes left out."""
     words = []
     if rng.random() >= P_DROP_SIZE:
-        words.append(_pick(rng, SIZE_WORDS[obj.size]))
+        words.append(pick(rng, SIZE_WORDS[obj.size]))
     if rng.random() >= P_DROP_COLOR:
         words.append(obj.color)
-    words.append(_pick(rng, SHAPE_WORDS[obj.shape])[1 if plural else 0])
+    words.append(pick(rng, SHAPE_WORDS[obj.shape])[1 if plural else 0])
     return " ".join(words)
 
 
-def caption_and_template(scene: "Scene", rng: np.random.Generator) -> tuple[str, str]:
+def caption_and_template(scene: Scene, rng: np.random.Generator) -> tuple[str, str]:
     """A random caption of the scene and the template it came from."""
     kind = scene.kind
     if kind not in TEMPLATES:
         raise ValueError(f"unknown scene kind {kind!r}")
     if kind == "pair" and rng.random() < P_NO_RELATION:
-        template = _pick(rng, PAIR_NO_RELATION_TEMPLATES)
+        template = pick(rng, PAIR_NO_RELATION_TEMPLATES)
     else:
-        template = _pick(rng, TEMPLATES[kind])
+        template = pick(rng, TEMPLATES[kind])
     if kind == "single":
         t = _phrase(rng, scene.objects[0])
-        text = template.format(o=_article(t), t=t)
+        text = template.format(o=article(t), t=t)
     elif kind == "pair":
         a, b, rel = scene.objects[0], scene.objects[1], scene.relation
         if rng.random() < 0.5:  # say it the other way round: "b right of a" == "a left of b"
             a, b, rel = b, a, INVERSE[rel]
         ta, tb = _phrase(rng, a), _phrase(rng, b)
-        r = _pick(rng, RELATION_WORDS[rel])
-        text = template.format(a=_article(ta), b=_article(tb), ta=ta, tb=tb, r=r)
+        r = pick(rng, RELATION_WORDS[rel])
+        text = template.format(a=article(ta), b=article(tb), ta=ta, tb=tb, r=r)
     else:
         k = len(scene.objects)
         n = str(k) if rng.random() < P_DIGITS else NUMBER_WORDS[k]
@@ -174,7 +174,7 @@ def caption_and_template(scene: "Scene", rng: np.random.Generator) -> tuple[str,
     return text, template
 
 
-def caption(scene: "Scene", rng: np.random.Generator) -> str:
+def caption(scene: Scene, rng: np.random.Generator) -> str:
     """A random caption of the scene."""
     return caption_and_template(scene, rng)[0]
 

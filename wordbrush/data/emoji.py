@@ -30,7 +30,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import WordbrushError
-from .folder import to_rgb
+from .reading import to_rgb
 
 STYLES: tuple[str, ...] = ("google", "twitter")
 IMAGE_PACKAGES: dict[str, tuple[str, str]] = {  # style -> (npm package, pinned version)

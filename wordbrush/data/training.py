@@ -23,8 +23,9 @@ from tqdm import tqdm
 
 from ..errors import WordbrushError
 from .config import DataConfig
-from .folder import TarShardDataset, open_dataset
+from .folder import open_dataset
 from .shapes import ShapesDataset
+from .shards import TarShardDataset
 
 SHUFFLE_BUFFER = 2048  # tar shards: samples held to shuffle the stream
 TOKENIZER_SEED_OFFSET = 3_000_000  # shapes: the BPE's captions come from their own seed
@@ -46,10 +47,12 @@ class TrainingData:
         self.captions: list[list[str]] = []
         self.groups: list[str] = []
         self.skipped: dict[str, int] = {}
+        self.actual_split = cfg.split  # which split the items really are (see Reader.actual_split)
         if not cfg.path:
             self.shapes = ShapesDataset(None, size=cfg.size, seed=cfg.seed, split=cfg.split)
             return
         ds = open_dataset(cfg.path, size=cfg.size, seed=cfg.seed, background=tuple(cfg.background), split=cfg.split)
+        self.actual_split = ds.actual_split()
         if isinstance(ds, TarShardDataset):
             self.stream = ds
             self._stream_iter: Iterator | None = None

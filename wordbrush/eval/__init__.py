@@ -1,4 +1,11 @@
-"""Evaluation: the shapes scene checker (scene_checker.py) and metrics."""
+"""Evaluation.
+
+- the shapes scene checker (scene_checker.py): objects recovered from pixels;
+- the shapes prompt-fidelity benchmark: prompts.py (make_prompts), paraphrase.py, judge.py, oracle.py (the
+  baselines), fidelity.py (run_fidelity, format_table) and report.py (`wordbrush eval`: all of them at once);
+  the prompt specs themselves are data/specs.py's;
+- realism and alignment on any dataset (realism.py: FD/KID/FJD on a wordbrush CLIP, CLIP score, R-precision).
+"""
 
 from .scene_checker import CheckResult, DetectedObj, check_scene, detect_objects
 

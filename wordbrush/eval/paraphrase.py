@@ -1,8 +1,8 @@
-"""The paraphrase benchmark: the standard benchmark's prompts (same scenes, same seed, same judge) written in
-words and sentence forms that training captions never use: shape, colour, size, relation and number synonyms
-and sentence frames, all from data/captions.py's UNSEEN_* lists ("show me a crimson ball beneath an azure
-box"). A model that only memorised its caption vocabulary fails here; one whose text encoder knows the
-language should not.
+"""The fidelity benchmark's paraphrased prompts: the standard prompts (same scenes, same seed, same judge) written
+in words and sentence forms that training captions never use: shape, colour, size, relation and number synonyms
+and sentence frames, all from data/captions.py's UNSEEN_* lists ("show me a crimson ball beneath an azure box").
+A model that only memorised its caption vocabulary fails here; one whose text encoder knows the language should
+not.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from dataclasses import replace
 import numpy as np
 
 from ..data.captions import (UNSEEN_AND_WORDS, UNSEEN_COLOR_WORDS, UNSEEN_FORMS, UNSEEN_NUMBER_WORDS,
-                             UNSEEN_RELATION_WORDS, UNSEEN_SHAPE_WORDS, UNSEEN_SIZE_WORDS, _article, _pick)
-from .benchmark import DEFAULT_SEED, ObjSpec, PromptSpec, make_prompts
+                             UNSEEN_RELATION_WORDS, UNSEEN_SHAPE_WORDS, UNSEEN_SIZE_WORDS, article, pick)
+from ..data.specs import ObjSpec, PromptSpec
+from .prompts import DEFAULT_SEED, make_prompts
 
 P_SIZE_WORD = 0.3  # single objects sometimes get a size word; sizes are never judged
 
@@ -25,18 +26,18 @@ def paraphrase(spec: PromptSpec, rng: np.random.Generator) -> PromptSpec:
     def phrase(o: ObjSpec) -> str:
         words = []
         if o.count == 1 and rng.random() < P_SIZE_WORD:
-            words.append(_pick(rng, _pick(rng, tuple(UNSEEN_SIZE_WORDS.values()))))
+            words.append(pick(rng, pick(rng, tuple(UNSEEN_SIZE_WORDS.values()))))
         if o.color is not None:
-            words.append(_pick(rng, UNSEEN_COLOR_WORDS[o.color]))
-        words.append(_pick(rng, UNSEEN_SHAPE_WORDS[o.shape])[1 if o.count > 1 else 0])
+            words.append(pick(rng, UNSEEN_COLOR_WORDS[o.color]))
+        words.append(pick(rng, UNSEEN_SHAPE_WORDS[o.shape])[1 if o.count > 1 else 0])
         text = " ".join(words)
-        return f"{_pick(rng, UNSEEN_NUMBER_WORDS[o.count])} {text}" if o.count > 1 else _article(text)
+        return f"{pick(rng, UNSEEN_NUMBER_WORDS[o.count])} {text}" if o.count > 1 else article(text)
 
     if spec.relation is not None:
-        scene = f"{phrase(spec.objects[0])} {_pick(rng, UNSEEN_RELATION_WORDS[spec.relation])} {phrase(spec.objects[1])}"
+        scene = f"{phrase(spec.objects[0])} {pick(rng, UNSEEN_RELATION_WORDS[spec.relation])} {phrase(spec.objects[1])}"
     else:
-        scene = f" {_pick(rng, UNSEEN_AND_WORDS)} ".join(phrase(o) for o in spec.objects)
-    return replace(spec, prompt=_pick(rng, UNSEEN_FORMS).format(x=scene))
+        scene = f" {pick(rng, UNSEEN_AND_WORDS)} ".join(phrase(o) for o in spec.objects)
+    return replace(spec, prompt=pick(rng, UNSEEN_FORMS).format(x=scene))
 
 
 def make_paraphrase_prompts(n_per_category: int = 20, seed: int = DEFAULT_SEED, split: str = "all") -> list[PromptSpec]:

@@ -15,6 +15,7 @@ No Inception (or OpenAI CLIP) weights can be had offline, so the metrics are nam
 from __future__ import annotations
 
 import json
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,16 +77,18 @@ class EvalSet:
     images: np.ndarray  # (N, H, W, 3) uint8
     captions: list[str]
     groups: list[str]  # items of one group are never each other's distractors
+    split: str = "unknown"  # which split the items really are (TrainingData.actual_split); "all": training images too
 
 
 def load_eval_set(path: str | Path, split: str, size: int, max_items: int = 0,
                   background: tuple[int, int, int] = (255, 255, 255)) -> EvalSet:
-    """The items of a dataset on disk (a manifest's `split` rows; other kinds: every item), first caption each."""
+    """The items of a dataset on disk (a manifest's `split` rows; other kinds: every item), first caption each. The
+    set's split says what they really are: "all" when the data has no split column, whatever split was asked."""
     data = TrainingData(DataConfig(path=str(path), size=size, split=split, background=background))
     if not data.in_memory:
         raise WordbrushError("dataset evaluation needs a folder or a manifest (tar shards are streamed)")
     n = len(data) if max_items <= 0 else min(max_items, len(data))
-    return EvalSet(data.images[:n], [c[0] for c in data.captions[:n]], data.groups[:n])
+    return EvalSet(data.images[:n], [c[0] for c in data.captions[:n]], data.groups[:n], data.actual_split)
 
 
 class CLIPImageFeatures(nn.Module):
@@ -114,7 +117,8 @@ def mismatched(groups: list[str], rng: np.random.Generator) -> np.ndarray:
     return p
 
 
-SETS = ("real held-out images", "model", "shuffled captions")
+SETS = ("real images", "model", "shuffled captions")  # real: the evaluation half's own; report["data_split"]: which
+ROWS_PER_DRAW = 64  # pipe.draw's batch, candidates included: chunks of 64 // C images give the images of one call
 METRICS = (("fd", "FD-wbCLIP ↓"), ("kid_x1000", "KID-wbCLIP ×1000 ↓"), ("fjd", "FJD-wbCLIP ↓"),
            ("clip_score", "CLIP score ↑"), ("r_precision", "R-precision@32 ↑"))
 
@@ -125,7 +129,9 @@ def evaluate_on_dataset(pipe, clip: CLIPScorer, data: EvalSet, out_dir: str | Pa
     """Split the items at random into a reference half and an evaluation half. For the evaluation half's captions,
     three image sets: the real images, the model's images, and the model's images for another item's caption
     (shuffled). Each set is scored against the evaluation half's captions and, for FD/KID/FJD, against the
-    reference half's real images, so the real set's distances are the floor a perfect model would reach."""
+    reference half's real images, so the real set's distances are the floor a perfect model would reach.
+    With progress: one line to stderr first (items, halves, images to draw, and which split the items are), then a
+    labelled bar per image set."""
     from torchmetrics.image.fid import FrechetInceptionDistance
     from torchmetrics.image.kid import KernelInceptionDistance
 
@@ -141,12 +147,11 @@ def evaluate_on_dataset(pipe, clip: CLIPScorer, data: EvalSet, out_dir: str | Pa
     groups = [data.groups[i] for i in ev]
     swap = mismatched(groups, rng)
     seeds = [seed + k for k in range(len(ev))]
-    bar = tqdm(total=2, desc="generate", disable=not progress)
-    model_images = pipe.draw(captions, seeds, options)[0]
-    bar.update(1)
-    shuffled_images = pipe.draw([captions[j] for j in swap], seeds, options)[0]
-    bar.update(1)
-    bar.close()
+    if progress:
+        print(plan(data, len(ref), len(ev), options.candidates), file=sys.stderr)
+    model_images = _draw(pipe, captions, seeds, options, "realism: model images", progress)
+    shuffled_images = _draw(pipe, [captions[j] for j in swap], seeds, options, "realism: shuffled-caption images",
+                            progress)
     sets = {SETS[0]: to_tensor(data.images[ev]), SETS[1]: _stack(model_images), SETS[2]: _stack(shuffled_images)}
 
     real_ref = to_tensor(data.images[ref])
@@ -161,7 +166,7 @@ def evaluate_on_dataset(pipe, clip: CLIPScorer, data: EvalSet, out_dir: str | Pa
         kid = KernelInceptionDistance(feature=features, subsets=100, subset_size=subset, reset_real_features=False)
     kid.update(real_ref, real=True)
     figures: dict[str, dict[str, float]] = {}
-    for name, images in sets.items():
+    for name, images in tqdm(sets.items(), desc="realism: metrics", unit="set", disable=not progress):
         fid.reset()
         kid.reset()
         fid.update(images, real=False)
@@ -175,7 +180,7 @@ def evaluate_on_dataset(pipe, clip: CLIPScorer, data: EvalSet, out_dir: str | Pa
             "r_precision": round(retrieval_top1(image_emb, text_emb, groups, seed=seed), 4),
         }
     report = {"items": len(perm), "reference_items": len(ref), "evaluated_items": len(ev), "seed": seed,
-              "options": vars(options), "figures": figures,
+              "data_split": data.split, "options": vars(options), "figures": figures,
               # best-of-N by the very CLIP that measures: its alignment figures flatter the model
               "reranked_by_measuring_clip": options.candidates > 1 and options.rerank == "clip" and pipe.clip is clip}
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
@@ -184,6 +189,34 @@ def evaluate_on_dataset(pipe, clip: CLIPScorer, data: EvalSet, out_dir: str | Pa
     plot = _plot(figures, out / "figures.png")
     (out / "report.md").write_text(_markdown(report, grid.name, plot.name), encoding="utf-8")
     return report
+
+
+def split_note(split: str) -> str:
+    """What the real images are, in words, from EvalSet.split."""
+    if split == "all":
+        return "every item of the data: it has no split, so they include any images the model was trained on"
+    if split == "unknown":
+        return "items whose split was not given"
+    return f"the data's `{split}` split"
+
+
+def plan(data: EvalSet, n_ref: int, n_ev: int, candidates: int) -> str:
+    """One line saying what evaluate_on_dataset will take."""
+    best = f", each the best of {candidates}" if candidates > 1 else ""
+    return (f"realism eval: {n_ref + n_ev} items, {n_ref} reference + {n_ev} evaluated; the model draws {2 * n_ev} "
+            f"images ({n_ev} for their captions + {n_ev} for shuffled captions{best}); the items are "
+            f"{split_note(data.split)}")
+
+
+def _draw(pipe, captions: list[str], seeds: list[int], options, desc: str, progress: bool) -> list[Image.Image]:
+    """pipe.draw in chunks the size of its own batches (so the images are those of one call), under a bar."""
+    step = max(1, ROWS_PER_DRAW // options.candidates)
+    images: list[Image.Image] = []
+    with tqdm(total=len(captions), desc=desc, unit="img", disable=not progress) as bar:
+        for s in range(0, len(captions), step):
+            images += pipe.draw(captions[s : s + step], seeds[s : s + step], options)[0]
+            bar.update(len(captions[s : s + step]))
+    return images
 
 
 def _seeded(seed: int, fn):
@@ -210,10 +243,11 @@ def _markdown(report: dict[str, Any], grid: str, plot: str) -> str:
         "# Realism and alignment on a dataset", "",
         f"{report['evaluated_items']} evaluated items (their captions drawn once each: seed k for item k) against a "
         f"reference half of {report['reference_items']} real images, split at random (seed {report['seed']}). "
+        f"The items are {split_note(report['data_split'])}. "
         "All figures use the wordbrush CLIP named in the command (trained here: no Inception weights exist offline), "
         "so they are comparable only between reports made with the same CLIP.", "",
         *rows, "",
-        "- *real held-out images*: the evaluation half's own images (the floor of FD/KID/FJD and the ceiling of "
+        "- *real images*: the evaluation half's own images (the floor of FD/KID/FJD and the ceiling of "
         "CLIP score and R-precision at this n).",
         "- *shuffled captions*: the model's images for another item's caption, scored against the item's own: "
         "chance alignment. Their FD equals the model's in expectation (the same captions, reordered); FJD, which "

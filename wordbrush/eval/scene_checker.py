@@ -27,7 +27,7 @@ from itertools import permutations
 import numpy as np
 from PIL import Image
 
-from ..data.shapes import PALETTE, SHAPES, SIZES, Scene, shape_mask, side_px
+from ..data.scene import PALETTE, SHAPES, SIZES, Scene, shape_mask, side_px
 
 _COLOR_NAMES = tuple(PALETTE)
 _C = np.array([PALETTE[c] for c in _COLOR_NAMES], dtype=np.float32)  # (K, 3)

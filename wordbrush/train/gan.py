@@ -31,18 +31,12 @@ from tqdm import tqdm
 from ..checkpoint import load_optimizer, load_part, save_optimizer, save_part, write_json
 from ..clip import CLIPScorer
 from ..config import check, to_dict
+from ..data.specs import ObjSpec, PromptSpec, render_spec
 from ..data.training import TrainingData
 from ..errors import ConfigError, WordbrushError
-from ..eval.benchmark import ObjSpec, PromptSpec, render_spec
 from ..generators.gan import GAN, GANConfig, Text
-from ..generators.gan_discriminator import (
-    Discriminator,
-    NoiseEncoder,
-    discriminator_loss,
-    generator_loss,
-    mean_pairwise_distance,
-    posterior_loss,
-)
+from ..generators.gan_discriminator import (Discriminator, NoiseEncoder, discriminator_loss, generator_loss,
+                                            mean_pairwise_distance, posterior_loss)
 from ..generators.options import SampleOptions
 from ..image.vae import DiscreteVAE
 from ..pipeline import TextToImagePipeline

@@ -1,20 +1,25 @@
 """The shapes prompt-fidelity benchmark: prompts, the judge (against oracle and known-wrong renders),
-the runner and its baselines."""
+the runner and its baselines, the `wordbrush eval` report; the same numbers as before the eval/ split."""
 
 import dataclasses
+import hashlib
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from wordbrush.data.captions import INVERSE, reserved_in
-from wordbrush.data.shapes import COLORS, DEFAULT_HOLDOUT, SHAPES, Obj, Scene, render
-from wordbrush.eval.benchmark import (CATEGORIES, COLOR_CATEGORIES, ObjSpec, PromptSpec,
-                                      baseline_generators, format_table, judge, make_prompts,
-                                      oracle_generator, render_spec, run_benchmark, scene_for_spec,
-                                      shuffled_generator)
+from wordbrush.data.scene import COLORS, SHAPES, Obj, Scene, render
+from wordbrush.data.shapes import DEFAULT_HOLDOUT, ShapesDataset
+from wordbrush.data.specs import CATEGORIES, COLOR_CATEGORIES, ObjSpec, PromptSpec, render_spec, scene_for_spec
+from wordbrush.eval.fidelity import format_table, run_fidelity
+from wordbrush.eval.judge import judge
+from wordbrush.eval.oracle import baseline_draws, oracle_draw, shuffled_draw
+from wordbrush.eval.prompts import make_prompts
+from wordbrush.eval.report import evaluate_pipeline, plan
 from wordbrush.eval.paraphrase import make_paraphrase_prompts
 
 N = 20
@@ -161,14 +166,13 @@ def test_judge_fails_other_wrong_images():
 def test_oracle_scores_one_and_writes_files(tmp_path):
     specs = make_prompts(3, split="all")
     calls = []
-    oracle = oracle_generator(specs)
+    oracle = oracle_draw(specs)
 
-    def generate(prompts, seeds):
+    def draw(prompts, seeds):
         calls.append((list(prompts), list(seeds)))
         return oracle(prompts, seeds)
 
-    res = run_benchmark(generate, specs, images_per_prompt=2, seed=5, out_dir=tmp_path, batch_size=7,
-                        progress=False)
+    res = run_fidelity(draw, specs, images_per_prompt=2, seed=5, out_dir=tmp_path, batch_size=7, progress=False)
     assert res["overall"] == 1.0
     assert set(res["categories"]) == set(CATEGORIES)
     assert all(c["score"] == 1.0 and c["n_images"] == 6 for c in res["categories"].values())
@@ -183,14 +187,14 @@ def test_oracle_scores_one_and_writes_files(tmp_path):
     assert "| attribute_binding | 1.000 | 6/6 |" in md and "| **overall** | **1.000** |" in md
     assert Image.open(tmp_path / "grid_successes.png").size[0] > 128  # upscaled ×2 tiles
     # reproducible
-    again = run_benchmark(oracle, specs, images_per_prompt=2, seed=5, batch_size=16, progress=False)
+    again = run_fidelity(oracle, specs, images_per_prompt=2, seed=5, batch_size=16, progress=False)
     assert again["prompts"] == res["prompts"]
 
 
 def test_shuffled_baseline_scores_low_and_table(tmp_path):
     specs = make_prompts(8, split="all")
-    gens = baseline_generators(specs)
-    res = {name: run_benchmark(g, specs, images_per_prompt=2, progress=False) for name, g in gens.items()}
+    draws = baseline_draws(specs)
+    res = {name: run_fidelity(d, specs, images_per_prompt=2, progress=False) for name, d in draws.items()}
     assert res["oracle"]["overall"] == 1.0
     assert res["shuffled"]["overall"] < 0.4
     table = format_table(res)
@@ -201,21 +205,21 @@ def test_shuffled_baseline_scores_low_and_table(tmp_path):
     fails = [im for p in res["shuffled"]["prompts"] for im in p["images"] if not im["ok"]]
     assert fails and all(im["reasons"] for im in fails)
     hold = make_prompts(2, split="holdout")
-    hres = run_benchmark(oracle_generator(hold), hold, images_per_prompt=1, progress=False)
+    hres = run_fidelity(oracle_draw(hold), hold, images_per_prompt=1, progress=False)
     assert "–" in format_table({"all": res["oracle"], "holdout": hres})
 
 
-def test_runner_rejects_bad_generators():
+def test_runner_rejects_bad_draw_functions():
     specs = make_prompts(1, split="all")
     with pytest.raises(ValueError, match="returned"):
-        run_benchmark(lambda p, s: [], specs, progress=False)
+        run_fidelity(lambda p, s: [], specs, progress=False)
     with pytest.raises(ValueError, match="no spec"):
-        run_benchmark(oracle_generator(specs[:1]), specs, progress=False)
+        run_fidelity(oracle_draw(specs[:1]), specs, progress=False)
     with pytest.raises(ValueError):
-        shuffled_generator(specs[:1])
+        shuffled_draw(specs[:1])
 
 
-# --- the paraphrase benchmark --------------------------------------------------------------------
+# --- the paraphrased prompts ----------------------------------------------------------------------
 
 def test_paraphrases_keep_the_scenes_and_use_only_unseen_wording(specs):
     para = make_paraphrase_prompts(N)
@@ -231,5 +235,110 @@ def test_paraphrases_keep_the_scenes_and_use_only_unseen_wording(specs):
 
 def test_oracle_passes_paraphrased_prompts():
     para = make_paraphrase_prompts(4)
-    res = run_benchmark(oracle_generator(para), para, images_per_prompt=1, progress=False)
+    res = run_fidelity(oracle_draw(para), para, images_per_prompt=1, progress=False)
     assert res["overall"] == 1.0
+
+
+# --- the same numbers as before the refactor (tests/data/record_fidelity.py) ----------------------
+
+RECORDED = json.loads((Path(__file__).parent / "data" / "fidelity_outputs.json").read_text())
+
+
+def _sha(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()[:16]
+
+
+def _as_json(specs) -> list:
+    return json.loads(json.dumps([dataclasses.asdict(s) for s in specs]))
+
+
+def test_prompt_lists_are_the_recorded_ones():
+    for split in ("all", "holdout", "train"):
+        assert _as_json(make_prompts(20, split=split)) == RECORDED["prompts"][split], split
+    assert _as_json(make_paraphrase_prompts(20)) == RECORDED["prompts"]["paraphrase"]
+
+
+def test_oracle_renders_and_judgements_are_the_recorded_ones():
+    specs = make_prompts(4, split="all")
+    for k, (s, rec) in enumerate(zip(specs, RECORDED["renders"], strict=True)):
+        assert s.prompt == rec["prompt"]
+        assert _sha(render_spec(s, np.random.default_rng([11, k]), rec["size"])) == rec["sha"], s.prompt
+    for name, draw in baseline_draws(specs).items():
+        r = run_fidelity(draw, specs, images_per_prompt=2, seed=5, progress=False)
+        rec = RECORDED["runs"][name]
+        assert r["overall"] == rec["overall"] and r["categories"] == rec["categories"], name
+        assert [im for p in r["prompts"] for im in p["images"]] == rec["images"], name  # seeds, verdicts, reasons
+
+
+def test_shapes_items_are_the_recorded_ones():
+    for split, rows in RECORDED["dataset"].items():
+        ds = ShapesDataset(40, size=64, seed=3, split=split)
+        for i, rec in enumerate(rows):
+            arr, text, scene = ds.item_arrays(i)
+            assert (text, scene.to_dict(), _sha(arr)) == (rec["caption"], rec["scene"], rec["sha"]), (split, i)
+
+
+# --- `wordbrush eval` on shapes: what it will take, labelled bars, captioned grids -----------------
+
+class BlackPipe:
+    """A stand-in pipeline whose draw gives black images (every one a failure) and counts them."""
+
+    def __init__(self):
+        self.drawn = 0
+
+    def draw(self, prompts, seeds, options=None):
+        self.drawn += len(prompts)
+        return [Image.new("RGB", (64, 64)) for _ in prompts], None
+
+
+def test_eval_says_what_it_will_take_and_draws_exactly_that(tmp_path, capsys):
+    pipe = BlackPipe()
+    report = evaluate_pipeline(pipe, tmp_path, n_per_category=2, images_per_prompt=3, progress=True)
+    err = capsys.readouterr().err
+    plan_line = err.splitlines()[0]
+    assert plan_line == ("shapes fidelity eval: all 6 categories × 2 prompts × 3 images = 36; "
+                         "holdout 4 categories × 2 prompts × 3 images = 24; "
+                         "paraphrase 6 categories × 2 prompts × 3 images = 36: 96 images from the model "
+                         "(+ the oracle and shuffled baselines, rendered)")
+    assert pipe.drawn == 96
+    for split in ("all", "holdout", "paraphrase"):  # one labelled bar per prompt set
+        assert f"fidelity {split}:" in err
+        assert report[split]["model"]["overall"] == 0.0 and report[split]["oracle"]["overall"] == 1.0
+    evaluate_pipeline(BlackPipe(), tmp_path / "q", n_per_category=1, images_per_prompt=1, progress=False)
+    assert capsys.readouterr().err == ""  # quiet: no plan, no bars
+
+
+def test_plan_counts_categories_of_each_set():
+    specs = make_prompts(3, split="holdout")
+    assert plan([("holdout", specs)], 2) == (
+        "shapes fidelity eval: holdout 4 categories × 3 prompts × 2 images = 24: "
+        "24 images from the model (+ the oracle and shuffled baselines, rendered)")
+
+
+def test_every_grid_image_is_captioned_with_its_prompt(tmp_path, monkeypatch):
+    import wordbrush.utils.images as images
+
+    specs = make_prompts(2, split="all")
+    oracle = oracle_draw(specs)
+    fail_on = {s.prompt for s in specs[::2]}  # every other prompt gets a black image
+
+    def draw(prompts, seeds):
+        good = oracle(prompts, seeds)
+        return [Image.new("RGB", (64, 64)) if p in fail_on else im for p, im in zip(prompts, good)]
+
+    grids = {}
+    real = images.save_captioned_grid
+
+    def spy(rows, path, **kw):
+        grids[path.name] = [text for text, _ in rows]
+        return real(rows, path, **kw)
+
+    monkeypatch.setattr(images, "save_captioned_grid", spy)
+    res = run_fidelity(draw, specs, images_per_prompt=2, out_dir=tmp_path, progress=False)
+    failed = [p["prompt"] for p in res["prompts"] for im in p["images"] if not im["ok"]]
+    passed = [p["prompt"] for p in res["prompts"] for im in p["images"] if im["ok"]]
+    assert failed and passed
+    assert grids["grid_failures.png"] == failed and grids["grid_successes.png"] == passed
+    # the caption strip under the first failure tile holds dark (text) pixels on the white grid
+    grid = np.asarray(Image.open(tmp_path / "grid_failures.png").convert("L"))
+    assert grid[8 + 128 + 3 : 8 + 128 + 15, 8 : 8 + 128].min() < 100
