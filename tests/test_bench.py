@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from wordbrush import bench
+from wordbrush.bench import run as bench_run
 from wordbrush.bench import BenchConfig, append_markdown, format_markdown, run_bench
 from conftest import tiny_pipeline
 from wordbrush.cli import main
@@ -107,9 +107,9 @@ def test_bench_reports_positive_numbers_and_tables(pipe, tmp_path):
 def test_against_a_reference_runs_in_turns_and_gives_ratios(pipe, tmp_path, monkeypatch):
     venv = _fake_venv(tmp_path, with_package=True)
     order = []
-    measure = bench._measure
-    monkeypatch.setattr(bench, "_measure", lambda cases, cfg, progress: (order.extend(c.key for c in cases),
-                                                                         measure(cases, cfg, progress)))
+    measure = bench_run.measure
+    monkeypatch.setattr(bench_run, "measure", lambda cases, *a: (order.extend(c.key for c in cases),
+                                                                 measure(cases, *a)))
     cfg = BenchConfig(**{**TINY, "batch_sizes": (2,), "guidance_scales": (1.0,)}, reference_batch=2,
                       dtypes=("float32", "bfloat16"), against="dalle-pytorch", reference_venv=str(venv))
     res = run_bench(cfg, pipe=pipe, progress=False)
