@@ -65,7 +65,7 @@ def train_case(model: torch.nn.Module, opt: torch.optim.Optimizer, batch: int, s
                 {"dtype": dtype, "batch": batch, "steps": steps, "tokens_per_sample": seq})
 
 
-def build_cases(cfg: BenchConfig, pipe, memory: Memory, probe: ReferenceProbe | None, param_groups,
+def build_cases(cfg: BenchConfig, pipe, memory: Memory, probe: ReferenceProbe | None,
                 train_defaults) -> tuple[list[Case], list[tuple[str, str, str]]]:
     """Our cases, each reference case placed right after the one of ours it is compared with; and the pairs
     compared, as (description, our key, their key)."""
@@ -74,8 +74,11 @@ def build_cases(cfg: BenchConfig, pipe, memory: Memory, probe: ReferenceProbe | 
     rb = cfg.reference_batch
     if cfg.train:
         model = copy.deepcopy(pipe.generator)
-        opt = torch.optim.AdamW(param_groups(model, train_defaults.weight_decay), lr=train_defaults.lr,
-                                betas=(0.9, 0.95))
+        # One parameter group: training's groups (train.common.param_groups) only spare norms, biases and positions the
+        # decay, a multiply per element of a few thousand parameters; bench sits beside train, not above it.
+        trainable = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(trainable, lr=train_defaults.lr, betas=(0.9, 0.95),
+                                weight_decay=train_defaults.weight_decay)
         for dtype in cfg.dtypes:
             ours = train_case(model, opt, cfg.train_batch, cfg.train_steps, dtype, memory, cfg.seed)
             cases.append(ours)

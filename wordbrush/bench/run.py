@@ -39,7 +39,6 @@ def run_bench(cfg: BenchConfig, pipe=None, progress: bool = True) -> dict[str, A
     """
     from ..config import DalleTrainConfig
     from ..pipeline import REFERENCE_CONFIGS
-    from ..train.common import param_groups
 
     if cfg.against:
         reference_python(cfg.reference_venv)  # fail before any slow work
@@ -58,7 +57,7 @@ def run_bench(cfg: BenchConfig, pipe=None, progress: bool = True) -> dict[str, A
         if cfg.against:
             probe = ReferenceProbe(cfg.reference_venv, reference_config(pipe), cfg.threads, device.type, cfg.seed)
         memory = Memory(device)
-        cases, pairs = build_cases(cfg, pipe, memory, probe, param_groups, DalleTrainConfig())
+        cases, pairs = build_cases(cfg, pipe, memory, probe, DalleTrainConfig())
         measure(cases, cfg.warmup, cfg.repeats, progress)
     finally:
         if probe is not None:
