@@ -79,8 +79,8 @@ def _fake_venv(tmp_path, with_package: bool):
 def test_bench_reports_positive_numbers_and_tables(pipe, tmp_path):
     before = {k: v.clone() for k, v in pipe.generator.state_dict().items()}
     res = run_bench(BenchConfig(dtypes=("float32", "bfloat16"), **TINY), pipe=pipe, progress=False)
-    assert {"config", "command", "machine", "model", "device", "threads", "timing", "memory_method", "sample",
-            "train", "reference", "ratios"} <= set(res)
+    assert {"config", "command", "machine", "model", "device", "threads", "timing", "memory_method", "ceiling",
+            "ceiling_method", "sample", "train", "reference", "ratios"} <= set(res)
     assert len(res["sample"]) == 2 * 2 * 2  # dtypes x batches x guidance scales
     for s in res["sample"]:
         assert s["images_per_s"] > 0 and s["s_per_image"] > 0 and len(s["seconds"]) == 2
@@ -93,8 +93,9 @@ def test_bench_reports_positive_numbers_and_tables(pipe, tmp_path):
     json.dumps(res)  # serialisable as it is
 
     md = format_markdown(res)
-    assert "| dtype | guidance | batch | images/s | s / image | spread | peak memory (MB) |" in md
-    assert "| dtype | batch | samples/s | tokens/s | s / step | spread | peak memory (MB) |" in md
+    assert ("| dtype | guidance | batch | images/s | s / image | GFLOP/s | of ceiling | spread | peak memory (MB) |"
+            in md)
+    assert "| dtype | batch | samples/s | tokens/s | s / step | GFLOP/s | of ceiling | spread | peak memory (MB) |" in md
     assert md.count("\n| float32 | off | ") == 2 and "| bfloat16 | 3 | 2 |" in md
     out = tmp_path / "docs" / "benchmarks.md"
     append_markdown(out, res)

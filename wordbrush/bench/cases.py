@@ -16,6 +16,7 @@ from contextlib import nullcontext
 
 import torch
 
+from . import flops
 from .config import BenchConfig
 from .timing import Case, timed
 from .memory import Memory
@@ -38,8 +39,13 @@ def sample_case(pipe, batch: int, guidance: float, dtype: str, memory: Memory) -
     def fn() -> None:  # the pipeline's own weights set the dtype (see build_cases)
         pipe.draw(prompts, list(range(batch)), options, batch_size=batch, use_cache=True)
 
-    return Case(f"sample/{dtype}/g{guidance:g}/b{batch}", timed(fn, pipe.device, memory), batch,
-                {"dtype": dtype, "guidance": guidance, "batch": batch})
+    info = {"dtype": dtype, "guidance": guidance, "batch": batch}
+    per_image = None
+    if flops.counted(pipe.generator):
+        per_image = flops.sample_flops(pipe.generator.cfg, guided=guidance != 1.0).total
+        info["gflop_per_image"] = per_image / 1e9
+    return Case(f"sample/{dtype}/g{guidance:g}/b{batch}", timed(fn, pipe.device, memory), batch, info,
+                flops=None if per_image is None else per_image * batch)
 
 
 def train_case(model: torch.nn.Module, opt: torch.optim.Optimizer, batch: int, steps: int, dtype: str,
@@ -60,9 +66,13 @@ def train_case(model: torch.nn.Module, opt: torch.optim.Optimizer, batch: int, s
             loss.backward()
             opt.step()
 
-    seq = c.text_len + c.image_len
-    return Case(f"train/{dtype}/b{batch}", timed(fn, device, memory), steps * batch,
-                {"dtype": dtype, "batch": batch, "steps": steps, "tokens_per_sample": seq})
+    info = {"dtype": dtype, "batch": batch, "steps": steps, "tokens_per_sample": c.text_len + c.image_len}
+    per_sample = None
+    if flops.counted(model):
+        per_sample = flops.train_flops(c).total
+        info["gflop_per_sample"] = per_sample / 1e9
+    return Case(f"train/{dtype}/b{batch}", timed(fn, device, memory), steps * batch, info,
+                flops=None if per_sample is None else per_sample * steps * batch)
 
 
 def build_cases(cfg: BenchConfig, pipe, memory: Memory, probe: ReferenceProbe | None,

@@ -41,6 +41,21 @@ def _rate(x: float) -> str:
     return f"{x:,.1f}" if x >= 10 else f"{x:.2f}"
 
 
+def _flops(s: dict[str, Any]) -> str:
+    """'GFLOP/s | of ceiling' cells: the rate achieved on the counted work and its share of the dtype's ceiling."""
+    if "gflop_per_s" not in s:
+        return "– | –"
+    share = 100 * s["peak_share"]
+    return f"{s['gflop_per_s']:,.1f} | {share:.0f}%" if share >= 10 else f"{s['gflop_per_s']:,.1f} | {share:.1f}%"
+
+
+def _ceiling_line(results: dict[str, Any]) -> str:
+    ceilings = ", ".join(f"{d} {c['gflop_per_s']:,.1f} GFLOP/s (n = {c['n']})" for d, c in results["ceiling"].items())
+    return (f"Matmul ceiling, measured first ({results['ceiling_method']}): {ceilings}. GFLOP/s below count the "
+            f"transformer's matmuls and attention (wordbrush/bench/flops.py; not the text encoder, VAE decode or "
+            f"optimizer), against the ceiling of the same dtype.")
+
+
 def format_markdown(results: dict[str, Any]) -> str:
     """run_bench's results as Markdown: one line on the model and method, then the tables."""
     m, c = results["model"], results["machine"]
@@ -48,23 +63,27 @@ def format_markdown(results: dict[str, Any]) -> str:
              f"{m['text_len']} text + {m['image_tokens']} image tokens, {m['parameters'] / 1e6:.2f}M parameters. "
              f"Device {results['device']}" + (f" ({c['gpu']})" if c.get("gpu") else "")
              + f", {results['threads']} thread{'s' if results['threads'] != 1 else ''}; {results['timing']}. "
-             f"Spread = ±half of (max - min) / median. Peak memory: {results['memory_method']}.", ""]
+             f"Spread = ±half of (max - min) / median. Peak memory: {results['memory_method']}.", "",
+             _ceiling_line(results), ""]
     if results["sample"]:
         lines += ["Sampling (`pipe.draw`, KV cache, prompts to PIL images):", "",
-                  "| dtype | guidance | batch | images/s | s / image | spread | peak memory (MB) |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| dtype | guidance | batch | images/s | s / image | GFLOP/s | of ceiling | spread "
+                  "| peak memory (MB) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for s in results["sample"]:
             g = "off" if s["guidance"] == 1.0 else f"{s['guidance']:g}"
             lines.append(f"| {s['dtype']} | {g} | {s['batch']} | {_rate(s['images_per_s'])} | "
-                         f"{s['s_per_image']:.3f} | ±{50 * s['spread']:.0f}% | {_mb(s['peak_mem_mb'])} |")
+                         f"{s['s_per_image']:.3f} | {_flops(s)} | ±{50 * s['spread']:.0f}% | "
+                         f"{_mb(s['peak_mem_mb'])} |")
         lines.append("")
     if results["train"]:
         lines += ["Training (AdamW steps of the transformer on random tokens):", "",
-                  "| dtype | batch | samples/s | tokens/s | s / step | spread | peak memory (MB) |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| dtype | batch | samples/s | tokens/s | s / step | GFLOP/s | of ceiling | spread "
+                  "| peak memory (MB) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for s in results["train"]:
             lines.append(f"| {s['dtype']} | {s['batch']} | {_rate(s['samples_per_s'])} | {s['tokens_per_s']:,.0f} | "
-                         f"{s['seconds_median'] / s['steps']:.3f} | ±{50 * s['spread']:.0f}% | "
+                         f"{s['seconds_median'] / s['steps']:.3f} | {_flops(s)} | ±{50 * s['spread']:.0f}% | "
                          f"{_mb(s['peak_mem_mb'])} |")
         lines.append("")
     ref = results.get("reference")

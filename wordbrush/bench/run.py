@@ -9,6 +9,7 @@ import torch
 
 from ..errors import WordbrushError
 from .cases import build_cases
+from .ceiling import matmul_ceiling
 from .config import BenchConfig
 from .timing import Case, measure
 from .memory import Memory
@@ -32,8 +33,10 @@ def load_pipeline(model: str, device: torch.device, seed: int = 0, generator: st
 def run_bench(cfg: BenchConfig, pipe=None, progress: bool = True) -> dict[str, Any]:
     """Measure. Returns a JSON-ready dict: "config", "command" (the CLI line that reproduces it), "machine",
     "model", "device", "threads", "timing", "memory_method", "sample" and "train" (one dict per case: the
-    seconds of every timed run, their median, spread, rate, peak memory), "reference" (None, or the reference's
-    version and cases) and "ratios" (ours / theirs, one per comparison; ratio None where the reference failed).
+    seconds of every timed run, their median, spread, rate, peak memory and, for a dalle, the GFLOP/s achieved
+    and its share of the ceiling), "ceiling" (the matmul rate measured first, per dtype), "reference" (None, or
+    the reference's version and cases) and "ratios" (ours / theirs, one per comparison; ratio None where the
+    reference failed).
 
     pipe: measure this pipeline instead of loading cfg.model (tests pass a tiny one).
     """
@@ -56,6 +59,7 @@ def run_bench(cfg: BenchConfig, pipe=None, progress: bool = True) -> dict[str, A
         pipe = pipe.to(device) if pipe is not None else load_pipeline(cfg.model, device, cfg.seed, cfg.generator)
         if cfg.against:
             probe = ReferenceProbe(cfg.reference_venv, reference_config(pipe), cfg.threads, device.type, cfg.seed)
+        ceilings = {dtype: matmul_ceiling(device, dtype) for dtype in cfg.dtypes}  # first: the limit
         memory = Memory(device)
         cases, pairs = build_cases(cfg, pipe, memory, probe, DalleTrainConfig())
         measure(cases, cfg.warmup, cfg.repeats, progress)
@@ -75,10 +79,14 @@ def run_bench(cfg: BenchConfig, pipe=None, progress: bool = True) -> dict[str, A
         "threads": cfg.threads,
         "timing": f"median of {cfg.repeats} after {cfg.warmup} warm-up run(s), cases interleaved round by round",
         "memory_method": memory.method,
+        "ceiling": {d: asdict(c) for d, c in ceilings.items()},
+        "ceiling_method": ceiling_method(device, cfg.dtypes),
         "sample": [], "train": [], "reference": None, "ratios": [],
     }
     for case in cases:
         s = case.summary()
+        if "gflop_per_s" in s:
+            s["peak_share"] = s["gflop_per_s"] / ceilings[s["dtype"]].gflop_per_s
         if case.key.startswith("sample/"):
             s["images_per_s"], s["s_per_image"] = s["per_s"], 1 / s["per_s"]
             results["sample"].append(s)
@@ -92,6 +100,17 @@ def run_bench(cfg: BenchConfig, pipe=None, progress: bool = True) -> dict[str, A
                                 "cases": {k.key: k.summary() for k in cases if k.key.startswith("ref/")}}
         results["ratios"] = ratios(cases, pairs)
     return results
+
+
+def ceiling_method(device: torch.device, dtypes: tuple[str, ...]) -> str:
+    from ..utils.hardware import cpu_has_fast_bf16
+
+    how = "best of 5 square matmuls, same threads"
+    if device.type == "cuda":
+        how += f", TF32 {'on' if torch.backends.cuda.matmul.allow_tf32 else 'off'}"
+    elif "bfloat16" in dtypes and not cpu_has_fast_bf16():
+        how += "; this CPU emulates bfloat16 (no bf16 units)"
+    return how
 
 
 def ratios(cases: list[Case], pairs: list[tuple[str, str, str]]) -> list[dict[str, Any]]:

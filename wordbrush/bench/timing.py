@@ -30,6 +30,7 @@ class Case:
     work: int  # images or samples per run
     info: dict[str, Any]
     optional: bool = False  # a failure is recorded (error) instead of stopping the run: the reference's cases
+    flops: float | None = None  # floating-point operations per run (flops.py); None where not counted
     seconds: list[float] = field(default_factory=list)
     peak_mb: float | None = None
     error: str | None = None
@@ -49,9 +50,12 @@ class Case:
         if self.error is not None or not self.seconds:
             return {**self.info, "error": self.error or "not measured"}
         med = statistics.median(self.seconds)
-        return {**self.info, "seconds_median": med, "seconds": self.seconds,
-                "spread": (max(self.seconds) - min(self.seconds)) / med, "per_s": self.work / med,
-                "peak_mem_mb": self.peak_mb}
+        out = {**self.info, "seconds_median": med, "seconds": self.seconds,
+               "spread": (max(self.seconds) - min(self.seconds)) / med, "per_s": self.work / med,
+               "peak_mem_mb": self.peak_mb}
+        if self.flops is not None:
+            out["gflop_per_s"] = self.flops / med / 1e9
+        return out
 
 
 def sync(device: torch.device) -> None:
