@@ -263,3 +263,10 @@ def test_gpu_figures_script_runs_tiny_on_cpu(tmp_path):
     if cpu_has_fast_bf16():  # where bf16 is emulated, the "ceiling" (a bf16 matmul) is no ceiling: MFU can pass 1
         assert fig["mfu"] < 1
     assert fig["sample_images_per_s"] > 0 and fig["bf16_matmul_tflops"] > 0
+
+
+def test_bench_config_imports_without_torch():
+    """The CLI can read BenchConfig's defaults for its --help without paying for torch."""
+    code = "import sys; from wordbrush.bench import BenchConfig; BenchConfig(); print('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr

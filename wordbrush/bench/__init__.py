@@ -10,9 +10,11 @@ One role per file:
     memory.py     Memory: peak RSS (/proc) or CUDA peak over one call
     timing.py     Case (one thing timed) and measure(): warm-up, then the cases in turns, round by round
     cases.py      the sampling and training cases, and which reference case sits beside which of ours
+    flops.py      the dalle's FLOPs per image drawn and per sample trained (analytic)
+    ceiling.py    matmul_ceiling: the device's best square-matmul rate per dtype, measured first
     reference.py  ReferenceProbe: dalle-pytorch in its own venv, as a JSON-lines subprocess
     report.py     machine_info, format_markdown, append_markdown
-    run.py        load_pipeline, run_bench (the results dict)
+    run.py        load_pipeline, run_bench (the results dict: ceilings first, then the cases in turns)
 
 Names are loaded on first use, so `from wordbrush.bench import BenchConfig` does not import torch.
 """
@@ -30,7 +32,9 @@ _WHERE = {
     "PROBE": "reference", "ReferenceProbe": "reference", "reference_config": "reference",
     "reference_python": "reference",
     "machine_info": "report", "format_markdown": "report", "append_markdown": "report",
-    "load_pipeline": "run", "run_bench": "run", "ratios": "run",
+    "Flops": "flops", "sample_flops": "flops", "train_flops": "flops",
+    "Ceiling": "ceiling", "matmul_ceiling": "ceiling",
+    "load_pipeline": "run", "run_bench": "run", "ratios": "run", "ceiling_method": "run",
 }
 __all__ = sorted(_WHERE)
 
