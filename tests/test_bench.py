@@ -2,14 +2,16 @@
 dalle_pytorch) and the one-line errors. Speed itself is never asserted."""
 
 import json
+import statistics
 import subprocess
 import sys
 
 import pytest
 import torch
 
-from wordbrush import bench
-from wordbrush.bench import BenchConfig, append_markdown, format_markdown, run_bench
+from wordbrush.bench import BenchConfig, Case, Memory, append_markdown, format_markdown, measure, run_bench, timed
+from wordbrush.bench import flops
+from wordbrush.bench import run as bench_run
 from conftest import tiny_pipeline
 from wordbrush.cli import main
 from wordbrush.errors import WordbrushError
@@ -76,26 +78,42 @@ def _fake_venv(tmp_path, with_package: bool):
     return venv
 
 
-def test_bench_reports_positive_numbers_and_tables(pipe, tmp_path):
+def test_bench_figures_are_the_work_over_the_median_of_the_timed_runs(pipe, tmp_path):
     before = {k: v.clone() for k, v in pipe.generator.state_dict().items()}
     res = run_bench(BenchConfig(dtypes=("float32", "bfloat16"), **TINY), pipe=pipe, progress=False)
-    assert {"config", "command", "machine", "model", "device", "threads", "timing", "memory_method", "sample",
-            "train", "reference", "ratios"} <= set(res)
-    assert len(res["sample"]) == 2 * 2 * 2  # dtypes x batches x guidance scales
+    assert {"config", "command", "machine", "model", "device", "threads", "timing", "memory_method", "ceiling",
+            "ceiling_method", "sample", "train", "reference", "ratios"} <= set(res)
+    assert set(res["ceiling"]) == {"float32", "bfloat16"}
+    cfg = pipe.generator.cfg
+    assert [(s["dtype"], s["batch"], s["guidance"]) for s in res["sample"]] == [
+        (d, b, g) for d in ("float32", "bfloat16") for b in (1, 2) for g in (1.0, 3.0)]
     for s in res["sample"]:
-        assert s["images_per_s"] > 0 and s["s_per_image"] > 0 and len(s["seconds"]) == 2
-        assert s["peak_mem_mb"] is not None and s["peak_mem_mb"] >= 0
+        assert len(s["seconds"]) == 2 and s["seconds_median"] == statistics.median(s["seconds"])
+        assert s["images_per_s"] == pytest.approx(s["batch"] / s["seconds_median"])
+        assert s["s_per_image"] == pytest.approx(s["seconds_median"] / s["batch"])
+        assert s["spread"] == pytest.approx((max(s["seconds"]) - min(s["seconds"])) / s["seconds_median"])
+        assert s["gflop_per_image"] == pytest.approx(flops.sample_flops(cfg, s["guidance"] != 1.0).total / 1e9)
+        assert s["gflop_per_s"] == pytest.approx(s["gflop_per_image"] * s["images_per_s"])
+        assert s["peak_share"] == pytest.approx(s["gflop_per_s"] / res["ceiling"][s["dtype"]]["gflop_per_s"])
+        assert s["peak_mem_mb"] is not None
     assert [(t["dtype"], t["batch"]) for t in res["train"]] == [("float32", 4), ("bfloat16", 4)]
     for t in res["train"]:
-        assert t["samples_per_s"] > 0 and t["tokens_per_s"] == pytest.approx(t["samples_per_s"] * (8 + 16))
+        assert t["samples_per_s"] == pytest.approx(4 * 1 / statistics.median(t["seconds"]))  # batch x steps
+        assert t["tokens_per_s"] == pytest.approx(t["samples_per_s"] * (8 + 16))
+        assert t["gflop_per_s"] == pytest.approx(flops.train_flops(cfg).total / 1e9 * t["samples_per_s"])
     assert res["reference"] is None and res["ratios"] == []
     assert all(torch.equal(before[k], v) for k, v in pipe.generator.state_dict().items())  # trains a copy
     json.dumps(res)  # serialisable as it is
 
     md = format_markdown(res)
-    assert "| dtype | guidance | batch | images/s | s / image | spread | peak memory (MB) |" in md
-    assert "| dtype | batch | samples/s | tokens/s | s / step | spread | peak memory (MB) |" in md
+    cols = "| GFLOP/s | of ceiling | spread | peak memory (MB) |"
+    assert "| dtype | guidance | batch | images/s | s / image " + cols in md
+    assert "| dtype | batch | samples/s | tokens/s | s / step " + cols in md
     assert md.count("\n| float32 | off | ") == 2 and "| bfloat16 | 3 | 2 |" in md
+    f32 = res["ceiling"]["float32"]
+    assert f"float32 {f32['gflop_per_s']:,.1f} GFLOP/s (n = {f32['n']})" in md
+    s = res["sample"][0]
+    assert f"| {s['s_per_image']:.3f} | {s['gflop_per_s']:,.1f} | " in md  # the row carries its own figures
     out = tmp_path / "docs" / "benchmarks.md"
     append_markdown(out, res)
     append_markdown(out, res)
@@ -104,12 +122,64 @@ def test_bench_reports_positive_numbers_and_tables(pipe, tmp_path):
     assert "Machine: " in text and f"torch {torch.__version__}" in text and "`wordbrush bench --model" in text
 
 
+def test_timed_reports_the_clock_around_the_work_only():
+    ticks = iter([10.0, 10.25])  # the fake clock: before and after fn
+    done = []
+    run = timed(lambda: done.append(1), torch.device("cpu"), Memory(torch.device("cpu")), clock=lambda: next(ticks))
+    assert run(False) == (0.25, None) and done == [1]
+
+
+def test_measure_warms_each_case_then_takes_turns_round_by_round():
+    calls = []
+
+    def fake(name, seconds, fail_on=None):
+        """A case's run: returns the given seconds in turn (peak 7 MB when asked); raises on its fail_on-th call."""
+        it = iter(seconds)
+
+        def run(measure_memory):
+            calls.append((name, measure_memory))
+            if sum(c[0] == name for c in calls) == fail_on:
+                raise WordbrushError(f"{name} broke")
+            return next(it), (7.0 if measure_memory else None)
+
+        return run
+
+    a = Case("a", fake("a", [9, 9, 0.5, 0.1, 0.3]), work=4, info={}, flops=8e9)  # 2 warm-ups, then 3 timed
+    b = Case("b", fake("b", [9, 9, 2.0, 1.0, 4.0]), work=2, info={"batch": 2})
+    ref = Case("ref", fake("ref", [9, 9], fail_on=3), work=1, info={}, optional=True)  # fails when first timed
+    measure([a, b, ref], warmup=2, repeats=3, progress=False)
+    assert calls == [("a", True), ("a", False), ("b", True), ("b", False), ("ref", True), ("ref", False),
+                     ("a", False), ("b", False), ("ref", False),  # ref fails here: recorded, then skipped
+                     ("a", False), ("b", False), ("a", False), ("b", False)]
+    assert a.seconds == [0.5, 0.1, 0.3] and a.peak_mb == 7.0
+    sa, sb = a.summary(), b.summary()
+    assert sa["seconds_median"] == 0.3 and sa["per_s"] == pytest.approx(4 / 0.3)
+    assert sa["spread"] == pytest.approx((0.5 - 0.1) / 0.3) and sa["gflop_per_s"] == pytest.approx(8 / 0.3)
+    assert sb["per_s"] == pytest.approx(2 / 2.0) and sb["batch"] == 2 and "gflop_per_s" not in sb
+    assert ref.summary() == {"error": "ref broke"}
+    broken = Case("x", fake("x", [], fail_on=1), work=1, info={})  # not optional: stops the run
+    with pytest.raises(WordbrushError, match="x broke"):
+        measure([broken], warmup=1, repeats=1, progress=False)
+
+
+def test_memory_probe_sees_the_peak_of_a_known_allocation():
+    memory = Memory(torch.device("cpu"))
+    if not memory.method.startswith("CPU: rise of peak RSS"):
+        pytest.skip("no resettable peak RSS here: " + memory.method)
+    start = memory.start()
+    x = torch.ones(64 * 2**20 // 4)  # 64 MiB, written, so resident
+    del x  # gone again: the peak must still count it
+    assert 60 <= memory.peak_mb(start) < 64 + 48
+    start = memory.start()
+    assert memory.peak_mb(start) < 16  # after the reset, the old peak no longer counts
+
+
 def test_against_a_reference_runs_in_turns_and_gives_ratios(pipe, tmp_path, monkeypatch):
     venv = _fake_venv(tmp_path, with_package=True)
     order = []
-    measure = bench._measure
-    monkeypatch.setattr(bench, "_measure", lambda cases, cfg, progress: (order.extend(c.key for c in cases),
-                                                                         measure(cases, cfg, progress)))
+    measure = bench_run.measure
+    monkeypatch.setattr(bench_run, "measure", lambda cases, *a: (order.extend(c.key for c in cases),
+                                                                 measure(cases, *a)))
     cfg = BenchConfig(**{**TINY, "batch_sizes": (2,), "guidance_scales": (1.0,)}, reference_batch=2,
                       dtypes=("float32", "bfloat16"), against="dalle-pytorch", reference_venv=str(venv))
     res = run_bench(cfg, pipe=pipe, progress=False)
@@ -123,12 +193,19 @@ def test_against_a_reference_runs_in_turns_and_gives_ratios(pipe, tmp_path, monk
     assert all(c["per_s"] > 0 and len(c["seconds"]) == 2 for c in ref["cases"].values())
     assert len(res["ratios"]) == 8  # training x 2 dtypes; sampling x 2 dtypes x (2 paths off + 1 with guidance)
     assert sum("ours bfloat16" in r["what"] for r in res["ratios"]) == 3  # bf16 sampling vs its float32 paths
+    ours = {(s["dtype"], s["guidance"]): s["images_per_s"] for s in res["sample"]}
+    theirs = {k: c["per_s"] for k, c in ref["cases"].items()}
+    md = format_markdown(res)
     for r in res["ratios"]:
         if r["what"].startswith("training") and "bfloat16" in r["what"]:
             assert r["ratio"] is None and "does not train in bfloat16" in r["error"]
-        else:
-            assert r["ratio"] == pytest.approx(r["ours"] / r["theirs"]) and r["ratio"] > 0
-    md = format_markdown(res)
+            continue
+        assert r["ratio"] == pytest.approx(r["ours"] / r["theirs"])
+        if r["what"].startswith("sampling"):  # each side's figure is the one its own table reports
+            dtype, g = ("bfloat16" if "ours bfloat16" in r["what"] else "float32"), (1.0 if "off" in r["what"] else 3.0)
+            path = "default" if "default path" in r["what"] else "cached"
+            assert r["ours"] == ours[(dtype, g)] and r["theirs"] == theirs[f"ref/sample/{path}/b2"]
+        assert f"| {r['ratio']:.2f}× |" in md
     assert "| measurement | wordbrush | dalle-pytorch 0.0-fake | wordbrush / dalle-pytorch |" in md
     assert "its cached path" in md and "its default path" in md and "| failed: " in md
 
@@ -186,3 +263,10 @@ def test_gpu_figures_script_runs_tiny_on_cpu(tmp_path):
     if cpu_has_fast_bf16():  # where bf16 is emulated, the "ceiling" (a bf16 matmul) is no ceiling: MFU can pass 1
         assert fig["mfu"] < 1
     assert fig["sample_images_per_s"] > 0 and fig["bf16_matmul_tflops"] > 0
+
+
+def test_bench_config_imports_without_torch():
+    """The CLI can read BenchConfig's defaults for its --help without paying for torch."""
+    code = "import sys; from wordbrush.bench import BenchConfig; BenchConfig(); print('torch' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "False", r.stderr
