@@ -7,8 +7,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from wordbrush.bench.ceiling import matmul_ceiling
 from wordbrush.bench.flops import Flops, sample_flops, train_flops
-from wordbrush.config import DalleConfig
-from wordbrush.generators.common import SampleOptions
+from wordbrush.generators.dalle import DalleConfig
+from wordbrush.generators.options import SampleOptions
 from wordbrush.generators.dalle import DALLE
 
 # L = 2 text + N = 4 image tokens -> T = 5 positions fed; width 8, one layer, MLP ratio 4

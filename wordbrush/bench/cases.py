@@ -24,6 +24,7 @@ from .reference import ReferenceProbe
 
 PROMPTS = ("a red circle to the left of a blue square", "two green triangles", "a small white cross",
            "an orange diamond above a purple circle")
+TRAIN_LR, TRAIN_WEIGHT_DECAY = 1e-3, 0.01  # the dalle stage's defaults (train/tokens.py DalleTrainConfig)
 
 
 def _autocast(device: torch.device, dtype: str):
@@ -31,7 +32,7 @@ def _autocast(device: torch.device, dtype: str):
 
 
 def sample_case(pipe, batch: int, guidance: float, dtype: str, memory: Memory) -> Case:
-    from ..generators.common import SampleOptions
+    from ..generators.options import SampleOptions
 
     prompts = [PROMPTS[i % len(PROMPTS)] for i in range(batch)]
     options = SampleOptions(guidance_scale=guidance)
@@ -75,8 +76,8 @@ def train_case(model: torch.nn.Module, opt: torch.optim.Optimizer, batch: int, s
                 flops=None if per_sample is None else per_sample * steps * batch)
 
 
-def build_cases(cfg: BenchConfig, pipe, memory: Memory, probe: ReferenceProbe | None,
-                train_defaults) -> tuple[list[Case], list[tuple[str, str, str]]]:
+def build_cases(cfg: BenchConfig, pipe, memory: Memory,
+                probe: ReferenceProbe | None) -> tuple[list[Case], list[tuple[str, str, str]]]:
     """Our cases, each reference case placed right after the one of ours it is compared with; and the pairs
     compared, as (description, our key, their key)."""
     cases: list[Case] = []
@@ -87,8 +88,8 @@ def build_cases(cfg: BenchConfig, pipe, memory: Memory, probe: ReferenceProbe | 
         # One parameter group: training's groups (train.common.param_groups) only spare norms, biases and positions the
         # decay, a multiply per element of a few thousand parameters; bench sits beside train, not above it.
         trainable = [p for p in model.parameters() if p.requires_grad]
-        opt = torch.optim.AdamW(trainable, lr=train_defaults.lr, betas=(0.9, 0.95),
-                                weight_decay=train_defaults.weight_decay)
+        opt = torch.optim.AdamW(trainable, lr=TRAIN_LR, betas=(0.9, 0.95),
+                                weight_decay=TRAIN_WEIGHT_DECAY)
         for dtype in cfg.dtypes:
             ours = train_case(model, opt, cfg.train_batch, cfg.train_steps, dtype, memory, cfg.seed)
             cases.append(ours)

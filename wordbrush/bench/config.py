@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import WordbrushError
+from ..generators import registry
 
 INSTALL_SCRIPT = "../shared/anchors/install-dalle-pytorch.sh"
 REFERENCES = ("dalle-pytorch",)
@@ -38,8 +39,8 @@ class BenchConfig:
         self.dtypes = tuple(self.dtypes)
         if self.threads < 1:
             raise WordbrushError(f"threads must be >= 1, got {self.threads}")
-        if self.generator not in ("dalle", "maskgit"):
-            raise WordbrushError(f"generator must be dalle or maskgit, got {self.generator!r}")
+        if self.generator not in registry.FAMILIES:
+            raise WordbrushError(f"unknown generator {self.generator!r} (known: {', '.join(registry.FAMILIES)})")
         if self.device not in ("auto", "cpu", "cuda"):
             raise WordbrushError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if not self.batch_sizes or min(self.batch_sizes) < 1:
