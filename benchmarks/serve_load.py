@@ -120,7 +120,8 @@ async def load(base: str, args, seconds: float, seed: int) -> dict:
         wall = time.perf_counter() - start
     lat = np.array(latencies) if latencies else np.array([float("nan")])
     return {"seconds": wall, "images": images, "images_per_s": images / wall, "requests": sum(statuses.values()),
-            "statuses": dict(sorted(statuses.items())), "dropped": dict(dropped), "dropped_total": sum(dropped.values()),
+            "statuses": dict(sorted(statuses.items())), "dropped": dict(dropped),
+            "dropped_total": sum(dropped.values()),
             "p50_s": float(np.percentile(lat, 50)), "p99_s": float(np.percentile(lat, 99)),
             "max_s": float(lat.max())}
 

@@ -97,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
     except (WordbrushError, OSError) as e:
         print(f"wordbrush serve: error: {e}", file=sys.stderr)
         return 2
+    if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
+        print(f"wordbrush serve: warning: listening on {settings.host} without --api-key: anyone who can reach "
+              "this port can use the model", file=sys.stderr)
     print(f"wordbrush serve: {served_name(settings)} ({pipe.image_size}x{pipe.image_size}) on "
           f"http://{settings.host}:{settings.port}/", file=sys.stderr)
     uvicorn.run(create_app(settings, pipe), host=settings.host, port=settings.port, log_level=args.log_level,
