@@ -188,6 +188,20 @@ def test_a_disconnected_request_is_dropped_before_it_is_drawn(tiny):
     assert [seeds for _, seeds, _ in spy.calls] == [[1], [3]]
 
 
+def test_a_failing_draw_is_a_500_without_details_and_the_server_goes_on(tiny):
+    class Failing(Spy):
+        def draw(self, prompts, seeds, options, batch_size=64):
+            if seeds == [1]:
+                raise RuntimeError("secret detail at /home/someone/model.py")
+            return super().draw(prompts, seeds, options, batch_size)
+
+    with running(create_app(ServeSettings(max_wait_ms=0), Failing(tiny))) as base:
+        failed = post(base, {"prompt": "a red circle", "seed": 1})
+        assert failed.status_code == 500 and failed.json()["error"]["message"] == "the model failed to draw this request"
+        assert "secret" not in failed.text and "Traceback" not in failed.text
+        assert post(base, {"prompt": "a red circle", "seed": 2}).status_code == 200
+
+
 # ------------------------------------------------------------------------------------------ input and its limits
 
 

@@ -198,6 +198,8 @@ async def until_drawn(request: Request, future) -> list[str]:
         return drawn.result()
     except Stopped as e:
         raise APIError(503, str(e), code="shutting_down") from None
+    except Exception:  # the worker logged the traceback; the client learns only that it failed
+        raise APIError(500, "the model failed to draw this request", code="model_error") from None
 
 
 # ------------------------------------------------------------------------------------------------- routes

@@ -59,7 +59,7 @@ class Batcher:
         self.pipe, self.max_batch, self.max_wait, self.max_queue = pipe, max_batch, max_wait_ms / 1000, max_queue
         self._cond = threading.Condition()
         self._queue: deque[Job] = deque()
-        self._stopping = False
+        self._stopping, self._why = False, ""
         self._thread = threading.Thread(target=self._run, name="wordbrush-model", daemon=True)
         self._seconds_per_image: float | None = None  # running average, for Retry-After
         self.batches = self.images = self.dropped = 0  # counters (read by /healthz and tests)
@@ -83,7 +83,7 @@ class Batcher:
         job = Job(prompts, seeds, options)
         with self._cond:
             if self._stopping:
-                raise Stopped("the server is shutting down")
+                raise Stopped(self._why)
             if len(self._queue) >= self.max_queue:
                 raise QueueFull(len(self._queue), self._retry_after())
             self._queue.append(job)
@@ -97,15 +97,19 @@ class Batcher:
             return self._cond.wait_for(lambda: predicate(self), timeout)
 
     def stop(self, timeout: float | None = 30.0) -> None:
+        self._refuse_all("the server is shutting down")
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _refuse_all(self, reason: str) -> None:
+        """Stop taking work, and fail what waits (a batch being drawn still completes)."""
         with self._cond:
-            self._stopping = True
+            self._stopping, self._why = True, reason
             left, self._queue = list(self._queue), deque()
             self._cond.notify_all()
         for job in left:
             if job.future.set_running_or_notify_cancel():
-                job.future.set_exception(Stopped("the server is shutting down"))
-        if self._thread.is_alive():
-            self._thread.join(timeout)
+                job.future.set_exception(Stopped(reason))
 
     def _forget(self, job: Job) -> None:
         """A job cancelled before it was drawn (cancel() fails once the worker has taken it)."""
@@ -123,8 +127,13 @@ class Batcher:
     # ----------------------------------------------------------------------------------------------- the worker
 
     def _run(self) -> None:
-        while (batch := self._next_batch()) is not None:
-            self._draw(batch)
+        try:
+            while (batch := self._next_batch()) is not None:
+                self._draw(batch)
+        except BaseException:  # a bug here must not leave requests waiting forever: refuse them, and all new ones
+            log.exception("the model worker stopped")
+            self._refuse_all("the model worker stopped")
+            raise
 
     def _images_like(self, first: Job) -> int:
         return sum(len(j.seeds) for j in self._queue if j.key == first.key)
