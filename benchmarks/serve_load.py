@@ -5,7 +5,7 @@ the same model and sampling settings measured in the same run.
     python benchmarks/serve_load.py --clients 8 --seconds 10 --json out.json
 
 Steps, one after another so that they never share the CPU: (1) offline: `pipe.draw` on batches of --max-batch images
-for --offline-seconds; (2) the server in its own process (python -m wordbrush.serve), warmed up for --warmup seconds of
+for --offline-seconds; (2) the server in its own process (python -m wordbrush serve), warmed up for --warmup seconds of
 the same load; its RSS; (3) the measured load; its RSS again. Each client sends one request at a time (n images, a
 random seed, prompts in turn) and counts statuses; a request that fails below HTTP (reset, refused, timeout) counts
 as a dropped connection. Prints a Markdown table (and --json writes the figures).
@@ -69,7 +69,7 @@ def rss_mib(pid: int) -> float:
 
 
 def start_server(args, port: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "wordbrush.serve", "--model", args.model, "--port", str(port),
+    cmd = [sys.executable, "-m", "wordbrush", "serve", "--model", args.model, "--port", str(port),
            "--max-batch", str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms),
            "--max-queue", str(args.max_queue), "--log-level", "warning"]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}

@@ -75,7 +75,7 @@ def test_help_imports_no_torch():
     """`wordbrush --help` and every command's --help print without loading torch (a slow import)."""
     from wordbrush.cli.train import stages
 
-    commands = [[], ["generate"], ["train"], ["eval"], ["data"], ["data", "shapes"], ["explain"], ["bench"]]
+    commands = [[], ["generate"], ["train"], ["eval"], ["data"], ["data", "shapes"], ["explain"], ["bench"], ["serve"]]
     commands += [["train", s] for s in stages()]
     code = ("import sys, runpy; sys.argv = ['wordbrush'] + sys.argv[1:] + ['--help']\n"
             "try:\n    runpy.run_module('wordbrush', run_name='__main__')\nexcept SystemExit:\n    pass\n"

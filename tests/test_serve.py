@@ -356,7 +356,7 @@ def test_page_and_static_files_are_served(tiny):
 def test_settings_read_environment_and_flags_win(monkeypatch):
     import argparse
 
-    from wordbrush.serve.command import add_arguments, settings_from
+    from wordbrush.cli.serve import add_arguments, settings_from
 
     monkeypatch.setenv("WORDBRUSH_MAX_BATCH", "7")
     monkeypatch.setenv("WORDBRUSH_API_KEY", "from-env")
@@ -374,15 +374,15 @@ def test_command_help_imports_neither_torch_nor_fastapi():
     import subprocess
     import sys
 
-    code = ("import sys, argparse, wordbrush.serve.command as c; c.add_arguments(argparse.ArgumentParser()); "
+    code = ("import sys, argparse, wordbrush.cli.serve as c; c.add_arguments(argparse.ArgumentParser()); "
             "print(sorted(m for m in ('torch', 'fastapi', 'uvicorn') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "[]"
 
 
 def test_command_refuses_an_unknown_model_in_one_line(capsys):
-    from wordbrush.serve.command import main
+    from wordbrush.cli import main
 
-    assert main(["--model", "no-such-model-here", "--port", "0"]) == 2
+    assert main(["serve", "--model", "no-such-model-here", "--port", "0"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no-such-model-here" in err[0] and "Traceback" not in err[0]

@@ -10,10 +10,10 @@ import warnings
 
 from ..version import __version__
 from ..errors import WordbrushError
-from . import bench, data, evaluate, explain, generate, train
+from . import bench, data, evaluate, explain, generate, serve, train
 from .common import Parser, one_line_warning
 
-COMMANDS = (generate, train, evaluate, data, explain, bench)
+COMMANDS = (generate, train, evaluate, data, explain, bench, serve)
 
 
 def build_parser() -> Parser:

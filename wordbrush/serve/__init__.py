@@ -4,6 +4,6 @@
     from wordbrush.serve.settings import ServeSettings
     app = create_app(ServeSettings(model="shapes"))       # an ASGI app: uvicorn.run(app)
 
-This package's __init__ imports nothing, so that `wordbrush serve --help` (serve/command.py) starts without
+This package's __init__ imports nothing, so that `wordbrush serve --help` (cli/serve.py) starts without
 fastapi or torch.
 """

@@ -75,20 +75,20 @@ def random_shift(images: torch.Tensor, shift: int, gen: torch.Generator) -> torc
     return torch.stack([padded[i, :, dy[i] : dy[i] + H, dx[i] : dx[i] + W] for i in range(B)])
 
 
-def eval_data(cfg: CLIPTrainConfig, progress: bool) -> tuple[np.ndarray, list[str], list[str]]:
-    """(images, one caption each, groups) of the eval split, at most cfg.eval_images; shapes: rendered held-out
-    pairs (split "holdout"), each its own group."""
+def eval_data(cfg: CLIPTrainConfig, progress: bool) -> tuple[np.ndarray, list[str], list[str], str]:
+    """(images, one caption each, groups, the split they really are) of the eval split, at most cfg.eval_images;
+    shapes: rendered held-out pairs (split "holdout"), each its own group."""
     d = cfg.data
     if not d.path:
         data = TrainingData(DataConfig(size=d.size, seed=d.seed + 1_000_000, split="holdout"))
         b = data.batch(0, cfg.eval_images)
-        return b.images, b.captions, list(b.captions)
+        return b.images, b.captions, list(b.captions), "holdout"
     data = TrainingData(DataConfig(path=d.path, size=d.size, seed=d.seed, split=cfg.eval_split,
                                    background=d.background), progress=progress)
     if not data.in_memory:
         raise WordbrushError("zero-shot retrieval needs an eval split held in memory (a folder or a manifest)")
     n = min(cfg.eval_images, len(data))
-    return data.images[:n], [c[0] for c in data.captions[:n]], data.groups[:n]
+    return data.images[:n], [c[0] for c in data.captions[:n]], data.groups[:n], data.actual_split
 
 
 @torch.no_grad()
@@ -135,7 +135,7 @@ def train_clip(cfg: CLIPTrainConfig, resume: bool = False, progress_bar: bool = 
         print(f"resuming {out} at step {step}")
     write_json(out / "train_config.json", to_dict(cfg))
     scorer = CLIPScorer(model, tokenizer)
-    ev_images, ev_captions, ev_groups = eval_data(cfg, progress_bar)
+    ev_images, ev_captions, ev_groups, ev_split = eval_data(cfg, progress_bar)
     log = JsonlLog(out / "log.jsonl")
     shift_gen = torch.Generator().manual_seed(cfg.seed + 5 + step)
     swap_rng = np.random.default_rng([cfg.seed, step])
@@ -187,7 +187,7 @@ def train_clip(cfg: CLIPTrainConfig, resume: bool = False, progress_bar: bool = 
                "parameters": sum(p.numel() for p in model.parameters()), "final_loss": loss.item(),
                "zero_shot_top1_of_32": round(final["zero_shot_top1"], 4),
                "swap_test": round(final["swap_test"], 4) if "swap_test" in final else None,
-               "eval_images": len(ev_images), "eval_split": cfg.eval_split if cfg.data.path else "holdout",
+               "eval_images": len(ev_images), "eval_split": ev_split,
                "data": data.summary(), "skipped_items": data.skipped_count()}
     write_json(out / "train_summary.json", summary)
     return summary

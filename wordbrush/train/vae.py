@@ -115,7 +115,7 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress_bar: bool = Tr
 
     data = TrainingData(cfg.data, progress=progress_bar)
     print(f"data: {data.summary()}")
-    held_out = _held_out_images(cfg, progress_bar)  # (n, H, W, 3) uint8, or None for shapes
+    held_out, eval_split = _held_out_images(cfg, progress_bar)  # (n, H, W, 3) uint8, or None for shapes
     fixed = to_tensor(held_out[:8] if held_out is not None else
                       ShapesDataset(8, size=cfg.data.size, seed=cfg.data.seed + EVAL_SEED_OFFSET).render_batch(range(8)))
     flip_rng = torch.Generator().manual_seed(cfg.seed + 11)
@@ -200,24 +200,25 @@ def train_vae(cfg: VAETrainConfig, resume: bool = False, progress_bar: bool = Tr
                                progress_bar=progress_bar)
     else:
         figures = reconstruction_figures(vae, held_out, progress_bar=progress_bar)
-        figures["eval_split"] = cfg.eval_split
+        figures["eval_split"] = eval_split  # what the images really are: "all" when the data has no split
     figures.update(steps=step, train_minutes=round(train_seconds / 60, 2),
                    images_seen=step * cfg.batch_size, data=data.summary(), skipped_items=data.skipped_count())
     write_json(out / "eval.json", figures)
     return figures
 
 
-def _held_out_images(cfg: VAETrainConfig, progress: bool) -> np.ndarray | None:
-    """Up to cfg.eval_images images of the data's eval_split for the final figures; None for shapes (which renders
-    its own held-out scenes). Without a split column this is the training data itself, and eval.json says so."""
+def _held_out_images(cfg: VAETrainConfig, progress: bool) -> tuple[np.ndarray | None, str]:
+    """Up to cfg.eval_images images of the data's eval_split for the final figures, and the split they really are;
+    None for shapes (which renders its own held-out scenes). Without a split column this is the training data
+    itself, and eval.json says so."""
     if not cfg.data.path:
-        return None
+        return None, "holdout"
     d = cfg.data
     data = TrainingData(DataConfig(path=d.path, size=d.size, seed=d.seed, split=cfg.eval_split,
                                    background=d.background), progress=progress)
     if not data.in_memory:  # tar shards: the first eval_images of the stream
-        return data.batch(0, cfg.eval_images).images
-    return data.images[: cfg.eval_images]
+        return data.batch(0, cfg.eval_images).images, data.actual_split
+    return data.images[: cfg.eval_images], data.actual_split
 
 
 def _checkpoint(vae: DiscreteVAE, opt: torch.optim.Optimizer, out: Path, step: int, elapsed: float,

@@ -1,29 +1,16 @@
-"""`wordbrush serve`: the flags and the entry point. Mount it in a CLI with
-
-    p = subcommands.add_parser("serve", help="...")
-    add_arguments(p)
-    p.set_defaults(func=run)
-
-Nothing heavy is imported at module level (fastapi, uvicorn and torch load in run), so --help is fast.
-A flag left out falls back to its WORDBRUSH_* environment variable, then to the default (serve/settings.py).
-"""
+"""`wordbrush serve`: the OpenAI-compatible images API and its page (wordbrush/serve/). Nothing heavy is imported
+at module level (fastapi, uvicorn and torch load in run), so --help is fast. A flag left out falls back to its
+WORDBRUSH_* environment variable, then to the default (serve/settings.py)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from ..errors import WordbrushError
+from .common import positive_int
+
 HELP = "serve a model over HTTP: the OpenAI images API (/v1/images/generations) and a web page at /"
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _port(text: str) -> int:
@@ -46,6 +33,10 @@ def _milliseconds(text: str) -> float:
     return value
 
 
+def add_parser(sub) -> None:
+    add_arguments(sub.add_parser("serve", help=HELP, description=HELP[0].upper() + HELP[1:] + ".")).set_defaults(func=run)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--model", metavar="NAME|DIR",
                         help="built-in model name (shapes, shapes-minilm, emoji) or saved model folder "
@@ -59,11 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--api-key", metavar="KEY", help="require 'Authorization: Bearer KEY' on every route but "
                         "/healthz and the page itself (default: none; env WORDBRUSH_API_KEY keeps it out of the "
                         "process list)")
-    parser.add_argument("--max-batch", type=_positive, metavar="B",
+    parser.add_argument("--max-batch", type=positive_int, metavar="B",
                         help="most images drawn in one model call (default: 32)")
     parser.add_argument("--max-wait-ms", type=_milliseconds, metavar="T",
                         help="how long a request waits for others to share its model call (default: 10)")
-    parser.add_argument("--max-queue", type=_positive, metavar="Q",
+    parser.add_argument("--max-queue", type=positive_int, metavar="Q",
                         help="requests that may wait for the model; the next one gets 429 (default: 256)")
     parser.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info",
                         help="uvicorn's log level (default: info)")
@@ -72,47 +63,35 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def settings_from(args: argparse.Namespace):
     """The typed settings: flags given on the command line win over WORDBRUSH_* variables and defaults."""
-    from .settings import ServeSettings
+    from ..serve.settings import ServeSettings
 
     given = {name: getattr(args, name, None) for name in ("model", "model_name", "host", "port", "api_key",
                                                            "max_batch", "max_wait_ms", "max_queue")}
     return ServeSettings(**{k: v for k, v in given.items() if v is not None})
 
 
-def run(args: argparse.Namespace) -> int:
-    """Load the model, then serve until interrupted. A model that cannot be loaded is a one-line error (exit 2)."""
+def run(args: argparse.Namespace) -> None:
+    """Load the model, then serve until interrupted. Bad settings or a model that cannot be loaded are one line."""
     import uvicorn
     from pydantic import ValidationError
 
-    from ..errors import WordbrushError
-    from .app import create_app, load_pipeline, served_name
+    from ..serve.app import create_app, load_pipeline, served_name
 
     try:
         settings = settings_from(args)
     except ValidationError as e:
-        print(f"wordbrush serve: error: {_first_error(e)}", file=sys.stderr)
-        return 2
-    try:
-        pipe = load_pipeline(settings)
-    except (WordbrushError, OSError) as e:
-        print(f"wordbrush serve: error: {e}", file=sys.stderr)
-        return 2
+        raise WordbrushError(_first_error(e)) from None
+    pipe = load_pipeline(settings)
     if settings.host not in ("127.0.0.1", "localhost", "::1") and settings.api_key is None:
-        print(f"wordbrush serve: warning: listening on {settings.host} without --api-key: anyone who can reach "
+        print(f"wordbrush: warning: serving on {settings.host} without --api-key: anyone who can reach "
               "this port can use the model", file=sys.stderr)
     print(f"wordbrush serve: {served_name(settings)} ({pipe.image_size}x{pipe.image_size}) on "
           f"http://{settings.host}:{settings.port}/", file=sys.stderr)
     uvicorn.run(create_app(settings, pipe), host=settings.host, port=settings.port, log_level=args.log_level,
                 timeout_graceful_shutdown=10)
-    return 0
 
 
 def _first_error(e) -> str:
     err = e.errors()[0]
     where = ".".join(str(p) for p in err.get("loc", ())) or "settings"
     return f"{where}: {err.get('msg')}"
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = add_arguments(argparse.ArgumentParser(prog="wordbrush serve", description=HELP))
-    return run(parser.parse_args(argv))
