@@ -16,7 +16,7 @@ from wordbrush.data.config import DataConfig
 from wordbrush.errors import CheckpointError, WordbrushError
 from wordbrush.eval.realism import (ROWS_PER_DRAW, EvalSet, _draw, clip_score, evaluate_on_dataset, frechet_distance,
                                     load_eval_set, mismatched, retrieval_top1)
-from wordbrush.pipeline import TextToImagePipeline, candidate_generator
+from wordbrush.pipeline import TextToImagePipeline, candidate_rng
 from wordbrush.text.tokenizer import TextTokenizer
 from wordbrush.train.clip import CLIPTrainConfig, random_shift, train_clip
 from wordbrush.utils.images import to_tensor
@@ -177,7 +177,7 @@ def test_clip_reranking_keeps_the_candidate_closest_to_the_prompt(tmp_path):
     for k in range(2):  # redraw each image's candidates one by one and rank them by the CLIP
         options = pipe.sampling_options(candidates=1)
         text = pipe.tokenizer.encode([prompt], pipe.generator.cfg.text_len).ids
-        cands = [pipe.generator.sample(text, [candidate_generator(5 + k, c)], options) for c in range(3)]
+        cands = [pipe.generator.sample(text, [candidate_rng(5 + k, c)], options) for c in range(3)]
         sims = pipe.clip.similarity(pipe.vae.decode(torch.cat(cands)), [prompt] * 3)
         assert torch.equal(out.tokens[k], cands[int(sims.argmax())][0])
     pipe.sampling.rerank = "clip"

@@ -48,19 +48,22 @@ def test_generator_discriminator_and_losses():
     assert ld["gp"].item() >= 0 and torch.isfinite(ld["loss"])
     ld["loss"].backward()
     assert all(p.grad is not None for p in d.parameters())
-    # mismatched pairs: each item with the next item's caption, and the swapped captions given for some items
+    # the hinge's known answer, with a discriminator whose scores are known: D(x) = 4 * mean(x) - 2
+    class KnownD(torch.nn.Module):
+        reads_words = False
+
+        def forward(self, images, text):
+            return images.flatten(1).mean(1) * 4 - 2
+
+    real = torch.tensor([0.75, 0.5, 1.0])[:, None, None, None].expand(3, 3, 4, 4)  # D: 1, 0, 2
+    flat_fake = torch.full((3, 3, 4, 4), 0.25)  # D: -1 each
     swaps = g.read_text(scorer.tokenizer.encode(["a square red", "a square green"], 8).ids)
-    index = torch.tensor([0, 2])
-    with torch.no_grad():
-        real = torch.rand(3, 3, 32, 32)
-        d_real, d_fake = d(real, text), d(fake, text)
-        d_wrong = torch.cat([d(real[:2], text.shifted()), d(real[index], swaps)])
-        assert d_wrong.shape == (4,)
-        hinge = torch.relu(1 - d_real).mean() + (torch.relu(1 + d_fake).mean() + torch.relu(1 + d_wrong).mean()) / 2
-        got = discriminator_loss(d, real, fake, text, gp_weight=0.0, swapped=(index, swaps))["hinge"]
-        easy_only = discriminator_loss(d, real, fake, text, gp_weight=0.0)["hinge"]
-    assert got.item() == pytest.approx(hinge.item(), rel=1e-5)
-    assert easy_only.item() != pytest.approx(got.item(), rel=1e-5)
+    easy = discriminator_loss(KnownD(), real, flat_fake, text, gp_weight=0.0)["hinge"]
+    # real: relu(1 - [1, 0, 2]) -> 1/3; fake: relu(1 - 1) -> 0; mismatched (items 0, 1 with the next caption):
+    # relu(1 + [1, 0]) -> 1.5; with the swaps of items 0 and 2 as well: relu(1 + [1, 0, 1, 2]) -> 2
+    assert easy.item() == pytest.approx(1 / 3 + (0 + 1.5) / 2)
+    hard = discriminator_loss(KnownD(), real, flat_fake, text, gp_weight=0.0, swapped=(torch.tensor([0, 2]), swaps))
+    assert hard["hinge"].item() == pytest.approx(1 / 3 + (0 + 2.0) / 2)
     lg = generator_loss(d, g, fake, text, clip_weight=1.0)
     lg["loss"].backward()
     assert all(p.grad is None for p in g.clip.parameters())  # the CLIP stays frozen

@@ -13,7 +13,7 @@ from PIL import Image
 from wordbrush.cli import main
 from wordbrush.data.shapes import ShapesDataset
 from wordbrush.errors import CheckpointError, WordbrushError
-from wordbrush.pipeline import TextToImagePipeline, candidate_generator
+from wordbrush.pipeline import TextToImagePipeline, candidate_rng
 from wordbrush.text.tokenizer import PAD_ID, TextTokenizer, clean_prompt
 
 
@@ -134,7 +134,7 @@ def test_candidates_keep_the_likeliest_of_those_drawn(pipe):
     assert torch.equal(out.tokens, small.tokens)
     text = pipe.tokenizer.encode(prompts, pipe.generator.cfg.text_len).ids
     for i, seed in enumerate(plain.seeds):
-        drawn = torch.cat([pipe.generator.sample(text[i : i + 1], [candidate_generator(seed, c)], pipe.sampling)
+        drawn = torch.cat([pipe.generator.sample(text[i : i + 1], [candidate_rng(seed, c)], pipe.sampling)
                            for c in range(3)])  # (3, N)
         assert torch.equal(drawn[0], plain.tokens[i])
         assert len({tuple(t.tolist()) for t in drawn}) == 3  # the candidates differ

@@ -67,7 +67,7 @@ class PipelineOutput:
     warnings: list[str] = field(default_factory=list)
 
 
-def candidate_generator(seed: int, candidate: int) -> torch.Generator:
+def candidate_rng(seed: int, candidate: int) -> torch.Generator:
     """The random stream of one candidate of the image with this seed; candidate 0 is seeded with the seed itself."""
     if candidate == 0:
         return torch.Generator().manual_seed(seed)
@@ -317,7 +317,7 @@ class TextToImagePipeline:
             text = self.tokenizer.encode(prompts, self.text_len).ids.to(self.device)  # (n, L)
             for s in range(0, len(prompts), per_batch):
                 rows = text[s : s + per_batch].repeat_interleave(C, 0)  # (b*C, L)
-                rngs = [candidate_generator(x, c) for x in seeds[s : s + per_batch] for c in range(C)]
+                rngs = [candidate_rng(x, c) for x in seeds[s : s + per_batch] for c in range(C)]
                 p = None if prime is None else prime[s : s + per_batch].repeat_interleave(C, 0)
                 out = self.generator.sample(rows, rngs, options, prime=p, use_cache=use_cache)
                 if codes:  # out: (b*C, N) code ids; decoded now unless only the likeliest will be kept
