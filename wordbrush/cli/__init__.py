@@ -8,8 +8,8 @@ import os
 import sys
 import warnings
 
-from ..version import __version__
 from ..errors import WordbrushError
+from ..version import __version__
 from . import bench, data, evaluate, explain, generate, serve, train
 from .common import Parser, one_line_warning
 

@@ -16,8 +16,10 @@ def add_parser(sub) -> None:
     bn.add_argument("--generator", choices=tuple(registry.FAMILIES), default="dalle",
                     help="generator family to build for a reference config (one that writes VAE codes; default dalle)")
     bn.add_argument("--threads", type=positive_int, default=2, help="torch threads, ours and the reference's")
-    bn.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where to run (default: cuda if present)")
-    bn.add_argument("--batch-sizes", type=list_of(positive_int), metavar="B,B,...", help="sampling batches (default 1,16,64)")
+    bn.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                    help="where to run (default: cuda if present)")
+    bn.add_argument("--batch-sizes", type=list_of(positive_int), metavar="B,B,...",
+                    help="sampling batches (default 1,16,64)")
     bn.add_argument("--guidance", type=list_of(finite_float), metavar="G,G,...", help="guidance scales (default 1,3)")
     bn.add_argument("--repeats", type=positive_int, help="timed runs per case; the median is reported (default 5)")
     bn.add_argument("--train-batch", type=positive_int, default=32, help="training batch (default 32)")

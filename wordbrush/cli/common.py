@@ -15,43 +15,30 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def positive_int(text: str) -> int:
-    v = _int(text)
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {v}")
-    return v
+def number(kind: type, low: float | None = None, high: float | None = None, what: str = ""):
+    """An argparse type: `kind` (int or float) in [low, high]; nan and inf are refused (they would draw black
+    images or poison a run)."""
+    noun = what or ("a whole number" if kind is int else "a number")
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"in {low:g}..{high:g}" if low is not None and high is not None else f">= {low:g}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value:g}")
+        return value
+
+    return parse
 
 
-def nonneg_int(text: str) -> int:
-    v = _int(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v}")
-    return v
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-
-
-def finite_float(text: str) -> float:
-    """A number; nan and inf are refused (they would draw black images or poison a run)."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
-    return v
-
-
-def nonneg_float(text: str) -> float:
-    v = finite_float(text)
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {v:g}")
-    return v
+positive_int = number(int, 1)
+nonneg_int = number(int, 0)
+finite_float = number(float)
+nonneg_float = number(float, 0)
 
 
 def list_of(kind):

@@ -16,7 +16,8 @@ def add_parser(sub) -> None:
                         "alignment on a dataset (pipelines); PSNR/usage (VAEs)")
     ev.add_argument("--model", required=True, help="built-in name or saved model folder")
     ev.add_argument("--data", metavar="PATH", help="pipelines: measure FD/KID/FJD, CLIP score and R-precision on "
-                    "this dataset (a folder of images + .txt, or a .jsonl/.csv manifest) instead of the shapes benchmark")
+                    "this dataset (a folder of images + .txt, or a .jsonl/.csv manifest) instead of the shapes "
+                    "benchmark")
     ev.add_argument("--split", default="heldout", help="with --data: the manifest split to use ('all': every row)")
     ev.add_argument("--max-items", type=nonneg_int, default=0, help="with --data: at most this many items (0: all)")
     ev.add_argument("--clip", metavar="DIR", help="with --data: the CLIP to measure with (default: the model's own; "

@@ -26,8 +26,8 @@ def run(args: argparse.Namespace) -> None:
     import torch
 
     from ..explain import explain, save_panel
-    from ..utils.images import save_png
     from ..pipeline import TextToImagePipeline
+    from ..utils.images import save_png
 
     pipe = TextToImagePipeline.from_pretrained(args.model, dtype=getattr(torch, args.dtype))
     with warnings.catch_warnings(record=True) as caught:

@@ -12,8 +12,8 @@ import sys
 import warnings
 from pathlib import Path
 
-from ..version import __version__
 from ..errors import WordbrushError
+from ..version import __version__
 from .common import add_sampling_args, nonneg_int, positive_int, sampling_overrides
 
 GRID_MAX = 256  # images in grid.png (all are written one by one)
@@ -49,7 +49,8 @@ def image_text(prompt: str, seed: int, model: str, kind: str, size: int, options
     """PNG text chunks: "parameters" in the form image tools read (prompt, then a line of settings), and
     "wordbrush" as JSON with the command that draws this image again."""
     o = options
-    settings = {"Seed": seed, "Size": f"{size}x{size}", "Model": model, "Generator": kind, "CFG scale": o.guidance_scale,
+    settings = {"Seed": seed, "Size": f"{size}x{size}", "Model": model, "Generator": kind,
+                "CFG scale": o.guidance_scale,
                 "Temperature": o.temperature, "Top-k": o.top_k, "Top-p": o.top_p, "Steps": o.steps,
                 "Candidates": o.candidates, "Rerank": o.rerank, "Dtype": dtype, "Version": f"wordbrush {__version__}"}
     parameters = prompt + "\n" + ", ".join(f"{k}: {v}" for k, v in settings.items() if v is not None)

@@ -8,33 +8,18 @@ import argparse
 import sys
 
 from ..errors import WordbrushError
-from .common import positive_int
+from .common import number, positive_int
 
 HELP = "serve a model over HTTP: the OpenAI images API (/v1/images/generations) and a web page at /"
 
 
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is in 0..65535, got {value}")
-    return value
-
-
-def _milliseconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected milliseconds, got {text!r}") from None
-    if not 0 <= value <= 60_000:
-        raise argparse.ArgumentTypeError(f"expected 0..60000 ms, got {value}")
-    return value
+_port = number(int, 0, 65535, "a port number")
+_milliseconds = number(float, 0, 60_000, "milliseconds")
 
 
 def add_parser(sub) -> None:
-    add_arguments(sub.add_parser("serve", help=HELP, description=HELP[0].upper() + HELP[1:] + ".")).set_defaults(func=run)
+    parser = sub.add_parser("serve", help=HELP, description=HELP[0].upper() + HELP[1:] + ".")
+    add_arguments(parser).set_defaults(func=run)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

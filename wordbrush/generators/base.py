@@ -114,11 +114,17 @@ class ImageGenerator(nn.Module):
         return options
 
 
-def check_text_encoder(name: str, train_layers: int) -> None:
-    """The checks of a token family's text_encoder / text_encoder_train_layers config fields."""
-    check(name in TEXT_ENCODERS, f"text_encoder must be 'scratch' or 'minilm', not {name!r}")
-    check(train_layers >= 0, "text_encoder_train_layers must be >= 0")
-    check(name == "minilm" or train_layers == 0, "text_encoder_train_layers applies to the minilm encoder only")
+def check_token_config(cfg: Any) -> None:
+    """The checks every token family's config shares (text_vocab, text_len, image_vocab, image_grid, dim, heads,
+    depth, text_encoder, text_encoder_train_layers)."""
+    check(cfg.text_vocab >= 2 and cfg.image_vocab >= 2, "vocabularies need at least 2 entries")
+    check(cfg.text_len >= 1 and cfg.image_grid >= 1, "text_len and image_grid must be >= 1")
+    check(cfg.heads >= 1 and cfg.dim % cfg.heads == 0, f"dim {cfg.dim} is not divisible by heads {cfg.heads}")
+    check(cfg.depth >= 1, "depth must be >= 1")
+    check(cfg.text_encoder in TEXT_ENCODERS, f"text_encoder must be 'scratch' or 'minilm', not {cfg.text_encoder!r}")
+    check(cfg.text_encoder_train_layers >= 0, "text_encoder_train_layers must be >= 0")
+    check(cfg.text_encoder == "minilm" or cfg.text_encoder_train_layers == 0,
+          "text_encoder_train_layers applies to the minilm encoder only")
 
 
 class TokenGenerator(ImageGenerator):

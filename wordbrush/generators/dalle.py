@@ -25,7 +25,7 @@ from ..config import check
 from ..nn.transformer import Block, KVCache, grid_positions, init_weights, recording
 from ..text.minilm import MiniLMText
 from ..text.tokenizer import PAD_ID
-from .base import GeneratorLoss, TokenGenerator, check_text_encoder
+from .base import GeneratorLoss, TokenGenerator, check_token_config
 from .options import SampleOptions
 from .sampling import gumbel, pick
 
@@ -48,12 +48,8 @@ class DalleConfig:
     text_encoder_train_layers: int = 0  # minilm: top layers fine-tuned (0 = frozen)
 
     def __post_init__(self) -> None:
-        check(self.text_vocab >= 2 and self.image_vocab >= 2, "vocabularies need at least 2 entries")
-        check(self.text_len >= 1 and self.image_grid >= 1, "text_len and image_grid must be >= 1")
-        check(self.dim % self.heads == 0, f"dim {self.dim} is not divisible by heads {self.heads}")
-        check(self.depth >= 1, "depth must be >= 1")
+        check_token_config(self)
         check(0.0 <= self.text_loss_weight < 1.0, "text_loss_weight must be in [0, 1)")
-        check_text_encoder(self.text_encoder, self.text_encoder_train_layers)
         check(self.text_encoder == "scratch" or self.text_loss_weight == 0,
               "text_loss_weight must be 0 with the minilm text encoder (the caption is its input, not a target)")
 

@@ -28,7 +28,7 @@ from ..nn.transformer import Block, grid_positions, init_weights, recording
 from ..text.encoder import TextEncoder
 from ..text.minilm import MiniLMText
 from ..text.tokenizer import PAD_ID
-from .base import GeneratorLoss, TokenGenerator, check_text_encoder
+from .base import GeneratorLoss, TokenGenerator, check_token_config
 from .options import SampleOptions
 from .sampling import filter_logits, gumbel
 
@@ -52,11 +52,8 @@ class MaskGITConfig:
     text_encoder_train_layers: int = 0  # minilm: top layers fine-tuned (0 = frozen)
 
     def __post_init__(self) -> None:
-        check(self.text_vocab >= 2 and self.image_vocab >= 2, "vocabularies need at least 2 entries")
-        check(self.text_len >= 1 and self.image_grid >= 1, "text_len and image_grid must be >= 1")
-        check(self.dim % self.heads == 0, f"dim {self.dim} is not divisible by heads {self.heads}")
-        check(self.depth >= 1 and self.text_depth >= 1, "depth and text_depth must be >= 1")
-        check_text_encoder(self.text_encoder, self.text_encoder_train_layers)
+        check_token_config(self)
+        check(self.text_depth >= 1, "text_depth must be >= 1")
 
     @property
     def image_len(self) -> int:

@@ -79,4 +79,5 @@ register(Family("gan", "wordbrush.generators.gan:GAN",
                 train_config="wordbrush.train.gan:GANTrainConfig", trainer="wordbrush.train.gan:train_gan",
                 train_flags=(("clip", "the trained CLIP folder that reads the captions (overrides the config's clip)"),
                              ("vae", "latent mode: a VAE folder, or a pipeline (a built-in name such as shapes) "
-                                     "holding one, whose frozen decoder draws the pixels (overrides the config's vae)"))))
+                                     "holding one, whose frozen decoder draws the pixels (overrides the config's "
+                                     "vae)"))))
