@@ -42,7 +42,11 @@ def add_parser(sub) -> None:
     ins.add_argument("path", help="folder of images + .txt, .jsonl/.csv manifest, .tar shard or folder of shards")
     ins.add_argument("--size", type=positive_int, default=64, help="image side in pixels")
     ins.add_argument("--seed", type=nonneg_int, default=0, help="seed of the caption choice")
-    ins.add_argument("--grid", default="inspect-grid.png", help="grid PNG of the first 64 items")
+    ins.add_argument("--max-image-pixels", type=positive_int, default=8192 * 8192,
+                     help="larger images (by their header) are skipped as too_large, as data.max_image_pixels "
+                     "does in training (default 8192*8192)")
+    ins.add_argument("--grid", default="inspect-grid.png", help="grid PNG of the first 64 items (a dataset "
+                     "folder's reader leaves out files named grid.png and inspect-grid.png that have no caption)")
     ins.set_defaults(func=run_inspect)
 
 
@@ -93,7 +97,7 @@ def run_inspect(args: argparse.Namespace) -> None:
     from ..data.folder import open_dataset
     from ..utils.images import save_grid
 
-    ds = open_dataset(args.path, size=args.size, seed=args.seed)
+    ds = open_dataset(args.path, size=args.size, seed=args.seed, max_pixels=args.max_image_pixels)
     first, n = [], 0
     for img, caption in ds:  # one full pass: counts every usable item (tar shards are streamed)
         if len(first) < 64:
@@ -103,6 +107,13 @@ def run_inspect(args: argparse.Namespace) -> None:
     skipped = sum(ds.skipped.values())
     print(f"skipped {skipped}" + (": " + ", ".join(f"{v} {k}" for k, v in sorted(ds.skipped.items()))
                                   if skipped else ""))
+    for reason, files in sorted(ds.skipped_files.items()):
+        more = ds.skipped[reason] - min(len(files), 3)
+        print(f"  {reason}: " + ", ".join(files[:3]) + (f" (+{more} more)" if more > 0 else ""))
+    ignored = getattr(ds, "ignored", [])
+    if ignored:
+        print(f"left out {len(ignored)} preview file{'s' * (len(ignored) > 1)} (not items): "
+              + ", ".join(str(p) for p in ignored[:3]))
     if first:
         grid = save_grid([im for im, _ in first], args.grid, cols=8, scale=max(1, 128 // args.size))
         print(f"grid of the first {len(first)}: {grid}")

@@ -5,8 +5,8 @@
 
 A batch is addressed by its step, so a resumed run reads the same stream as an uninterrupted one:
 - shapes: scenes step*B .. step*B+B-1 of the infinite procedural stream;
-- a folder or manifest: every usable image is decoded once into memory (checked and counted when the dataset
-  is opened: unreadable files are skipped, never fatal), then read in a fresh permutation each epoch; an item
+- a folder or manifest: every usable image is decoded once into memory when the dataset is opened (broken files
+  are skipped and counted by reason, never fatal: folder.py's docstring), then read in a fresh permutation each epoch; an item
   with several caption lines gets one of them at random each epoch. `index` says which items a batch holds,
   so a loop may cache per-item work (the generator loop encodes each image with the VAE once);
 - tar shards: streamed through a shuffle buffer, for data that does not fit in memory (the order after a
@@ -19,11 +19,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-from tqdm import tqdm
 
 from ..errors import WordbrushError
 from .config import DataConfig
 from .folder import open_dataset
+from .reading import MAX_LISTED
 from .shapes import ShapesDataset
 from .shards import TarShardDataset
 
@@ -46,12 +46,14 @@ class TrainingData:
         self.images: np.ndarray | None = None  # (N, H, W, 3) uint8, for a dataset held in memory
         self.captions: list[list[str]] = []
         self.groups: list[str] = []
-        self.skipped: dict[str, int] = {}
+        self.skipped: dict[str, int] = {}  # reason -> count (a stream's: see skipped_by_reason)
+        self._skipped_files: dict[str, list[str]] = {}
         self.actual_split = cfg.split  # which split the items really are (see Reader.actual_split)
         if not cfg.path:
             self.shapes = ShapesDataset(None, size=cfg.size, seed=cfg.seed, split=cfg.split)
             return
-        ds = open_dataset(cfg.path, size=cfg.size, seed=cfg.seed, background=tuple(cfg.background), split=cfg.split)
+        ds = open_dataset(cfg.path, size=cfg.size, seed=cfg.seed, background=tuple(cfg.background), split=cfg.split,
+                          max_pixels=cfg.max_image_pixels, keep_images=True, progress=progress)
         self.actual_split = ds.actual_split()
         if isinstance(ds, TarShardDataset):
             self.stream = ds
@@ -60,11 +62,12 @@ class TrainingData:
         if len(ds) == 0:
             raise WordbrushError(f"{cfg.path}: no usable items" + (f" in split {cfg.split!r}" if cfg.split != "all" else "")
                                  + f" ({ds.summary()})")
-        self.images = np.stack([np.asarray(ds[i][0]) for i in tqdm(range(len(ds)), desc="load images",
-                                                                   disable=not progress, unit="img")])
+        self.images = np.stack(ds.arrays)  # decoded once, when the dataset checked them
+        ds.arrays.clear()
         self.captions = [caps for _, caps in ds.items]
         self.groups = list(ds.groups)
         self.skipped = dict(ds.skipped)
+        self._skipped_files = {k: list(v) for k, v in ds.skipped_files.items()}
         self.description = ds.summary()
 
     @property
@@ -83,7 +86,30 @@ class TrainingData:
         return self.description
 
     def skipped_count(self) -> int:
-        return sum((self.stream.skipped if self.stream is not None else self.skipped).values())
+        """Items skipped as broken, all reasons together (train_summary.json's skipped_items)."""
+        return sum(self.skipped_by_reason().values())
+
+    def skipped_by_reason(self) -> dict[str, int]:
+        """reason -> count (the reasons are folder.py's docstring's). Tar shards: the last pass read to its end,
+        else the pass being read (whose counts grow as it goes)."""
+        if self.stream is not None:
+            done = self.stream.complete_skipped
+            return dict(done if done is not None else self.stream.skipped)
+        return dict(self.skipped)
+
+    def skipped_files(self) -> dict[str, list[str]]:
+        """reason -> the skipped files, at most MAX_LISTED (100) a reason, in the order read: paths; a manifest's
+        rows as ``manifest:line (file)``; a shard's samples as ``shard.tar:key``."""
+        if self.stream is not None:
+            done = self.stream.complete_skipped_files
+            return {k: list(v) for k, v in (done if done is not None else self.stream.skipped_files).items()}
+        return {k: list(v) for k, v in self._skipped_files.items()}
+
+    def skipped_record(self) -> dict:
+        """What a run folder's skipped.json holds: {"skipped_items": n, "by_reason": {...}, "files": {...},
+        "files_listed_per_reason": MAX_LISTED} (JSON-ready)."""
+        return {"skipped_items": self.skipped_count(), "by_reason": self.skipped_by_reason(),
+                "files": self.skipped_files(), "files_listed_per_reason": MAX_LISTED}
 
     # ------------------------------------------------------------------------------------------------ batches
 
