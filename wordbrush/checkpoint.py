@@ -37,6 +37,7 @@ MAX_JSON_BYTES = 256 << 20  # any other JSON this module reads (optimizer state)
 MAX_HEADER_BYTES = 16 << 20  # a safetensors header (the JSON before the data): ~100,000 tensors' names and shapes
 MAX_TENSORS = 65_536  # tensors in one weights file
 MAX_ELEMENTS = 2_000_000_000  # numbers in one part (8 GB of float32): a config asking for more is refused
+MAX_IMAGE_SIZE = 8192  # pixels a side that a saved model may draw or read (not every size is tied to its weights)
 
 
 def builtin_path(name: str) -> Path:
@@ -334,6 +335,14 @@ def read_model_config(folder: str | Path, kind: str, cls: type, what: str) -> An
     if found != kind:
         raise CheckpointError(f"{folder} holds a {found!r:.60} model, not a {what}")
     return config_from(folder, config, cls, kind)
+
+
+def check_image_size(folder: str | Path, size: int, what: str) -> None:
+    """A saved config's image_size, bounded: a CLIP that pools its grid reads any size with the same weights, and
+    would resize every input to what its config.json says."""
+    if size > MAX_IMAGE_SIZE:
+        raise CheckpointError(f"{Path(folder)}/config.json: {what}.image_size {size:,} is more than the "
+                              f"{MAX_IMAGE_SIZE:,} pixels a saved model may have")
 
 
 def config_from(folder: str | Path, data: Any, cls: type, key: str) -> Any:

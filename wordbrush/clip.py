@@ -24,7 +24,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import build_part, model_header, part_path, read_model_config, save_part, unwrap, write_json
+from .checkpoint import (
+    build_part,
+    check_image_size,
+    model_header,
+    part_path,
+    read_model_config,
+    save_part,
+    unwrap,
+    write_json,
+)
 from .config import check, to_dict
 from .errors import CheckpointError, ConfigError
 from .nn.conv import ResBlock
@@ -201,6 +210,7 @@ class CLIPScorer:
         before anything is allocated, no part that links out of the folder, no NaN weights)."""
         folder = Path(folder)
         cfg = read_model_config(folder, "clip", CLIPConfig, "CLIP")
+        check_image_size(folder, cfg.image_size, "clip")
         model = build_part(lambda: CLIP(cfg), part_path(folder, "clip.safetensors", "clip"), "clip")
         try:
             return cls(model, TextTokenizer.load(folder)).to(device)

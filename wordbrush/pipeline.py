@@ -28,6 +28,7 @@ from .checkpoint import (
     BUILTIN,
     build_part,
     builtin_path,
+    check_image_size,
     config_from,
     model_folder,
     model_header,
@@ -172,6 +173,7 @@ class TextToImagePipeline:
         vae = None
         if model_cls.output == "codes":
             vcfg = config_from(folder, cfg.get("vae", {}), VAEConfig, "vae")
+            check_image_size(folder, vcfg.image_size, "vae")
         elif cfg.get("vae") is not None:
             raise CheckpointError(f"{folder}/config.json: config: a {kind} draws pixels and takes no vae")
         generator = build_part(lambda: model_cls(gcfg), part_path(folder, f"{kind}.safetensors", kind), kind)

@@ -17,7 +17,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checkpoint import build_part, config_from, model_header, part_path, read_header, save_part, unwrap, write_json
+from ..checkpoint import (
+    build_part,
+    check_image_size,
+    config_from,
+    model_header,
+    part_path,
+    read_header,
+    save_part,
+    unwrap,
+    write_json,
+)
 from ..config import check, to_dict
 from ..errors import CheckpointError
 from ..nn.conv import ResBlock
@@ -185,6 +195,7 @@ def load_vae(folder: str | Path) -> DiscreteVAE:
         cfg = config_from(folder, config, VAEConfig, "vae")
     else:
         raise CheckpointError(f"{folder} holds a {kind!r:.60} model, not a vae")
+    check_image_size(folder, cfg.image_size, "vae")
 
     def make() -> DiscreteVAE:
         vae = DiscreteVAE(cfg)
