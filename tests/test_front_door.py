@@ -51,13 +51,13 @@ def test_out_on_a_file_and_too_many_images(capsys, tmp_path):
                                                                 str(tmp_path / "taken")])
     err = one_line_error(capsys, ["generate", "a red circle", "-n", "100000", "--out", str(tmp_path / "o")])
     assert "more than the 10,000 images one call draws" in err
-    assert not list((tmp_path / "o").glob("*.png"))
+    assert not list((tmp_path / "o").rglob("*.png")) and not list((tmp_path / "o").iterdir())  # no run folder either
 
 
 def test_every_png_says_how_to_draw_it_again(tmp_path, capsys):
     assert main(["generate", "a red circle", "two blue squares", "-n", "2", "--seed", "5", "--candidates", "1",
                  "--out", str(tmp_path)]) == 0
-    pngs = sorted(tmp_path.glob("0*.png"))
+    pngs = sorted(tmp_path.glob("0001/0*.png"))
     assert [p.name.split("-seed")[1] for p in pngs] == ["5.png", "6.png", "7.png", "8.png"]
     third = Image.open(pngs[2])
     params, record = third.text["parameters"], json.loads(third.text["wordbrush"])
@@ -69,7 +69,7 @@ def test_every_png_says_how_to_draw_it_again(tmp_path, capsys):
     import shlex
 
     assert main(shlex.split(argv[2]) and ["generate", *shlex.split(argv[2]), "--out", str(again)]) == 0
-    assert Image.open(next(again.glob("000-*.png"))).tobytes() == third.tobytes()
+    assert Image.open(next(again.glob("0001/000-*.png"))).tobytes() == third.tobytes()
 
 
 def test_a_progress_bar_on_a_terminal(tmp_path):

@@ -47,7 +47,7 @@ def test_a_registered_toy_runs_through_the_pipeline_save_load_and_the_cli(toy, t
     assert isinstance(again.generator, ToyGenerator)
     assert np.array_equal(np.asarray(again("a red circle", seed=3).images[0]), np.asarray(out.images[0]))
     assert main(["generate", "a red circle", "--model", str(folder), "-n", "2", "--out", str(tmp_path / "o")]) == 0
-    pngs = sorted((tmp_path / "o").glob("0*.png"))
+    pngs = sorted((tmp_path / "o").glob("0001/0*.png"))
     assert len(pngs) == 2 and Image.open(pngs[0]).text["parameters"].startswith("a red circle\nSeed: 0")
     # what the contract refuses, it refuses in one clear line
     with pytest.raises(WordbrushError, match="no likelihood"):

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -168,7 +169,7 @@ def test_cli_generate_writes_pngs_and_grid(pipe, tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out.split()
     assert len(printed) == 5 and printed[-1].endswith("grid.png")
-    assert all((tmp_path / "o" / p.split("/")[-1]).exists() for p in printed)
+    assert all(Path(p).parent == tmp_path / "o" / "0001" and Path(p).exists() for p in printed)
 
 
 def test_cli_generate_bad_prompt_is_one_line(pipe, tmp_path):

@@ -24,7 +24,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import load_part, model_header, read_model_config, save_part, unwrap, write_json
+from .checkpoint import (
+    build_part,
+    check_image_size,
+    model_header,
+    part_path,
+    read_model_config,
+    save_part,
+    unwrap,
+    write_json,
+)
 from .config import check, to_dict
 from .errors import CheckpointError, ConfigError
 from .nn.conv import ResBlock
@@ -197,10 +206,12 @@ class CLIPScorer:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str | torch.device = "cpu") -> "CLIPScorer":
+        """A saved CLIP folder, checked as every model folder is (checkpoint.py: sizes against the weights' header
+        before anything is allocated, no part that links out of the folder, no NaN weights)."""
         folder = Path(folder)
         cfg = read_model_config(folder, "clip", CLIPConfig, "CLIP")
-        model = CLIP(cfg)
-        load_part(model, folder / "clip.safetensors", "clip")
+        check_image_size(folder, cfg.image_size, "clip")
+        model = build_part(lambda: CLIP(cfg), part_path(folder, "clip.safetensors", "clip"), "clip")
         try:
             return cls(model, TextTokenizer.load(folder)).to(device)
         except ConfigError as e:

@@ -41,11 +41,13 @@ def from_dict(cls: type[T], data: Any, where: str = "") -> T:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"{where or 'config'}: unknown key {unknown[0]!r} (known: {', '.join(sorted(names))})")
+        raise ConfigError(f"{where or 'config'}: unknown key {_short(unknown[0])} (known: {', '.join(sorted(names))})")
     kwargs = {k: _coerce(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
     try:
         return cls(**kwargs)
-    except TypeError as e:  # a required field left out
+    except ConfigError as e:  # the dataclass's own checks (its __post_init__)
+        raise ConfigError(f"{where}: {e}" if where else str(e)) from None
+    except (TypeError, ValueError, ArithmeticError) as e:  # a required field left out; a check that overflows
         raise ConfigError(f"{where or 'config'}: {e}") from None
 
 
@@ -64,32 +66,54 @@ def _coerce(tp: Any, v: Any, where: str) -> Any:
                 return _coerce(a, v, where)
             except ConfigError:
                 pass
-        raise ConfigError(f"{where}: {v!r} does not fit {tp}")
-    if origin is tuple:
+        raise ConfigError(f"{where}: {_short(v)} does not fit {tp}")
+    if origin in (tuple, list):
         args = typing.get_args(tp)
         if not isinstance(v, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list, got {v!r}")
+            raise ConfigError(f"{where}: expected a list, got {_short(v)}")
+        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):  # tuple[int, str]: fixed
+            if len(v) != len(args):
+                raise ConfigError(f"{where}: expected a list of {len(args)} entries, got {len(v)}")
+            return tuple(_coerce(a, x, f"{where}[{i}]") for i, (a, x) in enumerate(zip(args, v)))
         inner = args[0] if args else Any
-        return tuple(_coerce(inner, x, f"{where}[{i}]") for i, x in enumerate(v))
+        return origin(_coerce(inner, x, f"{where}[{i}]") for i, x in enumerate(v))
+    if origin is dict:
+        args = typing.get_args(tp)
+        if not isinstance(v, dict):
+            raise ConfigError(f"{where}: expected a table/object, got {_short(v)}")
+        inner = args[1] if len(args) == 2 else Any
+        return {_coerce(str, k, where): _coerce(inner, x, f"{where}.{k}") for k, x in v.items()}
+    if tp is Any:
+        return v
     if tp is bool:
         if not isinstance(v, bool):
-            raise ConfigError(f"{where}: expected true/false, got {v!r}")
+            raise ConfigError(f"{where}: expected true/false, got {_short(v)}")
         return v
     if tp is int:
         if isinstance(v, bool) or not isinstance(v, int):
-            raise ConfigError(f"{where}: expected an integer, got {v!r}")
+            raise ConfigError(f"{where}: expected an integer, got {_short(v)}")
         return v
     if tp is float:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {v!r}")
-        if not math.isfinite(v):  # NaN, or a literal such as 1e400 that JSON reads as infinity
-            raise ConfigError(f"{where}: expected a finite number, got {v!r}")
-        return float(v)
+            raise ConfigError(f"{where}: expected a number, got {_short(v)}")
+        try:
+            f = float(v)
+        except OverflowError:  # an integer of hundreds of digits
+            f = math.inf
+        if not math.isfinite(f):  # NaN, or a literal such as 1e400 that JSON reads as infinity
+            raise ConfigError(f"{where}: expected a finite number, got {_short(v)}")
+        return f
     if tp is str:
         if not isinstance(v, str):
-            raise ConfigError(f"{where}: expected a string, got {v!r}")
+            raise ConfigError(f"{where}: expected a string, got {_short(v)}")
         return v
     return v
+
+
+def _short(v: Any) -> str:
+    """A value for an error message: its repr, cut short (an untrusted config may hold a megabyte in one value)."""
+    r = repr(v) if not isinstance(v, int) or abs(v) < 10**60 else f"an integer of {len(str(abs(v)))} digits"
+    return r if len(r) <= 80 else r[:77] + "..."
 
 
 def load_file(path: str | Path) -> dict[str, Any]:

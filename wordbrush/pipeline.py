@@ -14,6 +14,7 @@ wordbrush/clip.py) to rerank candidates. The pipeline knows generators only thro
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -25,12 +26,14 @@ from PIL import Image
 
 from .checkpoint import (
     BUILTIN,
+    build_part,
     builtin_path,
+    check_image_size,
     config_from,
-    load_part,
     model_folder,
     model_header,
-    read_json,
+    part_path,
+    read_header,
     save_part,
     unwrap,
     write_json,
@@ -148,27 +151,37 @@ class TextToImagePipeline:
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, device: str | torch.device = "cpu",
                         dtype: torch.dtype | None = None) -> "TextToImagePipeline":
+        """A built-in model by name, or a saved folder. A folder is untrusted input: every fault in it (a malformed
+        config.json, sizes its weights do not have, a part that links out of the folder, NaN weights) is one
+        CheckpointError line, found before anything large is allocated (checkpoint.py)."""
         folder = model_folder(name_or_path)
-        header = read_json(folder / "config.json", "pipeline")
-        if header.get("kind") != "pipeline":
-            raise CheckpointError(f"{folder} holds a {header.get('kind')!r} model, not a text-to-image pipeline")
-        cfg = header.get("config", {})
-        if not isinstance(cfg, dict):
-            raise CheckpointError(f"{folder}/config.json: config must be an object, got {type(cfg).__name__}")
+        found, cfg = read_header(folder, "pipeline")
+        if found != "pipeline":
+            raise CheckpointError(f"{folder} holds a {found!r:.60} model, not a text-to-image pipeline")
         kind = cfg.get("generator", "dalle")
         if not isinstance(kind, str) or kind not in registry.FAMILIES:
-            raise CheckpointError(f"{folder}/config.json: unknown generator {kind!r} "
+            raise CheckpointError(f"{folder}/config.json: unknown generator {kind!r:.60} "
                                   f"(known: {', '.join(registry.FAMILIES)})")
+        known = ("generator", kind, "vae", "sampling")
+        unknown = sorted(set(cfg) - set(known))
+        if unknown:
+            raise CheckpointError(f"{folder}/config.json: config: unknown key {unknown[0]!r:.60} "
+                                  f"(known: {', '.join(known)})")
         model_cls = registry.get(kind).model_class()
         gcfg = config_from(folder, cfg.get(kind, {}), model_cls.config_class, kind)
         sampling = config_from(folder, cfg.get("sampling", {}), SampleOptions, "sampling")
-        generator = model_cls(gcfg)
-        load_part(generator, folder / f"{kind}.safetensors", kind)
         vae = None
         if model_cls.output == "codes":
-            vae = DiscreteVAE(config_from(folder, cfg.get("vae", {}), VAEConfig, "vae"))
-            load_part(vae, folder / "vae.safetensors", "vae")
-        clip = CLIPScorer.from_pretrained(folder / CLIP_FOLDER) if (folder / CLIP_FOLDER).is_dir() else None
+            vcfg = config_from(folder, cfg.get("vae", {}), VAEConfig, "vae")
+            check_image_size(folder, vcfg.image_size, "vae")
+        elif cfg.get("vae") is not None:
+            raise CheckpointError(f"{folder}/config.json: config: a {kind} draws pixels and takes no vae")
+        generator = build_part(lambda: model_cls(gcfg), part_path(folder, f"{kind}.safetensors", kind), kind)
+        if model_cls.output == "codes":
+            vae = build_part(lambda: DiscreteVAE(vcfg), part_path(folder, "vae.safetensors", "vae"), "vae")
+        clip = None
+        if os.path.lexists(folder / CLIP_FOLDER):  # a link counts too: part_path refuses one that leads out
+            clip = CLIPScorer.from_pretrained(part_path(folder, CLIP_FOLDER, "clip", kind="dir"))
         try:
             pipe = cls(TextTokenizer.load(folder), generator, vae, sampling, clip)
         except ValueError as e:

@@ -34,10 +34,10 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from ..checkpoint import model_folder, read_json
+    from ..checkpoint import model_folder, read_header
 
     folder = model_folder(args.model)
-    kind = read_json(folder / "config.json", "model").get("kind")
+    kind, _ = read_header(folder, "model")  # checked as every model folder is (checkpoint.py)
     if kind == "vae":
         from ..image.vae import load_vae
         from ..train.vae import EVAL_SEED_OFFSET, evaluate_vae

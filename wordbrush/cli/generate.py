@@ -1,5 +1,10 @@
 """`wordbrush generate PROMPT...`: draw images with a built-in or saved model, one PNG per image (written as soon
-as it is drawn, each carrying how to draw it again in its PNG text chunks) plus a grid of them all."""
+as it is drawn, each carrying how to draw it again in its PNG text chunks) plus a grid of them all.
+
+Each call writes into a fresh numbered folder under --out (wordbrush-out/0001/, 0002/, ...), taken with one mkdir
+that fails if another call took the number first: calls running at the same time into one --out never share, and
+so never overwrite, a file. Every file is written atomically (utils/images.save_png: a temporary file, fsynced,
+renamed into place), so a reader never sees half an image or half a grid."""
 
 from __future__ import annotations
 
@@ -28,7 +33,8 @@ def add_parser(sub) -> None:
     gen.add_argument("--model", default="shapes", help="built-in model name or saved folder (default: shapes)")
     gen.add_argument("-n", type=positive_int, default=4, help="images per prompt (default 4)")
     gen.add_argument("--seed", type=nonneg_int, default=0, help="image k uses seed + k (default 0)")
-    gen.add_argument("--out", default="wordbrush-out", help="output folder (default: wordbrush-out)")
+    gen.add_argument("--out", default="wordbrush-out", help="output folder; each call writes into a fresh numbered "
+                     "folder inside it: OUT/0001/, OUT/0002/, ... (default: wordbrush-out)")
     add_sampling_args(gen)
     gen.set_defaults(func=run)
 
@@ -43,6 +49,22 @@ def output_folder(out: str) -> Path:
     except OSError as e:
         raise WordbrushError(f"cannot make the output folder {out}: {e.strerror}") from None
     return folder
+
+
+def run_folder(parent: Path) -> Path:
+    """A fresh numbered folder in `parent` for one call's images: one past the highest number there, taken with
+    mkdir, which fails if another call took that number first (then the next one is tried)."""
+    numbers = [int(p.name) for p in parent.iterdir() if re.fullmatch(r"[0-9]{1,9}", p.name)]
+    n = max(numbers, default=0) + 1
+    while True:
+        folder = parent / f"{n:04d}"
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            n += 1
+        except OSError as e:
+            raise WordbrushError(f"cannot make the output folder {folder}: {e.strerror}") from None
 
 
 def image_text(prompt: str, seed: int, model: str, kind: str, size: int, options, dtype: str) -> dict[str, str]:
@@ -75,7 +97,7 @@ def run(args: argparse.Namespace) -> None:
     from ..pipeline import TextToImagePipeline
     from ..utils.images import save_grid, save_png
 
-    folder = output_folder(args.out)
+    parent = output_folder(args.out)  # checked before the model loads: a bad --out fails at once
     pipe = TextToImagePipeline.from_pretrained(args.model, dtype=getattr(torch, args.dtype))
     kw = sampling_overrides(args)
     options = pipe.sampling_options(**{("steps" if k == "num_inference_steps" else k): v for k, v in kw.items()})
@@ -87,8 +109,12 @@ def run(args: argparse.Namespace) -> None:
     bar = tqdm(total=total, unit="img", desc=f"drawing with {args.model}", file=sys.stderr, disable=None,
                ncols=min(screen.columns, 120), nrows=screen.lines)
     all_prompts = [p for p in prompts for _ in range(args.n)]
+    made: list[Path] = []  # this call's folder, made when its first image is ready (a call that fails makes none)
 
     def save(first: int, images) -> None:  # called after each batch: the images are on disk as they are drawn
+        if not made:
+            made.append(run_folder(parent))
+        folder = made[0]
         for k, img in enumerate(images, start=first):
             prompt, seed = all_prompts[k], args.seed + k
             text = image_text(prompt, seed, str(args.model), pipe.generator.kind, pipe.image_size, options, args.dtype)
@@ -101,4 +127,4 @@ def run(args: argparse.Namespace) -> None:
         out = pipe(prompts, num_images_per_prompt=args.n, seed=args.seed, callback=save, **kw)
     bar.close()
     shown = out.images[:GRID_MAX]  # a grid of thousands would be too big to look at
-    print(save_grid(shown, folder / "grid.png", cols=min(args.n, 16), scale=4 if len(shown) <= 64 else 1))
+    print(save_grid(shown, made[0] / "grid.png", cols=min(args.n, 16), scale=4 if len(shown) <= 64 else 1))

@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 from ..checkpoint import (
+    build_part,
+    check_image_size,
     config_from,
-    load_part,
     model_header,
-    read_json,
-    read_model_config,
+    part_path,
+    read_header,
     save_part,
     unwrap,
     write_json,
@@ -181,18 +182,25 @@ def save_vae(vae: DiscreteVAE, folder: str | Path) -> Path:
 
 def load_vae(folder: str | Path) -> DiscreteVAE:
     """Rebuild a DiscreteVAE from a folder written by save_vae, or the tokenizer inside a saved dalle or maskgit
-    pipeline (strict: shapes and names must match)."""
+    pipeline (strict: shapes and names must match; the folder is checked as every model folder is, checkpoint.py)."""
     folder = Path(folder)
-    header = read_json(folder / "config.json", "vae") if folder.is_dir() else {}
-    if header.get("kind") == "pipeline":
-        vae_dict = header.get("config", {}).get("vae")
-        if vae_dict is None:
+    if not folder.is_dir():
+        raise CheckpointError(f"vae folder not found: {folder}")
+    kind, config = read_header(folder, "vae")
+    if kind == "pipeline":
+        if config.get("vae") is None:
             raise CheckpointError(f"{folder} is a pipeline without a VAE (a gan draws its own pixels)")
-        cfg = config_from(folder, vae_dict, VAEConfig, "vae")
+        cfg = config_from(folder, config["vae"], VAEConfig, "vae")
+    elif kind == "vae":
+        cfg = config_from(folder, config, VAEConfig, "vae")
     else:
-        cfg = read_model_config(folder, "vae", VAEConfig, "vae")
-    vae = DiscreteVAE(cfg)
-    if cfg.quantizer == "vq":
-        vae.quantizer.initialised.fill_(True)
-    load_part(vae, folder / WEIGHTS, "vae")
-    return vae.eval()
+        raise CheckpointError(f"{folder} holds a {kind!r:.60} model, not a vae")
+    check_image_size(folder, cfg.image_size, "vae")
+
+    def make() -> DiscreteVAE:
+        vae = DiscreteVAE(cfg)
+        if cfg.quantizer == "vq":
+            vae.quantizer.initialised.fill_(True)
+        return vae
+
+    return build_part(make, part_path(folder, WEIGHTS, "vae"), "vae").eval()

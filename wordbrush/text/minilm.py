@@ -63,9 +63,16 @@ class MiniLMText(nn.Module):
         verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
         hf_logging.set_verbosity_error()  # no load report or progress bar for a local, complete checkpoint
         hf_logging.disable_progress_bar()
+        kw = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
         try:
-            self.bert = BertModel.from_pretrained(str(model_dir()), local_files_only=True, add_pooling_layer=False,
-                                                  hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+            if torch.get_default_device().type == "meta":  # a shapes-only build (checkpoint.build_part): no weights
+                from transformers import BertConfig
+
+                self.bert = BertModel(BertConfig.from_pretrained(str(model_dir()), local_files_only=True, **kw),
+                                      add_pooling_layer=False)
+            else:
+                self.bert = BertModel.from_pretrained(str(model_dir()), local_files_only=True,
+                                                      add_pooling_layer=False, **kw)
         finally:
             hf_logging.set_verbosity(verbosity)
             if bar:

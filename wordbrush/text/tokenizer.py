@@ -19,12 +19,14 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from ..checkpoint import part_path
 from ..errors import CheckpointError
 
 PAD, UNK = "[PAD]", "[UNK]"
 PAD_ID = 0
 EOW = "</w>"  # marks a word's last piece, so decoding restores the spaces
 FILE = "tokenizer.json"
+MAX_FILE_BYTES = 64 << 20  # a tokenizer.json larger than this is not read (all-MiniLM-L6-v2's is 0.7 MB)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
@@ -102,10 +104,13 @@ class TextTokenizer:
 
     @classmethod
     def load(cls, folder: str | Path) -> "TextTokenizer":
-        path = Path(folder) / FILE
-        if not path.is_file():
-            raise CheckpointError(f"tokenizer: {path} not found")
+        """folder/tokenizer.json, a part of a model folder: it must lie inside the folder (checkpoint.part_path)."""
+        path = part_path(folder, FILE, "tokenizer")
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise CheckpointError(f"tokenizer: {path} is larger than {MAX_FILE_BYTES:,} bytes; not read")
         try:
-            return cls(Tokenizer.from_file(str(path)))
+            tok = Tokenizer.from_file(str(path))
         except Exception as e:  # the tokenizers library raises a plain Exception on a corrupt file
-            raise CheckpointError(f"tokenizer: cannot read {path}: {e}") from None
+            msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise CheckpointError(f"tokenizer: cannot read {path} as a tokenizer: {msg}") from None
+        return cls(tok)
