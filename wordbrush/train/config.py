@@ -32,7 +32,9 @@ class TrainConfig:
     threads: int = 0  # torch threads; 0 = torch's default (OMP_NUM_THREADS when set)
     seed: int = 0
     log_every: int = 50  # steps between log.jsonl records
-    checkpoint_every: int = 1000  # steps between checkpoints
+    checkpoint_every: int = 1000  # steps between checkpoints (out/checkpoints/step_N: complete or absent)
+    keep_checkpoints: int = 3  # the newest this many checkpoints are kept
+    max_bad_steps: int = 20  # a step with a non-finite loss or gradient is skipped; this many in a row stop the run
 
     def __post_init__(self) -> None:
         check(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
@@ -41,6 +43,8 @@ class TrainConfig:
         check(self.threads >= 0, f"threads must be >= 0, got {self.threads}")
         check(self.log_every >= 1 and self.checkpoint_every >= 1, "log_every and checkpoint_every must be >= 1")
         check(bool(self.out), "out must name a folder")
+        check(self.keep_checkpoints >= 1, f"keep_checkpoints must be >= 1, got {self.keep_checkpoints}")
+        check(self.max_bad_steps >= 1, f"max_bad_steps must be >= 1, got {self.max_bad_steps}")
 
 
 @dataclass
