@@ -33,8 +33,14 @@ from ..data.specs import ObjSpec, PromptSpec, render_spec
 from ..data.training import TrainingData
 from ..errors import ConfigError, WordbrushError
 from ..generators.gan import GAN, GANConfig, Text
-from ..generators.gan_discriminator import (Discriminator, NoiseEncoder, discriminator_loss, generator_loss,
-                                            mean_pairwise_distance, posterior_loss)
+from ..generators.gan_discriminator import (
+    Discriminator,
+    NoiseEncoder,
+    discriminator_loss,
+    generator_loss,
+    mean_pairwise_distance,
+    posterior_loss,
+)
 from ..generators.options import SampleOptions
 from ..image.vae import DiscreteVAE
 from ..pipeline import TextToImagePipeline

@@ -36,7 +36,15 @@ from tqdm import tqdm
 from ..config import to_dict
 from ..errors import CheckpointError, WordbrushError
 from ..utils.atomic import finite_json, replace_into, write_bytes, write_json
-from .checkpoints import RNG, Checkpoints, Rng, load_state, rng_state, save_state, set_rng_state
+from .checkpoints import (
+    RNG,
+    Checkpoints,
+    Rng,
+    load_state,
+    rng_state,
+    save_state,
+    set_rng_state,
+)
 from .common import Budget, setup_torch
 from .config import TrainConfig
 
@@ -168,7 +176,7 @@ class Runtime:
             self.lock.release()
             self.lock = None
 
-    def __enter__(self) -> "Runtime":
+    def __enter__(self) -> Runtime:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -30,7 +30,12 @@ from ..config import check
 from ..data.config import DataConfig
 from ..data.shapes import ShapesDataset
 from ..data.training import TrainingData
-from ..image.adversarial import PatchDiscriminator, PerceptualLoss, adaptive_weight, d_hinge
+from ..image.adversarial import (
+    PatchDiscriminator,
+    PerceptualLoss,
+    adaptive_weight,
+    d_hinge,
+)
 from ..image.metrics import code_usage, psnr
 from ..image.vae import DiscreteVAE, VAEConfig, VAEOutput, save_vae
 from ..utils.images import save_grid, to_pil, to_tensor
