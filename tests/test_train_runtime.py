@@ -1,0 +1,217 @@
+"""The one training runtime (train/runtime.py): checkpoints that are complete or absent, exact resume after SIGKILL,
+the bad-step guard, the run-folder lock, same seed -> same bytes, and torchrun (gloo) against one process."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from wordbrush.data.config import DataConfig
+from wordbrush.errors import WordbrushError
+from wordbrush.generators.dalle import DALLE, DalleConfig
+from wordbrush.image.vae import DiscreteVAE, VAEConfig, save_vae
+from wordbrush.pipeline import TextToImagePipeline
+from wordbrush.train.checkpoints import Checkpoints
+from wordbrush.train.runtime import RunLock
+from wordbrush.train.tokens import DalleTrainConfig, train_generator
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_DALLE = {"text_len": 12, "dim": 32, "depth": 2, "heads": 4}
+
+
+@pytest.fixture()
+def vae_dir(tmp_path):
+    torch.manual_seed(0)
+    vae = DiscreteVAE(VAEConfig(image_size=32, channels=(8, 16), num_codes=32, code_dim=8))
+    vae.quantizer.initialised.fill_(True)
+    return save_vae(vae, tmp_path / "vae")
+
+
+def _cfg(tmp_path, vae_dir, steps, out="run", **kw):
+    base = dict(model=DalleConfig(**TINY_DALLE), vae=str(vae_dir), data=DataConfig(size=32), out=str(tmp_path / out),
+                tokenizer_captions=300, batch_size=8, max_steps=steps, warmup_steps=2, log_every=1, sample_every=1000,
+                checkpoint_every=2, bf16=False, sample_prompts=("a red circle",))
+    return DalleTrainConfig(**{**base, **kw})
+
+
+def _config_file(tmp_path, vae_dir, steps, **kw) -> Path:
+    path = tmp_path / "dalle.json"
+    cfg = {"model": TINY_DALLE, "vae": str(vae_dir), "data": {"size": 32}, "tokenizer_captions": 300,
+           "batch_size": 8, "max_steps": steps, "warmup_steps": 2, "log_every": 1, "sample_every": 1000,
+           "checkpoint_every": 2, "bf16": False, "sample_prompts": ["a red circle"], **kw}
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+
+
+def _log(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+
+
+def _assert_checkpoints_whole(run: Path) -> None:
+    """Every step_N folder on disk is complete; nothing else but leftovers a next save removes (.tmp-/.old-)."""
+    store = Checkpoints(run / "checkpoints", keep=3)
+    for _, folder in store.folders():
+        assert store.problem(folder) is None, folder
+
+
+def test_same_seed_same_bytes_and_checkpoints_kept(tmp_path, vae_dir):
+    train_generator(_cfg(tmp_path, vae_dir, 6, "a", keep_checkpoints=2), progress_bar=False)
+    train_generator(_cfg(tmp_path, vae_dir, 6, "b", keep_checkpoints=2), progress_bar=False)
+    for name in ("dalle.safetensors", "tokenizer.json", "config.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert sorted(p.name for p in (tmp_path / "a" / "checkpoints").iterdir()) == ["step_000004", "step_000006"]
+    summary = json.loads((tmp_path / "a" / "train_summary.json").read_text())
+    assert summary["skipped_items"] == 0 and summary["skipped_steps"] == 0 and summary["steps"] == 6
+
+
+def test_bpe_is_the_same_in_every_process():
+    code = ("from wordbrush.data.training import TrainingData; from wordbrush.data.config import DataConfig; "
+            "from wordbrush.text.tokenizer import TextTokenizer; "
+            "print(TextTokenizer.train(TrainingData(DataConfig(size=32)).caption_texts(300), 1000).tok.to_str())")
+    outs = {subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True,
+                           check=True).stdout for _ in range(2)}
+    assert len(outs) == 1
+
+
+def test_resume_is_bit_identical_and_a_bad_checkpoint_is_refused(tmp_path, vae_dir, capsys):
+    train_generator(_cfg(tmp_path, vae_dir, 6, "whole"), progress_bar=False)
+    train_generator(_cfg(tmp_path, vae_dir, 4, "parts"), progress_bar=False)
+    run = tmp_path / "parts"
+    newest = run / "checkpoints" / "step_000004" / "state" / "generator.safetensors"
+    newest.write_bytes(newest.read_bytes()[:100])  # truncated: step 4 is refused, step 2 is used
+    capsys.readouterr()
+    train_generator(_cfg(tmp_path, vae_dir, 6, "parts"), resume=True, progress_bar=False)
+    said = capsys.readouterr().out
+    assert "checkpoint" in said and "step_000004 refused" in said and "resuming" in said and "at step 2" in said
+    assert (run / "dalle.safetensors").read_bytes() == (tmp_path / "whole" / "dalle.safetensors").read_bytes()
+    assert [r["step"] for r in _log(run)] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in _log(run)] == [r["loss"] for r in _log(tmp_path / "whole")]
+
+
+def test_bad_steps_are_skipped_then_stop_the_run(tmp_path, vae_dir, monkeypatch):
+    forward = DALLE.forward
+    bad_steps = {3}
+    calls = {"n": 0}
+
+    def flaky(self, text, image):
+        out = forward(self, text, image)
+        calls["n"] += 1
+        if calls["n"] in bad_steps:
+            out.loss = out.loss * float("nan")
+        return out
+
+    monkeypatch.setattr(DALLE, "forward", flaky)
+    summary = train_generator(_cfg(tmp_path, vae_dir, 6, "one_bad"), progress_bar=False)
+    assert summary["skipped_steps"] == 1
+    pipe = TextToImagePipeline.from_pretrained(tmp_path / "one_bad")
+    assert all(torch.isfinite(p).all() for p in pipe.generator.parameters())
+
+    calls["n"] = 0
+    bad_steps.update(range(5, 100))
+    with pytest.raises(WordbrushError, match=r"stopped at step 7: 3 steps in a row .*last good checkpoint: .*step_000004"):
+        train_generator(_cfg(tmp_path, vae_dir, 20, "all_bad", max_bad_steps=3, checkpoint_every=4),
+                        progress_bar=False)
+    good = tmp_path / "all_bad" / "checkpoints" / "step_000004"
+    assert Checkpoints(good.parent, 3).problem(good) is None
+
+
+def test_one_training_per_run_folder(tmp_path, vae_dir):
+    out = tmp_path / "run"
+    out.mkdir()
+    lock = RunLock(out)
+    with pytest.raises(WordbrushError, match="in use by another training"):
+        train_generator(_cfg(tmp_path, vae_dir, 2), progress_bar=False)
+    lock.release()
+    # a lock left by a killed process: the file stays, the flock went with the process
+    proc = subprocess.Popen([sys.executable, "-c", f"from wordbrush.train.runtime import RunLock; "
+                             f"RunLock(__import__('pathlib').Path({str(out)!r})); import time; time.sleep(60)"],
+                            env=_env())
+    deadline = time.time() + 20
+    while time.time() < deadline and not (out / ".lock").read_text().strip().isdigit():
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.kill()
+    proc.wait()
+    assert train_generator(_cfg(tmp_path, vae_dir, 2), progress_bar=False)["steps"] == 2
+
+
+@pytest.mark.slow
+def test_sigkill_three_times_then_resume_gives_the_same_weights(tmp_path, vae_dir):
+    steps = 14
+    config = _config_file(tmp_path, vae_dir, steps)
+    cmd = [sys.executable, "-m", "wordbrush", "train", "dalle", "--config", str(config), "-q"]
+    subprocess.run(cmd + ["--out", str(tmp_path / "whole")], env=_env(), check=True, capture_output=True)
+    run = tmp_path / "killed"
+    rng = random.Random(0)
+    targets = sorted(rng.sample(range(1, steps - 1), 3))
+    for target in targets:
+        proc = subprocess.Popen(cmd + ["--out", str(run), "--resume"], env=_env(), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        while proc.poll() is None:
+            if (run / "log.jsonl").exists() and any(r["step"] >= target for r in _safe_log(run)):
+                time.sleep(rng.uniform(0, 0.05))
+                break
+            time.sleep(0.005)
+        assert proc.poll() is None, "the run ended before it was killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        _assert_checkpoints_whole(run)
+    subprocess.run(cmd + ["--out", str(run), "--resume"], env=_env(), check=True, capture_output=True)
+    _assert_checkpoints_whole(run)
+    for name in ("dalle.safetensors", "tokenizer.json"):
+        assert (run / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+    assert [r["loss"] for r in _log(run)] == [r["loss"] for r in _log(tmp_path / "whole")]
+
+
+def _safe_log(run: Path) -> list[dict]:
+    out = []
+    for line in (run / "log.jsonl").read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["dalle", "vae", "clip"])
+def test_two_processes_follow_one(tmp_path, vae_dir, stage):
+    """torchrun --nproc-per-node 2 (gloo) against one process at the same global batch: the same per-step loss
+    within 1e-3 relative over 10 steps."""
+    if stage == "dalle":
+        config = _config_file(tmp_path, vae_dir, 10, checkpoint_every=5)
+    elif stage == "vae":
+        config = tmp_path / "vae.json"
+        config.write_text(json.dumps({"model": {"image_size": 32, "channels": [8, 16], "num_codes": 32, "code_dim": 8},
+                                      "data": {"size": 32}, "batch_size": 8, "max_steps": 10, "warmup_steps": 2,
+                                      "log_every": 1, "sample_every": 1000, "checkpoint_every": 5, "bf16": False,
+                                      "eval_images": 8}))
+    else:
+        config = tmp_path / "clip.json"
+        config.write_text(json.dumps({"model": {"image_size": 32}, "data": {"size": 32}, "batch_size": 8,
+                                      "max_steps": 10, "warmup_steps": 2, "log_every": 1, "eval_every": 1000,
+                                      "eval_images": 32, "checkpoint_every": 5, "bf16": False,
+                                      "tokenizer_captions": 300}))
+    args = ["-m", "wordbrush", "train", stage, "--config", str(config), "-q"]
+    subprocess.run([sys.executable, *args, "--out", str(tmp_path / "one")], env=_env(), check=True,
+                   capture_output=True)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    done = subprocess.run([*torchrun, *args, "--out", str(tmp_path / "two")], env=_env(), capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    one, two = _log(tmp_path / "one"), _log(tmp_path / "two")
+    assert [r["step"] for r in one] == [r["step"] for r in two] == list(range(1, 11))
+    worst = max(abs(a["loss"] - b["loss"]) / abs(a["loss"]) for a, b in zip(one, two))
+    assert worst <= 1e-3, worst
+    assert json.loads((tmp_path / "two" / "train_summary.json").read_text())["processes"] == 2
