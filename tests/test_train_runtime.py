@@ -185,7 +185,7 @@ def _safe_log(run: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stage", ["dalle", "vae", "clip"])
+@pytest.mark.parametrize("stage", ["dalle", "vae", "clip", "gan"])
 def test_two_processes_follow_one(tmp_path, vae_dir, stage):
     """torchrun --nproc-per-node 2 (gloo) against one process at the same global batch: the same per-step loss
     within 1e-3 relative over 10 steps."""
@@ -197,6 +197,16 @@ def test_two_processes_follow_one(tmp_path, vae_dir, stage):
                                       "data": {"size": 32}, "batch_size": 8, "max_steps": 10, "warmup_steps": 2,
                                       "log_every": 1, "sample_every": 1000, "checkpoint_every": 5, "bf16": False,
                                       "eval_images": 8}))
+    elif stage == "gan":
+        from test_clip import tiny_scorer
+        from test_gan import TINY
+
+        tiny_scorer().save_pretrained(tmp_path / "clip")
+        config = tmp_path / "gan.json"
+        config.write_text(json.dumps({"model": {**TINY, "clip": {"image_size": 32}}, "clip": str(tmp_path / "clip"),
+                                      "data": {"size": 32}, "batch_size": 8, "max_steps": 10, "log_every": 1,
+                                      "sample_every": 1000, "checkpoint_every": 5, "diversity_every": 1000,
+                                      "collapse_ratio": 0.0, "bf16": False, "sample_prompts": ["a red square"]}))
     else:
         config = tmp_path / "clip.json"
         config.write_text(json.dumps({"model": {"image_size": 32}, "data": {"size": 32}, "batch_size": 8,
@@ -212,6 +222,7 @@ def test_two_processes_follow_one(tmp_path, vae_dir, stage):
     assert done.returncode == 0, done.stderr[-2000:]
     one, two = _log(tmp_path / "one"), _log(tmp_path / "two")
     assert [r["step"] for r in one] == [r["step"] for r in two] == list(range(1, 11))
-    worst = max(abs(a["loss"] - b["loss"]) / abs(a["loss"]) for a, b in zip(one, two))
-    assert worst <= 1e-3, worst
+    for key in ("d_loss", "g_loss") if stage == "gan" else ("loss",):
+        worst = max(abs(a[key] - b[key]) / abs(a[key]) for a, b in zip(one, two))
+        assert worst <= 1e-3, (key, worst)
     assert json.loads((tmp_path / "two" / "train_summary.json").read_text())["processes"] == 2

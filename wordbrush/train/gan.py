@@ -168,11 +168,17 @@ class GANStage:
         captions = batch.captions[mine]
         text = _read(g, clip, captions)
         swapped = None  # D's (real, wrong caption) pairs: the next item's caption, and with hard_negatives swaps
+        n_swaps = 0
         if cfg.hard_negatives:
-            swaps = [swap_negative(c, self.swap_rng) for c in batch.captions][mine]
+            every = [swap_negative(c, self.swap_rng) for c in batch.captions]  # the global batch's
+            n_swaps, swaps = sum(s is not None for s in every), every[mine]
             index = [i for i, s in enumerate(swaps) if s is not None]
             if index:
                 swapped = (torch.tensor(index, device=device), _read(g, clip, [swaps[i] for i in index]))
+        next_text, mismatch_norm = None, None
+        if rt.world > 1:  # the next item's caption may be the next rank's first: the whole batch's pairs
+            next_text = _read(g, clip, batch.captions[mine.start + 1 : mine.stop + 1])
+            mismatch_norm = (b - 1 + n_swaps) / rt.world
         z = torch.randn(b, cfg.model.noise_dim, generator=self.noise_gen)[mine].to(device)
 
         gp_now = step % cfg.gp_every == 0
@@ -190,7 +196,7 @@ class GANStage:
                 layout, redrawn = g.layout(torch.cat([z, z_post.to(z.dtype)]), both).chunk(2)
             fake = layout if d.reads_codes else g.draw(layout)  # what D judges
             ld = discriminator_loss(d, real, fake, text, cfg.gp_weight * cfg.gp_every * gp_now, cfg.gp_power,
-                                    swapped)
+                                    swapped, next_text, mismatch_norm)
         rt.update(ld["loss"], self.opt_d, list(d.parameters()))
 
         d.requires_grad_(False)  # the G step needs gradients through D, not for it
