@@ -226,3 +226,48 @@ def test_two_processes_follow_one(tmp_path, vae_dir, stage):
         worst = max(abs(a[key] - b[key]) / abs(a[key]) for a, b in zip(one, two))
         assert worst <= 1e-3, (key, worst)
     assert json.loads((tmp_path / "two" / "train_summary.json").read_text())["processes"] == 2
+
+
+def _worker_pid(out: Path, rank: int) -> int | None:
+    """The pid of the torchrun worker of `rank` training into `out`."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(out).encode() in cmdline and f"RANK={rank}".encode() in environ and b"wordbrush" in cmdline:
+            return int(entry.name)
+    return None
+
+
+@pytest.mark.slow
+def test_torchrun_restarts_a_killed_rank_and_ends_where_a_whole_run_ends(tmp_path, vae_dir):
+    """torchrun --max-restarts 1 with --resume: one rank SIGKILLed mid-run, every worker restarted from the last
+    complete checkpoint, the same weights as a run never interrupted (2 processes both)."""
+    config = _config_file(tmp_path, vae_dir, 12)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                "--max-restarts", "1"]
+    args = ["-m", "wordbrush", "train", "dalle", "--config", str(config), "-q", "--resume"]
+    done = subprocess.run([*torchrun, *args, "--out", str(tmp_path / "whole")], env=_env(), capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    run = tmp_path / "killed"
+    proc = subprocess.Popen([*torchrun, *args, "--out", str(run)], env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    killed = False
+    deadline = time.time() + 120
+    while proc.poll() is None and time.time() < deadline and not killed:
+        if (run / "log.jsonl").exists() and any(r["step"] >= 5 for r in _safe_log(run)):
+            pid = _worker_pid(run, 1)
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed = True
+        time.sleep(0.01)
+    assert killed, "the run ended before a rank was killed"
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err[-2000:]
+    assert (run / "dalle.safetensors").read_bytes() == (tmp_path / "whole" / "dalle.safetensors").read_bytes()
+    assert [r["loss"] for r in _log(run)] == [r["loss"] for r in _log(tmp_path / "whole")]

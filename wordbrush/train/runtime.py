@@ -26,6 +26,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -82,8 +83,18 @@ def init_distributed() -> Ranks:
     if not dist.is_initialized():
         if torch.cuda.is_available():
             torch.cuda.set_device(ranks.local_rank)
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", store=_store(ranks),
+                                rank=ranks.rank, world_size=world)
     return ranks
+
+
+def _store(ranks: Ranks) -> dist.Store:
+    """torchrun's rendezvous store, under a prefix of its own per restart: after `--max-restarts` brings the workers
+    back, the process group's keys of the attempt before (the peers' old addresses) must not be read again."""
+    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"  # torchrun hosts the store
+    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), ranks.world,
+                          is_master=not agent and ranks.rank == 0, timeout=timedelta(minutes=10))
+    return dist.PrefixStore(f"wordbrush/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 class _Gather(torch.autograd.Function):
