@@ -75,6 +75,14 @@ def test_same_seed_same_bytes_and_checkpoints_kept(tmp_path, vae_dir):
     assert summary["skipped_items"] == 0 and summary["skipped_steps"] == 0 and summary["steps"] == 6
 
 
+def test_gradient_accumulation_takes_the_same_step(tmp_path, vae_dir):
+    train_generator(_cfg(tmp_path, vae_dir, 3, "whole"), progress_bar=False)
+    train_generator(_cfg(tmp_path, vae_dir, 3, "pieces", micro_batch=3), progress_bar=False)  # 3 + 3 + 2
+    for a, b in zip(_log(tmp_path / "whole"), _log(tmp_path / "pieces")):
+        assert a["image_loss"] == pytest.approx(b["image_loss"], rel=1e-4)  # float sums in another order
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)  # the text loss: a mean over each piece's tokens
+
+
 def test_bpe_is_the_same_in_every_process():
     code = ("from wordbrush.data.training import TrainingData; from wordbrush.data.config import DataConfig; "
             "from wordbrush.text.tokenizer import TextTokenizer; "

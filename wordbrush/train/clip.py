@@ -57,6 +57,7 @@ class CLIPTrainConfig(OneOptimizerConfig):
         super().__post_init__()
         check(self.batch_size >= 2, "batch_size must be >= 2 (a contrastive loss needs negatives)")
         check(self.shift >= 0, "shift must be >= 0")
+        check(self.micro_batch == 0, "micro_batch must be 0 for clip: a contrastive loss needs the whole batch at once")
         check(self.tokenizer_vocab >= 16, "tokenizer_vocab must be >= 16")
         check(self.eval_every >= 1 and self.eval_images >= 1, "eval_every and eval_images must be >= 1")
         check(self.model.image_size == self.data.size,

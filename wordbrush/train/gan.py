@@ -98,6 +98,7 @@ class GANTrainConfig(TrainConfig):
         super().__post_init__()
         check(self.batch_size >= 2, "batch_size must be >= 2 (the mismatched pairs pair each item with the next)")
         check(self.lr_g > 0 and self.lr_d > 0, "lr_g and lr_d must be > 0")
+        check(self.micro_batch == 0, "micro_batch must be 0 for gan: D and G each take their share in one pass")
         check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas must be two numbers in [0, 1)")
         check(0 < self.ema_decay < 1, "ema_decay must be in (0, 1)")
         check(self.gp_every >= 1 and self.diversity_every >= 1, "gp_every and diversity_every must be >= 1")

@@ -176,7 +176,7 @@ class Runtime:
         self.candidates = [Path(p) for p in candidates] if resume else []
         if resume and not self.candidates:
             self.say(f"{self.out}: no complete checkpoint to resume from, starting at step 0")
-        self.skipped_steps, self._bad = 0, False
+        self.skipped_steps, self._bad, self._loss_bad = 0, False, False
 
     def close(self) -> None:
         """Let go of the run folder (the lock); the process ending does the same."""
@@ -227,12 +227,21 @@ class Runtime:
 
     def update(self, loss: torch.Tensor, opt: torch.optim.Optimizer, params: list[torch.nn.Parameter],
                clip: float = 0.0) -> bool:
-        """One optimizer step from `loss` (this rank's share, a mean over it): backward, gradients averaged over the
-        ranks, then a step only when the loss and every gradient are finite (else the step is skipped and
-        counted); gradients clipped to norm `clip` (0 = no clipping)."""
+        """One optimizer step from `loss` (this rank's share, a mean over it): backward, then step()."""
         opt.zero_grad(set_to_none=True)
+        self.backward(loss)
+        return self.step(opt, params, clip)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """Accumulate the gradients of `loss` (a micro-batch's part of the rank's loss); remember a non-finite one."""
         loss.backward()
-        bad = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0], device=loss.device)
+        self._loss_bad = self._loss_bad or not bool(torch.isfinite(loss.detach()).all())
+
+    def step(self, opt: torch.optim.Optimizer, params: list[torch.nn.Parameter], clip: float = 0.0) -> bool:
+        """The accumulated gradients averaged over the ranks, then a step only when every loss since the last step
+        and every gradient are finite (else the step is skipped and counted); clipped to norm `clip` (0 = none)."""
+        bad = torch.tensor([float(self._loss_bad)], device=params[0].device)
+        self._loss_bad = False
         if self.world > 1:
             grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
             flat = torch.cat([g.reshape(-1) for g in grads] + [bad])  # one all-reduce for all of them
@@ -250,6 +259,11 @@ class Runtime:
             return False
         opt.step()
         return True
+
+    def micro_batches(self, n: int) -> list[slice]:
+        """This rank's share of n, in pieces of at most cfg.micro_batch (gradient accumulation; 0 = one piece)."""
+        m = self.cfg.micro_batch or n
+        return [slice(i, min(i + m, n)) for i in range(0, n, m)]
 
     def _sync_buffers(self, modules: dict[str, torch.nn.Module]) -> None:
         """Running statistics (the VQ codebook's EMA) follow rank 0, as DDP's broadcast_buffers does."""

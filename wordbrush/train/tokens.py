@@ -143,11 +143,17 @@ class TokensStage:
         self.data_time += time.perf_counter() - t0
 
         self.model.train()
-        with autocast(device, cfg.bf16):
-            losses = self.model(text, codes)
-        rt.update(losses.loss, self.opt, self.params, cfg.grad_clip)
-        return {"lr": lr, "loss": losses.loss.detach(), "image_loss": losses.image.detach(),
-                "text_loss": losses.text.detach()}
+        self.opt.zero_grad(set_to_none=True)
+        n, sums = len(text), {"loss": 0.0, "image_loss": 0.0, "text_loss": 0.0}
+        for piece in rt.micro_batches(n):  # gradient accumulation: the share's mean, piece by piece
+            with autocast(device, cfg.bf16):
+                losses = self.model(text[piece], codes[piece])
+            weight = (piece.stop - piece.start) / n
+            rt.backward(losses.loss * weight if weight != 1 else losses.loss)
+            for key, value in (("loss", losses.loss), ("image_loss", losses.image), ("text_loss", losses.text)):
+                sums[key] = sums[key] + value.detach() * weight
+        rt.step(self.opt, self.params, cfg.grad_clip)
+        return {"lr": lr, **sums}
 
     def periodic(self, step: int, record: dict[str, Any] | None) -> None:
         if record is not None:

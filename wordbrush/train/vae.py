@@ -141,31 +141,48 @@ class VAEStage:
             flip = torch.rand(b, generator=self.flip_rng) < 0.5
             images[flip] = images[flip].flip(-1)
         images = images[rt.share(b)].to(rt.device).contiguous(memory_format=torch.channels_last)  # this rank's
-        with autocast(rt.device, cfg.bf16):
+        adversarial_on = disc is not None and progress >= cfg.adversarial_start
+        self.opt.zero_grad(set_to_none=True)
+        n, sums = len(images), {}
+        pieces = rt.micro_batches(n)
+        for piece in pieces:  # gradient accumulation: the share's mean, piece by piece
+            weight = (piece.stop - piece.start) / n
+            o, terms = self._loss(images[piece], adversarial_on)
+            rt.backward(terms["loss"] * weight if weight != 1 else terms["loss"])
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v.detach() * weight
+        rt.step(self.opt, list(vae.parameters()), cfg.grad_clip)
+        if adversarial_on:
+            d_loss = d_hinge(disc, images[piece], o.recon.float())  # D on the last piece
+            rt.update(d_loss, self.opt_d, list(disc.parameters()))
+            sums["d_loss"] = d_loss.detach()
+        self.last = (o, images[piece])
+        record = {"lr": lr, **sums}
+        if o.kl is not None:
+            record["temperature"] = vae.quantizer.temperature
+        return record
+
+    def _loss(self, images: torch.Tensor, adversarial_on: bool) -> tuple[VAEOutput, dict[str, torch.Tensor]]:
+        """The VAE's loss on (b, 3, H, W) images and its terms."""
+        cfg, vae, disc = self.cfg, self.vae, self.disc
+        with autocast(self.rt.device, cfg.bf16):
             o: VAEOutput = vae(images)
         rec = recon_loss(cfg.recon_loss, o.recon, images)
-        terms: dict[str, torch.Tensor] = {}
+        terms: dict[str, torch.Tensor] = {"recon": rec, "quant": o.quant_loss}
         if self.perceptual is not None:
             terms["perceptual"] = self.perceptual(o.recon.float(), images)
             rec_total = rec + cfg.perceptual_weight * terms["perceptual"]
         else:
             rec_total = rec
         loss = rec_total + o.quant_loss.float()
-        adversarial_on = disc is not None and progress >= cfg.adversarial_start
         if adversarial_on:  # the adaptive weight reads this rank's share (under torchrun: a local estimate)
             terms["g_adv"] = -disc(o.recon.float()).mean()
             terms["adaptive"] = adaptive_weight(rec_total, terms["g_adv"], vae.decoder.net[-1].weight)
             loss = loss + cfg.adversarial_weight * terms["adaptive"] * terms["g_adv"]
-        rt.update(loss, self.opt, list(vae.parameters()), cfg.grad_clip)
-        if adversarial_on:
-            terms["d_loss"] = d_hinge(disc, images, o.recon.float())
-            rt.update(terms["d_loss"], self.opt_d, list(disc.parameters()))
-        self.last = (o, images)
-        record = {"lr": lr, "loss": loss.detach(), "recon": rec.detach(), "quant": o.quant_loss.detach()}
         if o.kl is not None:
-            record.update(kl=o.kl.detach(), temperature=vae.quantizer.temperature)
-        record.update({k: v.detach() for k, v in terms.items()})
-        return record
+            terms["kl"] = o.kl
+        terms["loss"] = loss
+        return o, terms
 
     def periodic(self, step: int, record: dict[str, Any] | None) -> None:
         if record is not None:  # figures of rank 0's share of the last batch
