@@ -83,6 +83,26 @@ def test_gradient_accumulation_takes_the_same_step(tmp_path, vae_dir):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-3)  # the text loss: a mean over each piece's tokens
 
 
+def test_tensorboard_scalars_when_it_is_installed(tmp_path, vae_dir, monkeypatch):
+    import types
+
+    scalars = []
+
+    class Writer:
+        def __init__(self, folder):
+            self.folder = folder
+
+        def add_scalar(self, key, value, step):
+            scalars.append((key, value, step))
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
+    train_generator(_cfg(tmp_path, vae_dir, 2), progress_bar=False)
+    assert {("loss", 1), ("loss", 2)} <= {(k, s) for k, _, s in scalars}
+
+
 def test_bpe_is_the_same_in_every_process():
     code = ("from wordbrush.data.training import TrainingData; from wordbrush.data.config import DataConfig; "
             "from wordbrush.text.tokenizer import TextTokenizer; "
