@@ -4,6 +4,7 @@ the bad-step guard, the run-folder lock, same seed -> same bytes, and torchrun (
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -299,3 +300,53 @@ def test_torchrun_restarts_a_killed_rank_and_ends_where_a_whole_run_ends(tmp_pat
     assert proc.returncode == 0, err[-2000:]
     assert (run / "dalle.safetensors").read_bytes() == (tmp_path / "whole" / "dalle.safetensors").read_bytes()
     assert [r["loss"] for r in _log(run)] == [r["loss"] for r in _log(tmp_path / "whole")]
+
+
+def _stage_cfg(tmp_path, stage, steps, out):
+    """Tiny configs of the vae (gumbel, hflip: torch RNG and the flip generator), clip and gan stages."""
+    from test_clip import tiny_scorer
+    from test_gan import TINY
+
+    from wordbrush.clip import CLIPConfig
+    from wordbrush.generators.gan import GANConfig
+    from wordbrush.train.clip import CLIPTrainConfig
+    from wordbrush.train.gan import GANTrainConfig
+    from wordbrush.train.vae import VAETrainConfig
+
+    common = dict(data=DataConfig(size=32), out=str(tmp_path / out), batch_size=8, max_steps=steps, log_every=1,
+                  checkpoint_every=2, bf16=False)
+    if stage == "vae":
+        return VAETrainConfig(model=VAEConfig(image_size=32, channels=(8, 16), num_codes=32, code_dim=8,
+                                              quantizer="gumbel"), hflip=True, warmup_steps=2, sample_every=1000,
+                              eval_images=8, **common)
+    if stage == "vq":
+        return VAETrainConfig(model=VAEConfig(image_size=32, channels=(8, 16), num_codes=32, code_dim=8),
+                              warmup_steps=2, sample_every=1000, eval_images=8, **common)
+    if stage == "clip":
+        return CLIPTrainConfig(model=CLIPConfig(image_size=32), warmup_steps=2, eval_every=1000, eval_images=32,
+                               tokenizer_captions=300, hard_negatives=True, **common)
+    if not (tmp_path / "clip").exists():
+        tiny_scorer().save_pretrained(tmp_path / "clip")
+    return GANTrainConfig(model=GANConfig(clip=CLIPConfig(image_size=32), **TINY), clip=str(tmp_path / "clip"),
+                          sample_every=1000, diversity_every=1000, collapse_ratio=0.0, hard_negatives=True,
+                          sample_prompts=("a red square",), **common)
+
+
+@pytest.mark.parametrize("stage", ["vae", "vq", "clip", "gan"])
+def test_every_stage_resumes_bit_identically(tmp_path, stage):
+    from wordbrush.train.clip import train_clip
+    from wordbrush.train.gan import train_gan
+    from wordbrush.train.vae import train_vae
+
+    train = {"vae": train_vae, "vq": train_vae, "clip": train_clip, "gan": train_gan}[stage]
+    weights = {"vae": "vae.safetensors", "vq": "vae.safetensors", "clip": "clip.safetensors",
+               "gan": "generator_raw.safetensors"}[stage]
+    train(_stage_cfg(tmp_path, stage, 5, "whole"), progress_bar=False)
+    train(_stage_cfg(tmp_path, stage, 5, "parts"), progress_bar=False)  # checkpoints at 2, 4 and 5
+    ckpts = tmp_path / "parts" / "checkpoints"
+    shutil.rmtree(ckpts / "step_000005")  # as if killed before step 5 was saved
+    (ckpts / "step_000004" / "complete.json").unlink()  # ... and while step 4 was being written: back to step 2
+    train(_stage_cfg(tmp_path, stage, 5, "parts"), resume=True, progress_bar=False)
+    assert (tmp_path / "parts" / weights).read_bytes() == (tmp_path / "whole" / weights).read_bytes()
+    key = "d_loss" if stage == "gan" else "loss"
+    assert [r[key] for r in _log(tmp_path / "parts")] == [r[key] for r in _log(tmp_path / "whole")]
