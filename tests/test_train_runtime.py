@@ -253,6 +253,7 @@ def test_two_processes_follow_one(tmp_path, vae_dir, stage):
     assert [r["step"] for r in one] == [r["step"] for r in two] == list(range(1, 11))
     for key in ("d_loss", "g_loss") if stage == "gan" else ("loss",):
         worst = max(abs(a[key] - b[key]) / abs(a[key]) for a, b in zip(one, two))
+        print(f"{stage} {key}: worst relative difference, 2 processes vs 1, over 10 steps: {worst:.2e}")
         assert worst <= 1e-3, (key, worst)
     assert json.loads((tmp_path / "two" / "train_summary.json").read_text())["processes"] == 2
 
@@ -276,7 +277,7 @@ def _worker_pid(out: Path, rank: int) -> int | None:
 def test_torchrun_restarts_a_killed_rank_and_ends_where_a_whole_run_ends(tmp_path, vae_dir):
     """torchrun --max-restarts 1 with --resume: one rank SIGKILLed mid-run, every worker restarted from the last
     complete checkpoint, the same weights as a run never interrupted (2 processes both)."""
-    config = _config_file(tmp_path, vae_dir, 12)
+    config = _config_file(tmp_path, vae_dir, 12, model={**TINY_DALLE, "dropout": 0.1})  # each rank's torch RNG
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                 "--max-restarts", "1"]
     args = ["-m", "wordbrush", "train", "dalle", "--config", str(config), "-q", "--resume"]

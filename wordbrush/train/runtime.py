@@ -367,8 +367,8 @@ class Runtime:
             step, elapsed = self.restore(stage)
             if self.world > 1:
                 self._sync_params(stage.modules)
-                if self.rank > 0:  # each rank its own noise (rank 0 keeps the stream of a one-process run)
-                    torch.manual_seed(cfg.seed * 1009 + self.rank)
+                if self.rank > 0 and not self.candidates:  # a fresh run: each rank its own noise (rank 0 keeps
+                    torch.manual_seed(cfg.seed * 1009 + self.rank)  # the stream of one process); resumed: restored
             if self.main:
                 self._trim_log(step)
                 write_json(self.out / "train_config.json", to_dict(cfg))
