@@ -198,6 +198,7 @@ def test_sigkill_three_times_then_resume_gives_the_same_weights(tmp_path, vae_di
         _assert_checkpoints_whole(run)
     subprocess.run(cmd + ["--out", str(run), "--resume"], env=_env(), check=True, capture_output=True)
     _assert_checkpoints_whole(run)
+    assert not [p for p in run.rglob(".*") if p.name != ".lock"]  # no leftovers of the killed writes
     for name in ("dalle.safetensors", "tokenizer.json"):
         assert (run / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
     assert [r["loss"] for r in _log(run)] == [r["loss"] for r in _log(tmp_path / "whole")]

@@ -110,11 +110,15 @@ class Checkpoints:
         self.prune()
         return final
 
-    def prune(self) -> None:
-        """Keep the newest `keep` complete checkpoints; drop older ones and leftovers of killed writes."""
+    def prune_leftovers(self) -> None:
+        """The temporary folders of writes a kill interrupted (never renamed into place)."""
         for p in self.root.iterdir():
             if p.name.startswith(".") and (".tmp-" in p.name or ".old-" in p.name):
                 shutil.rmtree(p, ignore_errors=True)
+
+    def prune(self) -> None:
+        """Keep the newest `keep` complete checkpoints; drop older ones and leftovers of killed writes."""
+        self.prune_leftovers()
         kept = 0
         for _, folder in reversed(self.folders()):
             if (folder / COMPLETE).is_file() and kept < self.keep:

@@ -24,6 +24,7 @@ import fcntl
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -139,6 +140,18 @@ class RunLock:
             self.fd = -1
 
 
+def _remove_leftovers(out: Path) -> None:
+    """What a killed run's writes left (temporary files and folders, never renamed into place): the lock is ours, so
+    no one else is writing them."""
+    for folder in (out, out / "samples"):
+        if folder.is_dir():
+            for p in folder.iterdir():
+                if p.name.startswith(".") and (p.name.endswith(".tmp") or ".final.tmp-" in p.name):
+                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+    if (out / "checkpoints").is_dir():
+        Checkpoints(out / "checkpoints", keep=1).prune_leftovers()
+
+
 class Runtime:
     def __init__(self, cfg: TrainConfig, resume: bool = False, progress_bar: bool = True, name: str = "train"):
         self.cfg, self.name = cfg, name
@@ -165,6 +178,7 @@ class Runtime:
                 if (self.out / LEGACY_STATE).exists() and not self.store.folders():
                     raise WordbrushError(f"{self.out} holds a run of an older wordbrush (one in-place checkpoint), "
                                          f"which cannot be resumed exactly: choose another --out")
+                _remove_leftovers(self.out)
                 candidates = [str(p) for p in self.store.complete(say=self.say)]
                 if candidates and not resume:
                     raise WordbrushError(f"{self.out} already holds a training run; pass --resume to continue it or "
