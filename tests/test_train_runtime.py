@@ -96,12 +96,17 @@ def test_tensorboard_scalars_when_it_is_installed(tmp_path, vae_dir, monkeypatch
         def add_scalar(self, key, value, step):
             scalars.append((key, value, step))
 
+        def add_image(self, tag, array, step, dataformats):
+            images.append((tag, array.shape, step))
+
         def close(self):
             pass
 
+    images = []
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", types.SimpleNamespace(SummaryWriter=Writer))
-    train_generator(_cfg(tmp_path, vae_dir, 2), progress_bar=False)
+    train_generator(_cfg(tmp_path, vae_dir, 2, sample_every=2), progress_bar=False)
     assert {("loss", 1), ("loss", 2)} <= {(k, s) for k, _, s in scalars}
+    assert [(tag, step) for tag, _, step in images] == [("samples", 2)] and images[0][1][2] == 3
 
 
 def test_bpe_is_the_same_in_every_process():

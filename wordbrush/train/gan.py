@@ -230,6 +230,7 @@ class GANStage:
                                          f"state saved to {out / 'collapsed'}")
         if step % cfg.sample_every == 0:
             _write_samples(self.pipe, cfg, out / "samples" / f"step_{step:06d}.png")
+            self.rt.image("samples", out / "samples" / f"step_{step:06d}.png", step)
             if self.enc is not None:
                 _write_redraws(self.g, self.enc, self.vae, self.clip, self.data,
                                out / "samples" / f"redraw_{step:06d}.png")

@@ -304,16 +304,29 @@ class Runtime:
     def _log(self, record: dict[str, Any]) -> None:
         with open(self.out / "log.jsonl", "a", encoding="utf-8") as f:
             f.write(json.dumps(finite_json(record), allow_nan=False) + "\n")
+        if self._writer():
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
+                    self._tb.add_scalar(k, v, record["step"])
+
+    def _writer(self) -> Any:
+        """The TensorBoard writer, or False when tensorboard is not installed (pip install wordbrush[tensorboard])."""
         if self._tb is None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
                 self._tb = SummaryWriter(str(self.out / "tensorboard"))
-            except ImportError:  # tensorboard is an optional extra: pip install wordbrush[tensorboard]
+            except ImportError:
                 self._tb = False
-        if self._tb:
-            for k, v in record.items():
-                if k != "step" and isinstance(v, (int, float)) and math.isfinite(v):
-                    self._tb.add_scalar(k, v, record["step"])
+        return self._tb
+
+    def image(self, tag: str, path: Path, step: int) -> None:
+        """A sample grid the stage wrote (PNG) into TensorBoard too, when it is installed (rank 0)."""
+        if self.main and self._writer():
+            import numpy as np
+            from PIL import Image
+
+            with Image.open(path) as im:
+                self._tb.add_image(tag, np.asarray(im.convert("RGB")), step, dataformats="HWC")
 
     def _trim_log(self, step: int) -> None:
         """A resumed run's log: the records up to its checkpoint (a kill may have left later ones, or half a line)."""

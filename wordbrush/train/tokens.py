@@ -161,7 +161,9 @@ class TokensStage:
             record["data_share"] = min(self.data_time / max(now - self.t_data, 1e-9), 1.0)
             self.data_time, self.t_data = 0.0, now
         if step % self.cfg.sample_every == 0:
-            _write_samples(self.pipe, self.cfg, self.rt.out / "samples" / f"step_{step:06d}.png")
+            path = self.rt.out / "samples" / f"step_{step:06d}.png"
+            _write_samples(self.pipe, self.cfg, path)
+            self.rt.image("samples", path, step)
 
     def save(self, folder: Path) -> None:
         self.pipe.save_pretrained(folder)

@@ -191,7 +191,9 @@ class VAEStage:
                 record["psnr"] = psnr(o.recon.detach(), images).mean().item()
                 record["batch_perplexity"] = code_usage(o.indices, self.cfg.model.num_codes)["perplexity"]
         if step % self.cfg.sample_every == 0:
-            _write_samples(self.vae, self.fixed, self.rt.out / "samples" / f"step_{step:06d}.png", self.rt.device)
+            path = self.rt.out / "samples" / f"step_{step:06d}.png"
+            _write_samples(self.vae, self.fixed, path, self.rt.device)
+            self.rt.image("reconstructions", path, step)
 
     def save(self, folder: Path) -> None:
         save_vae(self.vae, folder)
