@@ -20,7 +20,6 @@ import os
 import random
 import re
 import shutil
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -189,6 +188,3 @@ def set_rng_state(state: dict[str, Any], rngs: dict[str, Rng]) -> None:
         else:
             g.bit_generator.state = saved["numpy"]
 
-
-def python_version_note() -> str:
-    return f"python {sys.version_info.major}.{sys.version_info.minor}, torch {torch.__version__}"
