@@ -47,7 +47,8 @@ def add_parser(sub) -> None:
                         "(overrides the config's out)")
         tp.add_argument("--data", metavar="PATH", help="training data (overrides the config's data.path): a folder "
                         "of images + .txt captions, a .jsonl/.csv manifest, a .tar shard or a folder of shards")
-        tp.add_argument("--resume", action="store_true", help="continue the run saved in the output folder")
+        tp.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in the "
+                        "output folder (bit-identical to a run never stopped, on CPU); none yet: start at step 0")
         tp.add_argument("--max-steps", type=positive_int,
                         help="stop at this many optimizer steps in all; a resumed run counts the steps it had")
         tp.add_argument("--max-minutes", type=nonneg_float,
@@ -95,5 +96,6 @@ def run(args: argparse.Namespace) -> None:
         print(json.dumps(to_dict(cfg), indent=2))
         return
     result = registry.load(trainer)(cfg, resume=args.resume, progress_bar=not args.quiet)
-    print(json.dumps(result, indent=2))
-    print(f"saved to {cfg.out}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun only rank 0 reports
+        print(json.dumps(result, indent=2))
+        print(f"saved to {cfg.out}")

@@ -144,11 +144,16 @@ def posterior_loss(redrawn: torch.Tensor, codes: torch.Tensor, mu: torch.Tensor,
 
 def discriminator_loss(d: Discriminator, real: torch.Tensor, fake: torch.Tensor, text: Text,
                        gp_weight: float = 2.0, gp_power: float = 6.0,
-                       swapped: tuple[torch.Tensor, Text] | None = None) -> dict[str, torch.Tensor]:
+                       swapped: tuple[torch.Tensor, Text] | None = None, next_text: Text | None = None,
+                       mismatch_norm: float | None = None) -> dict[str, torch.Tensor]:
     """L_D of the top of the file: hinge on (real, matching), (fake, matching), (real, mismatched: each item with
     the next item's caption, and with `swapped` = (indices (K,), their captions with words swapped) those items
     with their swaps too), plus MA-GP on the real, matching pairs (skipped when gp_weight is 0): the gradient with
-    respect to the image and to what D reads of the text (the sentence, and the words if it attends to them)."""
+    respect to the image and to what D reads of the text (the sentence, and the words if it attends to them).
+    A share of a batch split over ranks (train/runtime.py) passes `next_text`, the captions of the items after its
+    first len(next_text) (the last may be the next rank's first), and `mismatch_norm`, what the mismatched pairs'
+    sum is divided by (the whole batch's count of them over the number of ranks), so that the ranks' mean is the
+    whole batch's loss."""
     gp_on = gp_weight > 0
     real = real.detach().requires_grad_(gp_on)
     sent = text.sentence.detach().requires_grad_(gp_on)
@@ -158,11 +163,15 @@ def discriminator_loss(d: Discriminator, real: torch.Tensor, fake: torch.Tensor,
     with torch.autocast(real.device.type, enabled=False) if gp_on else nullcontext():
         d_real = d(real, Text(words, sent, text.keep)).float()
     d_fake = d(fake.detach(), text).float()
-    d_mismatch = d(real[:-1].detach(), text.shifted()).float()  # easy: which objects and colours are there
+    if next_text is None:
+        next_text = text.shifted()
+    d_mismatch = d(real[: len(next_text.sentence)].detach(), next_text).float()  # easy: which objects, colours
     if swapped is not None:  # hard: the same words, the wrong places (which colour is whose, which way round)
         index, swaps = swapped
         d_mismatch = torch.cat([d_mismatch, d(real[index].detach(), swaps).float()])
-    hinge = F.relu(1 - d_real).mean() + (F.relu(1 + d_fake).mean() + F.relu(1 + d_mismatch).mean()) / 2
+    mismatch = (F.relu(1 + d_mismatch).mean() if mismatch_norm is None
+                else F.relu(1 + d_mismatch).sum() / mismatch_norm)
+    hinge = F.relu(1 - d_real).mean() + (F.relu(1 + d_fake).mean() + mismatch) / 2
     gp = hinge.new_zeros(())
     if gp_on:
         inputs = (real, sent, words) if d.reads_words else (real, sent)

@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
@@ -29,7 +30,15 @@ class QuantizerOutput:
     kl: torch.Tensor | None = None  # gumbel: KL(q || uniform), nats per token
 
 
+def _world() -> int:
+    """Processes training together (torchrun); 1 otherwise."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
 class VectorQuantizerEMA(nn.Module):
+    """Under torchrun the codebook statistics are summed over every rank's share of the batch, and the codes that
+    are (re)started from encoder outputs take rank 0's, so every rank holds the same codebook."""
+
     def __init__(self, num_codes: int, dim: int, commitment: float = 0.25, decay: float = 0.99,
                  restart_threshold: float = 0.03, eps: float = 1e-5):
         super().__init__()
@@ -69,7 +78,9 @@ class VectorQuantizerEMA(nn.Module):
     def _init_from(self, flat: torch.Tensor) -> None:
         pick = torch.randint(0, flat.shape[0], (self.num_codes,), device=flat.device)
         self.codebook.copy_(flat[pick])
-        self.ema_sum.copy_(flat[pick])
+        if _world() > 1:
+            dist.broadcast(self.codebook, 0)
+        self.ema_sum.copy_(self.codebook)
         self.ema_count.fill_(1.0)
         self.initialised.fill_(True)
 
@@ -78,6 +89,9 @@ class VectorQuantizerEMA(nn.Module):
         onehot = F.one_hot(idx, self.num_codes).type_as(flat)  # (N, K)
         count = onehot.sum(0)  # (K,)
         total = onehot.t() @ flat  # (K, D)
+        if _world() > 1:  # the global batch's statistics
+            dist.all_reduce(count)
+            dist.all_reduce(total)
         self.ema_count.mul_(self.decay).add_(count, alpha=1 - self.decay)
         self.ema_sum.mul_(self.decay).add_(total, alpha=1 - self.decay)
         n = self.ema_count.sum()
@@ -89,6 +103,8 @@ class VectorQuantizerEMA(nn.Module):
             pick = torch.randint(0, flat.shape[0], (k,), device=flat.device)
             noise = torch.randn(k, self.dim, device=flat.device) * flat.std() * 0.01
             fresh = flat[pick] + noise
+            if _world() > 1:
+                dist.broadcast(fresh, 0)
             self.codebook[dead] = fresh
             self.ema_sum[dead] = fresh
             self.ema_count[dead] = 1.0

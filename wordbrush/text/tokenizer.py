@@ -10,6 +10,7 @@ training captions), for a pretrained WordPiece vocabulary a word that became [UN
 
 from __future__ import annotations
 
+import heapq
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from ..checkpoint import part_path
 from ..errors import CheckpointError
@@ -44,6 +45,73 @@ class Encoded:
     unknown_words: list[list[str]]  # per prompt: words that became [UNK]
 
 
+_WORDS = re.compile(r"\w+|[^\w\s]+")  # what pre_tokenizers.Whitespace splits a prompt into
+
+
+def bpe_merges(texts: Iterable[str], vocab_size: int) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Byte-pair merges over the words of `texts`, as Hugging Face's BpeTrainer learns them (each word's last
+    piece marked with EOW; the most frequent pair merged first) but with every tie broken the same way in every
+    process: ids are given in sorted order, and among pairs of equal count the one of the smallest ids is merged
+    first. (BpeTrainer numbers the word-final pieces in hash-map order, so two runs on the same captions could give
+    different ids.) Returns (vocab: token -> id, merges in order)."""
+    counts: dict[str, int] = {}
+    for text in texts:
+        for w in _WORDS.findall(text):
+            counts[w] = counts.get(w, 0) + 1
+    words = sorted(counts)
+    chars = sorted({c for w in words for c in w})
+    finals = sorted({w[-1] + EOW for w in words})
+    tokens = [PAD, UNK] + chars + [f for f in finals if f not in chars]
+    ids = {t: i for i, t in enumerate(tokens)}
+    seqs = [[ids[c] for c in w[:-1]] + [ids[w[-1] + EOW]] for w in words]
+    freq = [counts[w] for w in words]
+    pairs: dict[tuple[int, int], int] = {}
+    where: dict[tuple[int, int], set[int]] = {}
+
+    def add(k: int, sign: int) -> None:
+        seq = seqs[k]
+        for pair in zip(seq, seq[1:]):
+            pairs[pair] = pairs.get(pair, 0) + sign * freq[k]
+            if sign > 0:
+                where.setdefault(pair, set()).add(k)
+
+    for k in range(len(seqs)):
+        add(k, 1)
+    heap = [(-c, p) for p, c in pairs.items()]
+    heapq.heapify(heap)
+    merges: list[tuple[str, str]] = []
+    while len(tokens) < vocab_size and heap:
+        neg, pair = heapq.heappop(heap)
+        if pairs.get(pair, 0) != -neg or neg == 0:
+            continue  # a stale entry: the pair's count changed since
+        a, b = pair
+        new = len(tokens)
+        tokens.append(tokens[a] + tokens[b])
+        merges.append((tokens[a], tokens[b]))
+        touched = set()
+        for k in sorted(where.pop(pair, ())):
+            seq = seqs[k]
+            if not any(x == a and y == b for x, y in zip(seq, seq[1:])):
+                continue
+            add(k, -1)
+            out, i = [], 0
+            while i < len(seq):
+                if i + 1 < len(seq) and seq[i] == a and seq[i + 1] == b:
+                    out.append(new)
+                    i += 2
+                else:
+                    out.append(seq[i])
+                    i += 1
+            seqs[k] = out
+            add(k, 1)
+            touched.update(zip(out, out[1:]))
+        pairs.pop(pair, None)
+        for p in touched:
+            if pairs.get(p, 0) > 0:
+                heapq.heappush(heap, (-pairs[p], p))
+    return {t: i for i, t in enumerate(tokens)}, merges
+
+
 class TextTokenizer:
     def __init__(self, tokenizer: Tokenizer):
         self.tok = tokenizer
@@ -59,13 +127,12 @@ class TextTokenizer:
 
     @classmethod
     def train(cls, texts: Iterable[str], vocab_size: int = 1000) -> "TextTokenizer":
-        tok = Tokenizer(models.BPE(unk_token=UNK, end_of_word_suffix=EOW))
+        """BPE learned on `texts` (bpe_merges: the same texts give the same ids, in every process)."""
+        vocab, merges = bpe_merges((clean_prompt(t) for t in texts), vocab_size)
+        tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token=UNK, end_of_word_suffix=EOW))
         tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
         tok.pre_tokenizer = pre_tokenizers.Whitespace()
         tok.decoder = decoders.BPEDecoder(suffix=EOW)
-        trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, UNK], end_of_word_suffix=EOW,
-                                      show_progress=False)
-        tok.train_from_iterator((clean_prompt(t) for t in texts), trainer=trainer)
         return cls(tok)
 
     def encode(self, texts: list[str], length: int) -> Encoded:

@@ -4,14 +4,13 @@
     for each step:  a batch of pairs (data/training.py) -> random shift of each image (edges repeated)
                     [-> hard negatives: each caption with words swapped, text/negatives.py]
                     -> symmetric InfoNCE under bf16 autocast -> backward -> clip -> AdamW
-    every N steps:  log (JSONL + progress bar); zero-shot retrieval on the eval split (does an image pick its own
+    every N steps:  (the runtime, runtime.py: log, checkpoint, resume, every rank under torchrun); zero-shot retrieval on the eval split (does an image pick its own
                     caption out of 32?) and the swap test (does it prefer its caption to the same words swapped?);
                     a checkpoint (a CLIPScorer folder + optimizer state)
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from ..checkpoint import load_optimizer, load_part, save_optimizer, write_json
-from ..clip import CLIP, CLIPConfig, CLIPScorer
-from ..config import check, to_dict
+from ..clip import CLIP, MAX_LOGIT_SCALE, CLIPConfig, CLIPScorer
+from ..config import check
 from ..data.config import DataConfig
 from ..data.training import TrainingData
 from ..errors import WordbrushError
@@ -32,8 +29,9 @@ from ..text.negatives import swap_negative
 from ..text.tokenizer import TextTokenizer
 from ..utils.images import to_tensor
 from ..utils.plot import plot_curves
-from .common import STATE, Budget, JsonlLog, autocast, lr_at, param_groups, setup_torch, start_run
+from .common import JsonlLog, autocast, lr_at, param_groups
 from .config import OneOptimizerConfig
+from .runtime import Runtime
 
 
 @dataclass
@@ -59,6 +57,7 @@ class CLIPTrainConfig(OneOptimizerConfig):
         super().__post_init__()
         check(self.batch_size >= 2, "batch_size must be >= 2 (a contrastive loss needs negatives)")
         check(self.shift >= 0, "shift must be >= 0")
+        check(self.micro_batch == 0, "micro_batch must be 0 for clip: a contrastive loss needs the whole batch at once")
         check(self.tokenizer_vocab >= 16, "tokenizer_vocab must be >= 16")
         check(self.eval_every >= 1 and self.eval_images >= 1, "eval_every and eval_images must be >= 1")
         check(self.model.image_size == self.data.size,
@@ -113,86 +112,87 @@ def zero_shot(scorer: CLIPScorer, images: np.ndarray, captions: list[str], group
 
 
 def train_clip(cfg: CLIPTrainConfig, resume: bool = False, progress_bar: bool = True) -> dict[str, Any]:
-    setup_torch(cfg.threads, cfg.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    out = Path(cfg.out)
-    has_ckpt = start_run(out, resume)
+    with Runtime(cfg, resume, progress_bar) as rt:
+        return rt.run(CLIPStage(cfg, rt, progress_bar), desc="train clip")
 
-    data = TrainingData(cfg.data, progress=progress_bar)
-    print(f"data: {data.summary()}")
-    if resume and has_ckpt:
-        tokenizer = TextTokenizer.load(out)
-    else:
-        tokenizer = TextTokenizer.train(data.caption_texts(cfg.tokenizer_captions), cfg.tokenizer_vocab)
-    cfg.model.text_vocab = tokenizer.vocab_size
-    model = CLIP(cfg.model).to(device)
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98))
-    step, elapsed = 0, 0.0
-    if resume and has_ckpt:
-        load_part(model, out / "clip.safetensors", "clip")
-        extra = load_optimizer(opt, out / STATE)
-        step, elapsed = int(extra["step"]), float(extra["elapsed"])
-        print(f"resuming {out} at step {step}")
-    write_json(out / "train_config.json", to_dict(cfg))
-    scorer = CLIPScorer(model, tokenizer)
-    ev_images, ev_captions, ev_groups, ev_split = eval_data(cfg, progress_bar)
-    log = JsonlLog(out / "log.jsonl")
-    shift_gen = torch.Generator().manual_seed(cfg.seed + 5 + step)
-    swap_rng = np.random.default_rng([cfg.seed, step])
 
-    budget = Budget(cfg.max_steps, cfg.max_minutes, elapsed)
-    bar = tqdm(total=budget.bar_total, initial=step, desc="train clip", unit="step", disable=not progress_bar,
-               dynamic_ncols=True)
-    t_log, seen = time.perf_counter(), 0
-    model.train()
-    while not budget.done(step):
-        lr = lr_at(step, budget.progress(step), cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
-        for g in opt.param_groups:
+class CLIPStage:
+    """The CLIP's model, data and step (the loop itself: runtime.py). Under torchrun each rank embeds its share and
+    the loss is taken over the embeddings of the whole global batch (rt.gather), as at one process."""
+
+    def __init__(self, cfg: CLIPTrainConfig, rt: Runtime, progress_bar: bool):
+        self.cfg, self.rt = cfg, rt
+        self.data = TrainingData(cfg.data, progress=progress_bar and rt.main)
+        rt.say(f"data: {self.data.summary()}")
+        if rt.resume_folder is not None:
+            tokenizer = TextTokenizer.load(rt.resume_folder)
+        else:
+            tokenizer = TextTokenizer.train(self.data.caption_texts(cfg.tokenizer_captions), cfg.tokenizer_vocab)
+        cfg.model.text_vocab = tokenizer.vocab_size
+        self.tokenizer = tokenizer
+        self.model = CLIP(cfg.model).to(rt.device)
+        self.opt = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay), lr=cfg.lr, betas=(0.9, 0.98))
+        self.scorer = CLIPScorer(self.model, tokenizer)
+        self.ev = eval_data(cfg, progress_bar and rt.main) if rt.main else None
+        self.shift_gen = torch.Generator().manual_seed(cfg.seed + 5)
+        self.swap_rng = np.random.default_rng([cfg.seed, 0])
+        self.modules, self.optimizers = {"clip": self.model}, {"clip": self.opt}
+        self.rngs = {"shift": self.shift_gen, "swap": self.swap_rng}
+        self.model.train()
+
+    def step(self, step: int, progress: float) -> dict[str, Any]:
+        cfg, rt, model = self.cfg, self.rt, self.model
+        lr = lr_at(step, progress, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
+        for g in self.opt.param_groups:
             g["lr"] = lr
-        batch = data.batch(step, cfg.batch_size)
-        images = random_shift(to_tensor(batch.images), cfg.shift, shift_gen).to(device)  # (B, 3, H, W)
-        ids = tokenizer.encode(batch.captions, cfg.model.text_len).ids.to(device)  # (B, L)
+        b = cfg.batch_size
+        batch = self.data.batch(step, b)  # the global batch (the same random shifts and swaps on every rank)
+        images = random_shift(to_tensor(batch.images), cfg.shift, self.shift_gen)  # (B, 3, H, W)
+        mine = rt.share(b)
+        ids = self.tokenizer.encode(batch.captions[mine], cfg.model.text_len).ids.to(rt.device)  # (b, L)
         negatives = None
         if cfg.hard_negatives:
-            swapped = [n for n in (swap_negative(c, swap_rng) for c in batch.captions) if n is not None]
-            negatives = tokenizer.encode(swapped, cfg.model.text_len).ids.to(device) if swapped else None  # (M, L)
-        with autocast(device, cfg.bf16):
-            loss = model(images, ids, negatives)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        step += 1
-        seen += cfg.batch_size
-        bar.update(1)
-        if step % cfg.log_every == 0:
-            now = time.perf_counter()
-            record = {"step": step, "elapsed": round(budget.elapsed, 1), "lr": lr, "loss": loss.item(),
-                      "temperature": 1 / model.logit_scale.clamp(max=np.log(100)).exp().item(),
-                      "samples_per_s": seen / (now - t_log)}
-            t_log, seen = now, 0
-            if step % cfg.eval_every == 0:
-                record.update(zero_shot(scorer, ev_images, ev_captions, ev_groups))
-            log.write(record)
-            bar.set_postfix(loss=f"{record['loss']:.3f}", smp_s=f"{record['samples_per_s']:.0f}", **budget.postfix())
-        if step % cfg.checkpoint_every == 0:
-            _checkpoint(scorer, opt, out, step, budget.elapsed)
-    bar.close()
-    _checkpoint(scorer, opt, out, step, budget.elapsed)
-    plot_curves(log.path, out / "curves.png", ["loss", "zero_shot_top1", "swap_test", "temperature", "samples_per_s"],
-                title=f"CLIP {out.name}")
-    final = zero_shot(scorer, ev_images, ev_captions, ev_groups)
-    summary = {"steps": step, "train_minutes": round(budget.elapsed / 60, 2), "samples_seen": step * cfg.batch_size,
-               "parameters": sum(p.numel() for p in model.parameters()), "final_loss": loss.item(),
-               "zero_shot_top1_of_32": round(final["zero_shot_top1"], 4),
-               "swap_test": round(final["swap_test"], 4) if "swap_test" in final else None,
-               "eval_images": len(ev_images), "eval_split": ev_split,
-               "data": data.summary(), "skipped_items": data.skipped_count()}
-    write_json(out / "train_summary.json", summary)
-    return summary
+            swapped = [n for n in (swap_negative(c, self.swap_rng) for c in batch.captions) if n is not None]
+            negatives = self.tokenizer.encode(swapped, cfg.model.text_len).ids.to(rt.device) if swapped else None
+        with autocast(rt.device, cfg.bf16):
+            loss = self._loss(images[mine].to(rt.device), ids, negatives, mine)
+        rt.update(loss, self.opt, list(model.parameters()), cfg.grad_clip)
+        return {"lr": lr, "loss": loss.detach(),
+                "temperature": 1 / model.logit_scale.detach().clamp(max=np.log(100)).exp()}
 
+    def _loss(self, images: torch.Tensor, ids: torch.Tensor, negative_ids: torch.Tensor | None,
+              mine: slice) -> torch.Tensor:
+        """CLIP.forward's symmetric InfoNCE over the global batch, for the rows of this rank's share: images
+        (b, 3, H, W), ids (b, L), negative_ids (M, L) the global batch's swapped captions (image-to-text only)."""
+        model, rt = self.model, self.rt
+        img, txt = model.encode_image(images), model.encode_text(ids)  # (b, E)
+        img_all, txt_all = rt.gather(img), rt.gather(txt)  # (B, E)
+        scale = model.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+        to_text = scale * img @ txt_all.T  # (b, B)
+        to_image = scale * txt @ img_all.T  # (b, B)
+        target = torch.arange(mine.start, mine.stop, device=images.device)
+        if negative_ids is not None and len(negative_ids):
+            to_text = torch.cat([to_text, scale * img @ model.encode_text(negative_ids).T], dim=1)  # (b, B + M)
+        return (F.cross_entropy(to_text, target) + F.cross_entropy(to_image, target)) / 2
 
-def _checkpoint(scorer: CLIPScorer, opt: torch.optim.Optimizer, out: Path, step: int, elapsed: float) -> None:
-    scorer.save_pretrained(out)
-    save_optimizer(opt, out / STATE, {"step": step, "elapsed": elapsed})
+    def periodic(self, step: int, record: dict[str, Any] | None) -> None:
+        if record is not None and step % self.cfg.eval_every == 0:
+            record.update(zero_shot(self.scorer, *self.ev[:3]))
+
+    def save(self, folder: Path) -> None:
+        self.scorer.save_pretrained(folder)
+
+    def finish(self, step: int, elapsed: float) -> dict[str, Any]:
+        cfg, out = self.cfg, self.rt.out
+        plot_curves(out / "log.jsonl", out / "curves.png",
+                    ["loss", "zero_shot_top1", "swap_test", "temperature", "samples_per_s"], title=f"CLIP {out.name}")
+        ev_images, ev_captions, ev_groups, ev_split = self.ev
+        final = zero_shot(self.scorer, ev_images, ev_captions, ev_groups)
+        records = JsonlLog(out / "log.jsonl").read()
+        return {"steps": step, "train_minutes": round(elapsed / 60, 2), "samples_seen": step * cfg.batch_size,
+                "parameters": sum(p.numel() for p in self.model.parameters()),
+                "final_loss": records[-1]["loss"] if records else None,
+                "zero_shot_top1_of_32": round(final["zero_shot_top1"], 4),
+                "swap_test": round(final["swap_test"], 4) if "swap_test" in final else None,
+                "eval_images": len(ev_images), "eval_split": ev_split,
+                "data": self.data.summary(), "skipped_items": self.data.skipped_count()}

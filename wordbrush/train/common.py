@@ -32,18 +32,6 @@ def setup_torch(threads: int, seed: int) -> None:
     torch.manual_seed(seed)
 
 
-STATE = "train_state.safetensors"  # optimizer state + step, beside the model's own files
-
-
-def start_run(out: Path, resume: bool) -> bool:
-    """Make the run folder; True when it holds a run to resume. A run there without resume is an error."""
-    has_ckpt = (out / STATE).exists()
-    if has_ckpt and not resume:
-        raise WordbrushError(f"{out} already holds a training run; pass --resume to continue it or choose another --out")
-    out.mkdir(parents=True, exist_ok=True)
-    return has_ckpt
-
-
 _warned_bf16 = False
 
 

@@ -9,16 +9,15 @@
                     G step: the same fakes, through the updated D -> fool D + CLIP alignment -> Adam -> EMA
                     with recon_weight (cVAE-GAN): E reads the real codes + caption into a noise z ~ q(z|x,t); the
                     same G pass also redraws the reals from it (reconstruction + KL to N(0, I), with G's step)
-    every N steps:  log (JSONL + progress bar); divergence check (a loss that is not finite stops the run with
-                    a message); collapse check (the spread of 16 seeds for one prompt against 16 real images of
-                    that prompt, in CLIP features); a sample grid; a checkpoint: the EMA generator as a pipeline
-                    folder, and generator, discriminator and both optimisers' states to resume from
+    every N steps:  (the runtime, runtime.py: log, checkpoints, resume, every rank under torchrun); divergence
+                    check (a loss that is not finite stops the run with a message); collapse check (the spread of 16 seeds for one prompt against 16 real images of
+                    that prompt, in CLIP features); a sample grid. The model folder: the EMA generator as a
+                    pipeline folder, with the raw generator and the discriminator beside it
 """
 
 from __future__ import annotations
 
 import copy
-import time
 import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,27 +25,32 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from ..checkpoint import load_optimizer, load_part, save_optimizer, save_part, write_json
+from ..checkpoint import save_part
 from ..clip import CLIPScorer
-from ..config import check, to_dict
+from ..config import check
 from ..data.specs import ObjSpec, PromptSpec, render_spec
 from ..data.training import TrainingData
 from ..errors import ConfigError, WordbrushError
 from ..generators.gan import GAN, GANConfig, Text
-from ..generators.gan_discriminator import (Discriminator, NoiseEncoder, discriminator_loss, generator_loss,
-                                            mean_pairwise_distance, posterior_loss)
+from ..generators.gan_discriminator import (
+    Discriminator,
+    NoiseEncoder,
+    discriminator_loss,
+    generator_loss,
+    mean_pairwise_distance,
+    posterior_loss,
+)
 from ..generators.options import SampleOptions
 from ..image.vae import DiscreteVAE
 from ..pipeline import TextToImagePipeline
 from ..text.negatives import swap_negative
 from ..utils.images import save_grid, to_pil, to_tensor
 from ..utils.plot import plot_curves
-from .common import STATE, Budget, JsonlLog, autocast, frozen_vae, lr_at, setup_torch, start_run
+from .common import autocast, frozen_vae, lr_at
 from .config import SAMPLE_PROMPTS, TrainConfig
+from .runtime import Runtime
 
-D_STATE = "train_state_d.safetensors"  # the discriminator's optimizer state (STATE holds the generator's)
 RAW_G = "generator_raw.safetensors"  # the generator's own weights (gan.safetensors holds their EMA)
 DISC = "discriminator.safetensors"
 ENCODER = "noise_encoder.safetensors"  # the cVAE-GAN's encoder (recon_weight > 0), trained with G
@@ -94,6 +98,7 @@ class GANTrainConfig(TrainConfig):
         super().__post_init__()
         check(self.batch_size >= 2, "batch_size must be >= 2 (the mismatched pairs pair each item with the next)")
         check(self.lr_g > 0 and self.lr_d > 0, "lr_g and lr_d must be > 0")
+        check(self.micro_batch == 0, "micro_batch must be 0 for gan: D and G each take their share in one pass")
         check(len(self.betas) == 2 and all(0 <= b < 1 for b in self.betas), "betas must be two numbers in [0, 1)")
         check(0 < self.ema_decay < 1, "ema_decay must be in (0, 1)")
         check(self.gp_every >= 1 and self.diversity_every >= 1, "gp_every and diversity_every must be >= 1")
@@ -110,68 +115,72 @@ class GANTrainConfig(TrainConfig):
 
 
 def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = True) -> dict[str, Any]:
-    setup_torch(cfg.threads, cfg.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    out = Path(cfg.out)
-    has_ckpt = start_run(out, resume)
+    with Runtime(cfg, resume, progress_bar) as rt:
+        stage = GANStage(cfg, rt, progress_bar)
+        return rt.run(stage, desc=f"train gan ({stage.n_params / 1e6:.1f}M)")
 
-    clip = CLIPScorer.from_pretrained(cfg.clip)
-    cfg.model.clip = clip.model.cfg
-    vae = frozen_vae(cfg.vae, device) if cfg.vae else None
-    cfg.model = replace(cfg.model, vae=vae.cfg if vae is not None else None)  # replace() runs the checks again
-    data = TrainingData(cfg.data, progress=progress_bar)
-    print(f"data: {data.summary()}")
-    g = GAN(cfg.model)
-    g.clip.load_state_dict(clip.model.state_dict())
-    if vae is not None:
-        g.decoder.load_state_dict(vae.decoder.state_dict())
-    g, d = g.to(device), Discriminator(cfg.model).to(device)
-    ema = copy.deepcopy(g).eval()
-    for p in ema.parameters():
-        p.requires_grad_(False)
-    enc = NoiseEncoder(cfg.model).to(device) if cfg.recon_weight > 0 else None
-    g_params = [p for p in g.parameters() if p.requires_grad] + (list(enc.parameters()) if enc is not None else [])
-    opt_g = torch.optim.Adam(g_params, lr=cfg.lr_g, betas=tuple(cfg.betas))
-    opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
-    step, elapsed = 0, 0.0
-    if resume and has_ckpt:
-        load_part(g, out / RAW_G, "gan (raw generator)")
-        load_part(ema, out / "gan.safetensors", "gan")
-        load_part(d, out / DISC, "discriminator")
+
+class GANStage:
+    """The GAN's networks, data and step (the loop itself: runtime.py). Under torchrun both G and D are averaged
+    across ranks at each of their steps; the CLIP and the VAE are frozen and stay local."""
+
+    def __init__(self, cfg: GANTrainConfig, rt: Runtime, progress_bar: bool):
+        self.cfg, self.rt, device = cfg, rt, rt.device
+        self.clip = clip = CLIPScorer.from_pretrained(cfg.clip)
+        cfg.model.clip = clip.model.cfg
+        self.vae = vae = frozen_vae(cfg.vae, device) if cfg.vae else None
+        cfg.model = replace(cfg.model, vae=vae.cfg if vae is not None else None)  # replace() runs the checks again
+        self.data = TrainingData(cfg.data, progress=progress_bar and rt.main)
+        rt.say(f"data: {self.data.summary()}")
+        g = GAN(cfg.model)
+        g.clip.load_state_dict(clip.model.state_dict())
+        if vae is not None:
+            g.decoder.load_state_dict(vae.decoder.state_dict())
+        self.g, self.d = g, d = g.to(device), Discriminator(cfg.model).to(device)
+        self.ema = ema = copy.deepcopy(g).eval()
+        for p in ema.parameters():
+            p.requires_grad_(False)
+        self.enc = enc = NoiseEncoder(cfg.model).to(device) if cfg.recon_weight > 0 else None
+        self.g_params = [p for p in g.parameters() if p.requires_grad] + (list(enc.parameters()) if enc else [])
+        self.opt_g = torch.optim.Adam(self.g_params, lr=cfg.lr_g, betas=tuple(cfg.betas))
+        self.opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
+        self.pipe = TextToImagePipeline(clip.tokenizer, ema, None, cfg.sampling)
+        self.probe = _collapse_probe(cfg, self.data)
+        self.noise_gen = torch.Generator().manual_seed(cfg.seed * 1000)
+        self.swap_rng = np.random.default_rng([cfg.seed, 0])
+        self.modules: dict[str, torch.nn.Module] = {"generator": g, "ema": ema, "discriminator": d}
         if enc is not None:
-            load_part(enc, out / ENCODER, "noise encoder")
-        extra = load_optimizer(opt_g, out / STATE)
-        load_optimizer(opt_d, out / D_STATE)
-        step, elapsed = int(extra["step"]), float(extra["elapsed"])
-        print(f"resuming {out} at step {step}")
-    write_json(out / "train_config.json", to_dict(cfg))
-    pipe = TextToImagePipeline(clip.tokenizer, ema, None, cfg.sampling)
-    log = JsonlLog(out / "log.jsonl")
-    probe = _collapse_probe(cfg, data)
-    noise_gen = torch.Generator().manual_seed(cfg.seed * 1000 + step)
-    swap_rng = np.random.default_rng([cfg.seed, step])
+            self.modules["noise_encoder"] = enc
+        self.optimizers = {"generator": self.opt_g, "discriminator": self.opt_d}
+        self.rngs = {"noise": self.noise_gen, "swap": self.swap_rng}
+        self.n_params = sum(p.numel() for p in g.parameters() if p.requires_grad)
+        g.train()
 
-    budget = Budget(cfg.max_steps, cfg.max_minutes, elapsed)
-    n_params = sum(p.numel() for p in g.parameters() if p.requires_grad)
-    bar = tqdm(total=budget.bar_total, initial=step, desc=f"train gan ({n_params / 1e6:.1f}M)", unit="step",
-               disable=not progress_bar, dynamic_ncols=True)
-    t_log, seen, diversity = time.perf_counter(), 0, None
-    g.train()
-    while not budget.done(step):
-        p = budget.progress(step)
-        for opt, lr in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):
+    def step(self, step: int, progress: float) -> dict[str, Any]:
+        cfg, rt, device = self.cfg, self.rt, self.rt.device
+        g, d, enc, vae, clip = self.g, self.d, self.enc, self.vae, self.clip
+        for opt, lr in ((self.opt_g, cfg.lr_g), (self.opt_d, cfg.lr_d)):
             for group in opt.param_groups:
-                group["lr"] = lr_at(step, p, lr, 0, 1.0)  # constant: GANs are trained at a fixed rate
-        batch = data.batch(step, cfg.batch_size)
-        real = to_tensor(batch.images).to(device)  # (B, 3, H, W) in [0, 1]
-        text = _read(g, clip, batch.captions)
+                group["lr"] = lr_at(step, progress, lr, 0, 1.0)  # constant: GANs are trained at a fixed rate
+        b = cfg.batch_size
+        mine = rt.share(b)
+        batch = self.data.batch(step, b)  # the global batch; this rank takes its share
+        real = to_tensor(batch.images[mine]).to(device)  # (b, 3, H, W) in [0, 1]
+        captions = batch.captions[mine]
+        text = _read(g, clip, captions)
         swapped = None  # D's (real, wrong caption) pairs: the next item's caption, and with hard_negatives swaps
+        n_swaps = 0
         if cfg.hard_negatives:
-            swaps = [swap_negative(c, swap_rng) for c in batch.captions]
+            every = [swap_negative(c, self.swap_rng) for c in batch.captions]  # the global batch's
+            n_swaps, swaps = sum(s is not None for s in every), every[mine]
             index = [i for i, s in enumerate(swaps) if s is not None]
             if index:
                 swapped = (torch.tensor(index, device=device), _read(g, clip, [swaps[i] for i in index]))
-        z = torch.randn(len(real), cfg.model.noise_dim, generator=noise_gen).to(device)
+        next_text, mismatch_norm = None, None
+        if rt.world > 1:  # the next item's caption may be the next rank's first: the whole batch's pairs
+            next_text = _read(g, clip, batch.captions[mine.start + 1 : mine.stop + 1])
+            mismatch_norm = (b - 1 + n_swaps) / rt.world
+        z = torch.randn(b, cfg.model.noise_dim, generator=self.noise_gen)[mine].to(device)
 
         gp_now = step % cfg.gp_every == 0
         with autocast(device, cfg.bf16):
@@ -188,10 +197,8 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
                 layout, redrawn = g.layout(torch.cat([z, z_post.to(z.dtype)]), both).chunk(2)
             fake = layout if d.reads_codes else g.draw(layout)  # what D judges
             ld = discriminator_loss(d, real, fake, text, cfg.gp_weight * cfg.gp_every * gp_now, cfg.gp_power,
-                                    swapped)
-        opt_d.zero_grad(set_to_none=True)
-        ld["loss"].backward()
-        opt_d.step()
+                                    swapped, next_text, mismatch_norm)
+        rt.update(ld["loss"], self.opt_d, list(d.parameters()))
 
         d.requires_grad_(False)  # the G step needs gradients through D, not for it
         with autocast(device, cfg.bf16):  # the same fakes, judged by the updated D (one G forward per step)
@@ -200,56 +207,57 @@ def train_gan(cfg: GANTrainConfig, resume: bool = False, progress_bar: bool = Tr
             if enc is not None:
                 lg |= posterior_loss(redrawn, codes, mu, logvar)
                 lg["loss"] = lg["loss"] + cfg.recon_weight * lg["recon"] + cfg.kl_weight * lg["kl"]
-        opt_g.zero_grad(set_to_none=True)
-        lg["loss"].backward()
-        opt_g.step()
+        rt.update(lg["loss"], self.opt_g, self.g_params)
         d.requires_grad_(True)
-        _ema_update(ema, g, min(cfg.ema_decay, (1 + step) / (10 + step)))  # warm-up: early EMA follows G
-        step += 1
-        seen += len(real)
-        bar.update(1)
+        _ema_update(self.ema, g, min(cfg.ema_decay, (1 + step) / (10 + step)))  # warm-up: early EMA follows G
+        return {**{f"d_{k}": v.detach() for k, v in ld.items()}, **{f"g_{k}": v.detach() for k, v in lg.items()}}
 
-        if step % cfg.log_every == 0:
-            now = time.perf_counter()
-            record = {"step": step, "elapsed": round(budget.elapsed, 1),
-                      **{f"d_{k}": v.item() for k, v in ld.items()}, **{f"g_{k}": v.item() for k, v in lg.items()},
-                      "samples_per_s": seen / (now - t_log)}
-            t_log, seen = now, 0
+    def periodic(self, step: int, record: dict[str, Any] | None) -> None:
+        cfg, out = self.cfg, self.rt.out
+        if record is not None:
             bad = [k for k, v in record.items() if isinstance(v, float) and not np.isfinite(v)]
             if bad:
-                _checkpoint(pipe, g, d, enc, opt_g, opt_d, out / "diverged", step, budget.elapsed)
+                self._dump(out / "diverged")
                 raise WordbrushError(f"training diverged at step {step}: {', '.join(bad)} not finite (state saved "
                                      f"to {out / 'diverged'}; lower lr_d / lr_g or raise gp_weight and resume)")
             if step % cfg.diversity_every == 0:  # on G itself: it is G that collapses (the EMA lags behind it)
-                diversity = _diversity(g, clip, probe)
+                diversity = _diversity(self.g, self.clip, self.probe)
                 record["diversity_ratio"] = diversity
                 if diversity < cfg.collapse_ratio:
-                    _checkpoint(pipe, g, d, enc, opt_g, opt_d, out / "collapsed", step, budget.elapsed)
-                    raise WordbrushError(f"mode collapse at step {step}: 16 seeds for {probe[0]!r} spread only "
+                    self._dump(out / "collapsed")
+                    raise WordbrushError(f"mode collapse at step {step}: 16 seeds for {self.probe[0]!r} spread only "
                                          f"{diversity:.2f}x as much as 16 real images (limit {cfg.collapse_ratio}); "
                                          f"state saved to {out / 'collapsed'}")
-            log.write(record)
-            bar.set_postfix(d=f"{record['d_loss']:.2f}", g=f"{record['g_adv']:.2f}", clip=f"{record['g_clip']:.3f}",
-                            smp_s=f"{record['samples_per_s']:.0f}", **budget.postfix())
         if step % cfg.sample_every == 0:
-            _write_samples(pipe, cfg, out / "samples" / f"step_{step:06d}.png")
-            if enc is not None:
-                _write_redraws(g, enc, vae, clip, data, out / "samples" / f"redraw_{step:06d}.png")
-        if step % cfg.checkpoint_every == 0:
-            _checkpoint(pipe, g, d, enc, opt_g, opt_d, out, step, budget.elapsed)
-    bar.close()
-    _checkpoint(pipe, g, d, enc, opt_g, opt_d, out, step, budget.elapsed)
-    _write_samples(pipe, cfg, out / "samples" / "final.png")
-    if enc is not None:
-        _write_redraws(g, enc, vae, clip, data, out / "samples" / "redraw_final.png")
-    plot_curves(log.path, out / "curves.png", ["d_hinge", "d_gp", "g_adv", "g_clip", "g_recon", "g_kl",
-                                                "diversity_ratio"],
-                title=f"gan {out.name}")
-    summary = {"steps": step, "train_minutes": round(budget.elapsed / 60, 2), "samples_seen": step * cfg.batch_size,
-               "parameters": n_params, "diversity_ratio": round(_diversity(ema, clip, probe), 4),
-               "data": data.summary(), "skipped_items": data.skipped_count()}
-    write_json(out / "train_summary.json", summary)
-    return summary
+            _write_samples(self.pipe, cfg, out / "samples" / f"step_{step:06d}.png")
+            self.rt.image("samples", out / "samples" / f"step_{step:06d}.png", step)
+            if self.enc is not None:
+                _write_redraws(self.g, self.enc, self.vae, self.clip, self.data,
+                               out / "samples" / f"redraw_{step:06d}.png")
+
+    def _dump(self, folder: Path) -> None:
+        """The networks as they are when a check stops the run, for a look (the checkpoints hold the last good)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.save(folder)
+
+    def save(self, folder: Path) -> None:
+        """The EMA generator as a pipeline folder, and beside it the raw generator, D (and E) to look at."""
+        self.pipe.save_pretrained(folder)
+        save_part(self.g, folder / RAW_G)
+        save_part(self.d, folder / DISC)
+        if self.enc is not None:
+            save_part(self.enc, folder / ENCODER)
+
+    def finish(self, step: int, elapsed: float) -> dict[str, Any]:
+        cfg, out = self.cfg, self.rt.out
+        _write_samples(self.pipe, cfg, out / "samples" / "final.png")
+        if self.enc is not None:
+            _write_redraws(self.g, self.enc, self.vae, self.clip, self.data, out / "samples" / "redraw_final.png")
+        plot_curves(out / "log.jsonl", out / "curves.png", ["d_hinge", "d_gp", "g_adv", "g_clip", "g_recon", "g_kl",
+                                                            "diversity_ratio"], title=f"gan {out.name}")
+        return {"steps": step, "train_minutes": round(elapsed / 60, 2), "samples_seen": step * cfg.batch_size,
+                "parameters": self.n_params, "diversity_ratio": round(_diversity(self.ema, self.clip, self.probe), 4),
+                "data": self.data.summary(), "skipped_items": self.data.skipped_count()}
 
 
 def _read(g: GAN, clip: CLIPScorer, captions: list[str]) -> Text:
@@ -295,17 +303,6 @@ def _diversity(gan: GAN, clip: CLIPScorer, probe: tuple[str, torch.Tensor]) -> f
     images = gan.sample(ids, [torch.Generator().manual_seed(k) for k in range(16)])
     gan.train(was_training)
     return diversity_ratio(images, real, clip)
-
-
-def _checkpoint(pipe: TextToImagePipeline, g: GAN, d: Discriminator, enc: NoiseEncoder | None, opt_g, opt_d,
-                out: Path, step: int, elapsed: float) -> None:
-    pipe.save_pretrained(out)
-    save_part(g, out / RAW_G)
-    save_part(d, out / DISC)
-    if enc is not None:
-        save_part(enc, out / ENCODER)
-    save_optimizer(opt_g, out / STATE, {"step": step, "elapsed": elapsed})
-    save_optimizer(opt_d, out / D_STATE, {"step": step, "elapsed": elapsed})
 
 
 def _write_samples(pipe: TextToImagePipeline, cfg: GANTrainConfig, path: Path) -> None:

@@ -6,8 +6,9 @@ own loss from (text ids, image code ids), so the loop is the same for all of the
                     held in memory, encode every image with the VAE (the codes never change)
     for each step:  a batch of images + captions (data/training.py) -> VAE codes (no grad) -> caption dropout
                     -> forward under bf16 autocast -> the generator's loss -> backward -> clip -> AdamW
-    every N steps:  log (JSONL + progress bar), a PNG grid of samples for fixed prompts, a checkpoint that is
-                    a complete pipeline folder (TextToImagePipeline.from_pretrained loads it) + optimizer state
+    every N steps:  a PNG grid of samples for fixed prompts; the runtime (runtime.py) logs, checkpoints (each a
+                    complete pipeline folder that TextToImagePipeline.from_pretrained loads + the training state)
+                    and runs this same step on every rank under torchrun
 """
 
 from __future__ import annotations
@@ -20,11 +21,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from ..checkpoint import load_optimizer, load_part, save_optimizer, write_json
 from ..clip import CLIPScorer
-from ..config import check, to_dict
+from ..config import check
 from ..data.training import TrainingData
 from ..errors import ConfigError, WordbrushError
 from ..generators import registry
@@ -36,8 +35,9 @@ from ..text.minilm import load_tokenizer as load_minilm_tokenizer
 from ..text.tokenizer import PAD_ID, TextTokenizer
 from ..utils.images import save_grid, to_tensor
 from ..utils.plot import plot_curves
-from .common import STATE, Budget, JsonlLog, autocast, frozen_vae, lr_at, param_groups, setup_torch, start_run
+from .common import JsonlLog, autocast, frozen_vae, lr_at, param_groups
 from .config import SAMPLE_PROMPTS, OneOptimizerConfig
+from .runtime import Runtime
 
 ENCODE_BATCH = 256
 
@@ -84,99 +84,99 @@ class MaskGITTrainConfig(DalleTrainConfig):
 
 def train_generator(cfg: DalleTrainConfig, resume: bool = False, progress_bar: bool = True) -> dict[str, Any]:
     """Train the generator that cfg.model configures (DalleConfig -> dalle, MaskGITConfig -> maskgit); see the top."""
-    setup_torch(cfg.threads, cfg.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    out = Path(cfg.out)
-    has_ckpt = start_run(out, resume)
+    with Runtime(cfg, resume, progress_bar) as rt:
+        stage = TokensStage(cfg, rt, progress_bar)
+        return rt.run(stage, desc=f"train {stage.model.kind} ({stage.n_params / 1e6:.1f}M)")
 
-    vae = frozen_vae(cfg.vae, device)
-    if vae.cfg.image_size != cfg.data.size:
-        raise WordbrushError(f"the VAE in {cfg.vae} works on {vae.cfg.image_size}px images, data.size is {cfg.data.size}")
-    data = TrainingData(cfg.data, progress=progress_bar)
-    print(f"data: {data.summary()}")
-    if resume and has_ckpt:
-        tokenizer = TextTokenizer.load(out)
-    elif cfg.model.text_encoder == "minilm":
-        tokenizer = load_minilm_tokenizer()
-    else:
-        tokenizer = TextTokenizer.train(data.caption_texts(cfg.tokenizer_captions), cfg.tokenizer_vocab)
-    cfg.model.text_vocab = tokenizer.vocab_size
-    cfg.model.image_vocab, cfg.model.image_grid = vae.num_codes, vae.grid_size
 
-    model = family_of(cfg.model)(cfg.model).to(device)
-    opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay, cfg.text_encoder_lr_ratio), lr=cfg.lr,
-                            betas=(0.9, 0.95))
-    step, elapsed = 0, 0.0
-    if resume and has_ckpt:
-        load_part(model, out / f"{model.kind}.safetensors", model.kind)
-        extra = load_optimizer(opt, out / STATE)
-        step, elapsed = int(extra["step"]), float(extra["elapsed"])
-        print(f"resuming {out} at step {step}")
-    write_json(out / "train_config.json", to_dict(cfg))
-    clip = CLIPScorer.from_pretrained(cfg.clip) if cfg.clip else None  # saved with the model, for reranking
-    pipe = TextToImagePipeline(tokenizer, model, vae, cfg.sampling, clip)
-    log = JsonlLog(out / "log.jsonl")
-    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)  # trained ones
+class TokensStage:
+    """The models, data and step of a family that writes codes (the loop itself: runtime.py)."""
 
-    code_table = _encode_all(vae, data, device, cfg.bf16) if data.in_memory else None  # (N_items, N)
-    drop_rng = np.random.default_rng([cfg.seed, 1])
-    budget = Budget(cfg.max_steps, cfg.max_minutes, elapsed)
-    bar = tqdm(total=budget.bar_total, initial=step, desc=f"train {model.kind} ({n_params / 1e6:.1f}M)", unit="step",
-               disable=not progress_bar, dynamic_ncols=True)
-    t_log, seen, data_time = time.perf_counter(), 0, 0.0
-    while not budget.done(step):
-        lr = lr_at(step, budget.progress(step), cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
-        for g in opt.param_groups:
+    def __init__(self, cfg: DalleTrainConfig, rt: Runtime, progress_bar: bool):
+        self.cfg, self.rt, device = cfg, rt, rt.device
+        vae = frozen_vae(cfg.vae, device)  # frozen: never wrapped, never all-reduced
+        if vae.cfg.image_size != cfg.data.size:
+            raise WordbrushError(f"the VAE in {cfg.vae} works on {vae.cfg.image_size}px images, data.size is "
+                                 f"{cfg.data.size}")
+        self.data = TrainingData(cfg.data, progress=progress_bar and rt.main)
+        rt.say(f"data: {self.data.summary()}")
+        if rt.resume_folder is not None and cfg.model.text_encoder != "minilm":
+            tokenizer = TextTokenizer.load(rt.resume_folder)
+        elif cfg.model.text_encoder == "minilm":
+            tokenizer = load_minilm_tokenizer()
+        else:
+            tokenizer = TextTokenizer.train(self.data.caption_texts(cfg.tokenizer_captions), cfg.tokenizer_vocab)
+        cfg.model.text_vocab = tokenizer.vocab_size
+        cfg.model.image_vocab, cfg.model.image_grid = vae.num_codes, vae.grid_size
+        self.tokenizer, self.vae = tokenizer, vae
+
+        self.model = family_of(cfg.model)(cfg.model).to(device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay, cfg.text_encoder_lr_ratio), lr=cfg.lr,
+                                     betas=(0.9, 0.95))
+        self.n_params = sum(p.numel() for p in self.params)  # trained ones
+        clip = CLIPScorer.from_pretrained(cfg.clip) if cfg.clip else None  # saved with the model, for reranking
+        self.pipe = TextToImagePipeline(tokenizer, self.model, vae, cfg.sampling, clip)
+        self.code_table = (_encode_all(vae, self.data, device, cfg.bf16)  # (N_items, N)
+                           if self.data.in_memory else None)
+        self.drop_rng = np.random.default_rng([cfg.seed, 1])
+        self.modules, self.optimizers = {"generator": self.model}, {"generator": self.opt}
+        self.rngs = {"caption_dropout": self.drop_rng}
+        self.data_time, self.t_data = 0.0, time.perf_counter()
+
+    def step(self, step: int, progress: float) -> dict[str, Any]:
+        cfg, device, rt = self.cfg, self.rt.device, self.rt
+        lr = lr_at(step, progress, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
+        for g in self.opt.param_groups:
             g["lr"] = lr * g.get("lr_scale", 1.0)
         t0 = time.perf_counter()
         b = cfg.batch_size
-        batch = data.batch(step, b)
-        if code_table is not None:
-            codes = code_table[torch.from_numpy(batch.index)].to(device)  # (B, N)
+        batch = self.data.batch(step, b)  # the global batch; this rank takes its share
+        mine = rt.share(b)
+        dropped = torch.from_numpy(self.drop_rng.random(b) < cfg.caption_dropout)[mine].to(device)  # (b,)
+        if self.code_table is not None:
+            codes = self.code_table[torch.from_numpy(batch.index[mine])].to(device)  # (b, N)
         else:
-            codes = _encode(vae, batch.images, device, cfg.bf16)
-        text = tokenizer.encode(batch.captions, cfg.model.text_len).ids.to(device)  # (B, L)
-        dropped = torch.from_numpy(drop_rng.random(b) < cfg.caption_dropout).to(device)
+            codes = _encode(self.vae, batch.images[mine], device, cfg.bf16)
+        text = self.tokenizer.encode(batch.captions[mine], cfg.model.text_len).ids.to(device)  # (b, L)
         text[dropped] = PAD_ID
-        data_time += time.perf_counter() - t0
+        self.data_time += time.perf_counter() - t0
 
-        model.train()
-        with autocast(device, cfg.bf16):
-            losses = model(text, codes)
-        opt.zero_grad(set_to_none=True)
-        losses.loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        step += 1
-        seen += b
-        bar.update(1)
+        self.model.train()
+        self.opt.zero_grad(set_to_none=True)
+        n, sums = len(text), {"loss": 0.0, "image_loss": 0.0, "text_loss": 0.0}
+        for piece in rt.micro_batches(n):  # gradient accumulation: the share's mean, piece by piece
+            with autocast(device, cfg.bf16):
+                losses = self.model(text[piece], codes[piece])
+            weight = (piece.stop - piece.start) / n
+            rt.backward(losses.loss * weight if weight != 1 else losses.loss)
+            for key, value in (("loss", losses.loss), ("image_loss", losses.image), ("text_loss", losses.text)):
+                sums[key] = sums[key] + value.detach() * weight
+        rt.step(self.opt, self.params, cfg.grad_clip)
+        return {"lr": lr, **sums}
 
-        if step % cfg.log_every == 0:
+    def periodic(self, step: int, record: dict[str, Any] | None) -> None:
+        if record is not None:
             now = time.perf_counter()
-            rate = seen / (now - t_log)
-            record = {"step": step, "elapsed": round(budget.elapsed, 1), "lr": lr, "loss": losses.loss.item(),
-                      "image_loss": losses.image.item(), "text_loss": losses.text.item(),
-                      "samples_per_s": rate, "data_share": data_time / (now - t_log)}
-            t_log, seen, data_time = now, 0, 0.0
-            log.write(record)
-            bar.set_postfix(loss=f"{record['loss']:.3f}", img=f"{record['image_loss']:.3f}", smp_s=f"{rate:.0f}",
-                            **budget.postfix())
-        if step % cfg.sample_every == 0:
-            _write_samples(pipe, cfg, out / "samples" / f"step_{step:06d}.png")
-        if step % cfg.checkpoint_every == 0:
-            _checkpoint(pipe, opt, out, step, budget.elapsed)
-    bar.close()
-    _checkpoint(pipe, opt, out, step, budget.elapsed)
-    _write_samples(pipe, cfg, out / "samples" / "final.png")
-    plot_curves(log.path, out / "curves.png", ["loss", "image_loss", "text_loss", "samples_per_s"],
-                title=f"{model.kind} {out.name}")
-    records = log.read()
-    summary = {"steps": step, "train_minutes": round(budget.elapsed / 60, 2), "samples_seen": step * cfg.batch_size,
-               "parameters": n_params, "final_loss": records[-1]["loss"] if records else None,
-               "data": data.summary(), "skipped_items": data.skipped_count()}
-    write_json(out / "train_summary.json", summary)
-    return summary
+            record["data_share"] = min(self.data_time / max(now - self.t_data, 1e-9), 1.0)
+            self.data_time, self.t_data = 0.0, now
+        if step % self.cfg.sample_every == 0:
+            path = self.rt.out / "samples" / f"step_{step:06d}.png"
+            _write_samples(self.pipe, self.cfg, path)
+            self.rt.image("samples", path, step)
+
+    def save(self, folder: Path) -> None:
+        self.pipe.save_pretrained(folder)
+
+    def finish(self, step: int, elapsed: float) -> dict[str, Any]:
+        out = self.rt.out
+        _write_samples(self.pipe, self.cfg, out / "samples" / "final.png")
+        plot_curves(out / "log.jsonl", out / "curves.png", ["loss", "image_loss", "text_loss", "samples_per_s"],
+                    title=f"{self.model.kind} {out.name}")
+        records = JsonlLog(out / "log.jsonl").read()
+        return {"steps": step, "train_minutes": round(elapsed / 60, 2), "samples_seen": step * self.cfg.batch_size,
+                "parameters": self.n_params, "final_loss": records[-1]["loss"] if records else None,
+                "data": self.data.summary(), "skipped_items": self.data.skipped_count()}
 
 
 def family_of(model_cfg) -> type:
@@ -200,11 +200,6 @@ def _encode_all(vae, data: TrainingData, device: torch.device, bf16: bool) -> to
     """The codes of every image of a dataset held in memory, once: (N_items, N) int64 on the CPU."""
     return torch.cat([_encode(vae, data.images[s : s + ENCODE_BATCH], device, bf16).cpu()
                       for s in range(0, len(data), ENCODE_BATCH)])
-
-
-def _checkpoint(pipe: TextToImagePipeline, opt: torch.optim.Optimizer, out: Path, step: int, elapsed: float) -> None:
-    pipe.save_pretrained(out)
-    save_optimizer(opt, out / STATE, {"step": step, "elapsed": elapsed})
 
 
 def _write_samples(pipe: TextToImagePipeline, cfg: DalleTrainConfig, path: Path) -> None:

@@ -5,14 +5,14 @@
                     loss = reconstruction + quantizer term (+ VQGAN's perceptual and, after the warm-up,
                     adaptively weighted adversarial terms: image/adversarial.py) -> backward -> clip -> AdamW step
                     (-> with the adversarial term on: the patch discriminator's hinge step)
-    every N steps:  log (JSONL + progress bar), reconstruction grid (PNG), checkpoint (resumable)
+    every N steps:  reconstruction grid (PNG); the runtime (runtime.py) logs, checkpoints, resumes and runs this
+                    same step on every rank under torchrun
     at the end:     held-out figures (PSNR, code usage; on shapes also the scene checker on reconstructions)
                     -> eval.json
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,23 +24,28 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from ..checkpoint import load_optimizer, load_part, save_optimizer, save_part, write_json
+from ..checkpoint import save_part
 from ..clip import CLIPScorer
-from ..config import check, to_dict
+from ..config import check
 from ..data.config import DataConfig
 from ..data.shapes import ShapesDataset
 from ..data.training import TrainingData
-from ..image.adversarial import PatchDiscriminator, PerceptualLoss, adaptive_weight, d_hinge
+from ..image.adversarial import (
+    PatchDiscriminator,
+    PerceptualLoss,
+    adaptive_weight,
+    d_hinge,
+)
 from ..image.metrics import code_usage, psnr
 from ..image.vae import DiscreteVAE, VAEConfig, VAEOutput, save_vae
 from ..utils.images import save_grid, to_pil, to_tensor
 from ..utils.plot import plot_curves
-from .common import STATE, Budget, JsonlLog, autocast, lr_at, setup_torch, start_run
+from .common import autocast, lr_at
 from .config import OneOptimizerConfig
+from .runtime import Runtime
 
 EVAL_SEED_OFFSET = 1_000_000  # held-out scenes come from seed data.seed + this
 DISC = "discriminator.safetensors"  # the VQGAN patch discriminator, beside the run's vae.safetensors
-D_STATE = "train_state_d.safetensors"
 
 
 @dataclass
@@ -90,121 +95,127 @@ def _temperature(cfg: VAETrainConfig, progress: float) -> float:
 
 
 def train_vae(cfg: VAETrainConfig, resume: bool = False, progress_bar: bool = True) -> dict[str, Any]:
-    setup_torch(cfg.threads, cfg.seed)
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    out = Path(cfg.out)
-    has_ckpt = start_run(out, resume)
+    with Runtime(cfg, resume, progress_bar) as rt:
+        return rt.run(VAEStage(cfg, rt, progress_bar), desc="train vae")
 
-    vae = DiscreteVAE(cfg.model).to(device).to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
-    disc = PatchDiscriminator(cfg.disc_channels).to(device) if cfg.adversarial_weight > 0 else None
-    opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9)) if disc is not None else None
-    perceptual = (PerceptualLoss(CLIPScorer.from_pretrained(cfg.perceptual_clip).model.image).to(device)
-                  if cfg.perceptual_weight > 0 else None)
-    step, elapsed = 0, 0.0
-    log = JsonlLog(out / "log.jsonl")
-    if resume and has_ckpt:
-        load_part(vae, out / "vae.safetensors", "vae")
-        if disc is not None:
-            load_part(disc, out / DISC, "vae discriminator")
-            load_optimizer(opt_d, out / D_STATE)
-        extra = load_optimizer(opt, out / STATE)
-        step, elapsed = int(extra["step"]), float(extra["elapsed"])
-        print(f"resuming {out} at step {step}")
-    write_json(out / "train_config.json", to_dict(cfg))
 
-    data = TrainingData(cfg.data, progress=progress_bar)
-    print(f"data: {data.summary()}")
-    held_out, eval_split = _held_out_images(cfg, progress_bar)  # (n, H, W, 3) uint8, or None for shapes
-    fixed = to_tensor(held_out[:8] if held_out is not None else
-                      ShapesDataset(8, size=cfg.data.size, seed=cfg.data.seed + EVAL_SEED_OFFSET).render_batch(range(8)))
-    flip_rng = torch.Generator().manual_seed(cfg.seed + 11)
-    budget = Budget(cfg.max_steps, cfg.max_minutes, elapsed)
-    bar = tqdm(total=budget.bar_total, initial=step, desc="train vae", unit="step", disable=not progress_bar,
-               dynamic_ncols=True)
-    t_log, seen_log = time.perf_counter(), 0
-    vae.train()
-    while not budget.done(step):
-        p = budget.progress(step)
-        lr = lr_at(step, p, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
-        for g in opt.param_groups:
+class VAEStage:
+    """The VAE's models, data and step (the loop itself: runtime.py)."""
+
+    def __init__(self, cfg: VAETrainConfig, rt: Runtime, progress_bar: bool):
+        self.cfg, self.rt, device = cfg, rt, rt.device
+        self.progress_bar = progress_bar and rt.main
+        self.vae = vae = DiscreteVAE(cfg.model).to(device).to(memory_format=torch.channels_last)
+        self.opt = torch.optim.AdamW(vae.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+        self.disc = PatchDiscriminator(cfg.disc_channels).to(device) if cfg.adversarial_weight > 0 else None
+        self.opt_d = (torch.optim.Adam(self.disc.parameters(), lr=cfg.disc_lr, betas=(0.5, 0.9))
+                      if self.disc is not None else None)
+        self.perceptual = (PerceptualLoss(CLIPScorer.from_pretrained(cfg.perceptual_clip).model.image).to(device)
+                           if cfg.perceptual_weight > 0 else None)  # frozen
+        self.data = TrainingData(cfg.data, progress=self.progress_bar)
+        rt.say(f"data: {self.data.summary()}")
+        self.held_out, self.eval_split = (_held_out_images(cfg, self.progress_bar) if rt.main
+                                          else (None, ""))  # (n, H, W, 3) uint8, or None for shapes
+        held = self.held_out
+        self.fixed = to_tensor(held[:8] if held is not None else ShapesDataset(
+            8, size=cfg.data.size, seed=cfg.data.seed + EVAL_SEED_OFFSET).render_batch(range(8)))
+        self.flip_rng = torch.Generator().manual_seed(cfg.seed + 11)
+        self.modules: dict[str, torch.nn.Module] = {"vae": vae}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {"vae": self.opt}
+        if self.disc is not None:
+            self.modules["discriminator"], self.optimizers["discriminator"] = self.disc, self.opt_d
+        self.rngs = {"flip": self.flip_rng}
+        vae.train()
+
+    def step(self, step: int, progress: float) -> dict[str, Any]:
+        cfg, rt, vae, disc = self.cfg, self.rt, self.vae, self.disc
+        lr = lr_at(step, progress, cfg.lr, cfg.warmup_steps, cfg.min_lr_ratio)
+        for g in self.opt.param_groups:
             g["lr"] = lr
         if cfg.model.quantizer == "gumbel":
-            vae.quantizer.temperature = _temperature(cfg, p)
+            vae.quantizer.temperature = _temperature(cfg, progress)
 
         b = cfg.batch_size
-        images = to_tensor(data.batch(step, b).images)  # (B, 3, H, W) in [0, 1]
+        images = to_tensor(self.data.batch(step, b).images)  # (B, 3, H, W) in [0, 1], the global batch
         if cfg.hflip:
-            flip = torch.rand(b, generator=flip_rng) < 0.5
+            flip = torch.rand(b, generator=self.flip_rng) < 0.5
             images[flip] = images[flip].flip(-1)
-        images = images.to(device).contiguous(memory_format=torch.channels_last)
-        with autocast(device, cfg.bf16):
+        images = images[rt.share(b)].to(rt.device).contiguous(memory_format=torch.channels_last)  # this rank's
+        adversarial_on = disc is not None and progress >= cfg.adversarial_start
+        self.opt.zero_grad(set_to_none=True)
+        n, sums = len(images), {}
+        pieces = rt.micro_batches(n)
+        for piece in pieces:  # gradient accumulation: the share's mean, piece by piece
+            weight = (piece.stop - piece.start) / n
+            o, terms = self._loss(images[piece], adversarial_on)
+            rt.backward(terms["loss"] * weight if weight != 1 else terms["loss"])
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v.detach() * weight
+        rt.step(self.opt, list(vae.parameters()), cfg.grad_clip)
+        if adversarial_on:
+            d_loss = d_hinge(disc, images[piece], o.recon.float())  # D on the last piece
+            rt.update(d_loss, self.opt_d, list(disc.parameters()))
+            sums["d_loss"] = d_loss.detach()
+        self.last = (o, images[piece])
+        record = {"lr": lr, **sums}
+        if o.kl is not None:
+            record["temperature"] = vae.quantizer.temperature
+        return record
+
+    def _loss(self, images: torch.Tensor, adversarial_on: bool) -> tuple[VAEOutput, dict[str, torch.Tensor]]:
+        """The VAE's loss on (b, 3, H, W) images and its terms."""
+        cfg, vae, disc = self.cfg, self.vae, self.disc
+        with autocast(self.rt.device, cfg.bf16):
             o: VAEOutput = vae(images)
         rec = recon_loss(cfg.recon_loss, o.recon, images)
-        terms: dict[str, torch.Tensor] = {}
-        if perceptual is not None:
-            terms["perceptual"] = perceptual(o.recon.float(), images)
+        terms: dict[str, torch.Tensor] = {"recon": rec, "quant": o.quant_loss}
+        if self.perceptual is not None:
+            terms["perceptual"] = self.perceptual(o.recon.float(), images)
             rec_total = rec + cfg.perceptual_weight * terms["perceptual"]
         else:
             rec_total = rec
         loss = rec_total + o.quant_loss.float()
-        adversarial_on = disc is not None and p >= cfg.adversarial_start
-        if adversarial_on:
+        if adversarial_on:  # the adaptive weight reads this rank's share (under torchrun: a local estimate)
             terms["g_adv"] = -disc(o.recon.float()).mean()
             terms["adaptive"] = adaptive_weight(rec_total, terms["g_adv"], vae.decoder.net[-1].weight)
             loss = loss + cfg.adversarial_weight * terms["adaptive"] * terms["g_adv"]
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(vae.parameters(), cfg.grad_clip)
-        opt.step()
-        if adversarial_on:
-            terms["d_loss"] = d_hinge(disc, images, o.recon.float())
-            opt_d.zero_grad(set_to_none=True)
-            terms["d_loss"].backward()
-            opt_d.step()
-        step += 1
-        seen_log += b
-        bar.update(1)
+        if o.kl is not None:
+            terms["kl"] = o.kl
+        terms["loss"] = loss
+        return o, terms
 
-        if step % cfg.log_every == 0:
-            now = time.perf_counter()
+    def periodic(self, step: int, record: dict[str, Any] | None) -> None:
+        if record is not None:  # figures of rank 0's share of the last batch
+            o, images = self.last
             with torch.no_grad():
-                rec_psnr = psnr(o.recon.detach(), images).mean().item()
-                usage = code_usage(o.indices, cfg.model.num_codes)
-            rec_rate = seen_log / (now - t_log)
-            t_log, seen_log = now, 0
-            record = {"step": step, "elapsed": round(budget.elapsed, 1), "lr": lr, "loss": loss.item(),
-                      "recon": rec.item(), "quant": o.quant_loss.item(), "psnr": rec_psnr,
-                      "batch_perplexity": usage["perplexity"], "images_per_s": rec_rate}
-            if o.kl is not None:
-                record.update(kl=o.kl.item(), temperature=vae.quantizer.temperature)
-            record.update({k: v.item() for k, v in terms.items()})
-            log.write(record)
-            bar.set_postfix(loss=f"{loss.item():.4f}", psnr=f"{rec_psnr:.1f}", ppl=f"{usage['perplexity']:.0f}",
-                            img_s=f"{rec_rate:.0f}", **budget.postfix())
-        if step % cfg.sample_every == 0:
-            _write_samples(vae, fixed, out / "samples" / f"step_{step:06d}.png", device)
-        if step % cfg.checkpoint_every == 0:
-            _checkpoint(vae, opt, out, step, budget.elapsed, disc, opt_d)
-    bar.close()
-    _checkpoint(vae, opt, out, step, budget.elapsed, disc, opt_d)
-    _write_samples(vae, fixed, out / "samples" / "final.png", device)
-    plot_curves(log.path, out / "curves.png", ["recon", "psnr", "batch_perplexity", "perceptual", "g_adv", "d_loss"],
-                title=f"VAE {out.name}")
-    train_seconds = budget.elapsed
+                record["psnr"] = psnr(o.recon.detach(), images).mean().item()
+                record["batch_perplexity"] = code_usage(o.indices, self.cfg.model.num_codes)["perplexity"]
+        if step % self.cfg.sample_every == 0:
+            path = self.rt.out / "samples" / f"step_{step:06d}.png"
+            _write_samples(self.vae, self.fixed, path, self.rt.device)
+            self.rt.image("reconstructions", path, step)
 
-    vae.eval()
-    if held_out is None:
-        figures = evaluate_vae(vae, n=cfg.eval_images, size=cfg.data.size, seed=cfg.data.seed + EVAL_SEED_OFFSET,
-                               progress_bar=progress_bar)
-    else:
-        figures = reconstruction_figures(vae, held_out, progress_bar=progress_bar)
-        figures["eval_split"] = eval_split  # what the images really are: "all" when the data has no split
-    figures.update(steps=step, train_minutes=round(train_seconds / 60, 2),
-                   images_seen=step * cfg.batch_size, data=data.summary(), skipped_items=data.skipped_count())
-    write_json(out / "eval.json", figures)
-    return figures
+    def save(self, folder: Path) -> None:
+        save_vae(self.vae, folder)
+        if self.disc is not None:  # beside the tokenizer, not inside its weights
+            save_part(self.disc, folder / DISC)
+
+    def finish(self, step: int, elapsed: float) -> dict[str, Any]:
+        cfg, out, vae = self.cfg, self.rt.out, self.vae
+        _write_samples(vae, self.fixed, out / "samples" / "final.png", self.rt.device)
+        plot_curves(out / "log.jsonl", out / "curves.png",
+                    ["recon", "psnr", "batch_perplexity", "perceptual", "g_adv", "d_loss"], title=f"VAE {out.name}")
+        vae.eval()
+        if self.held_out is None:
+            figures = evaluate_vae(vae, n=cfg.eval_images, size=cfg.data.size, seed=cfg.data.seed + EVAL_SEED_OFFSET,
+                                   progress_bar=self.progress_bar)
+        else:
+            figures = reconstruction_figures(vae, self.held_out, progress_bar=self.progress_bar)
+            figures["eval_split"] = self.eval_split  # what the images really are: "all" when the data has no split
+        figures.update(steps=step, train_minutes=round(elapsed / 60, 2), images_seen=step * cfg.batch_size,
+                       data=self.data.summary(), skipped_items=self.data.skipped_count())
+        self.rt.write_json("eval.json", figures)
+        return figures
 
 
 def _held_out_images(cfg: VAETrainConfig, progress: bool) -> tuple[np.ndarray | None, str]:
@@ -219,15 +230,6 @@ def _held_out_images(cfg: VAETrainConfig, progress: bool) -> tuple[np.ndarray | 
     if not data.in_memory:  # tar shards: the first eval_images of the stream
         return data.batch(0, cfg.eval_images).images, data.actual_split
     return data.images[: cfg.eval_images], data.actual_split
-
-
-def _checkpoint(vae: DiscreteVAE, opt: torch.optim.Optimizer, out: Path, step: int, elapsed: float,
-                disc: PatchDiscriminator | None = None, opt_d: torch.optim.Optimizer | None = None) -> None:
-    save_vae(vae, out)
-    save_optimizer(opt, out / STATE, {"step": step, "elapsed": elapsed})
-    if disc is not None:  # beside the tokenizer, not inside its weights
-        save_part(disc, out / DISC)
-        save_optimizer(opt_d, out / D_STATE, {"step": step, "elapsed": elapsed})
 
 
 @torch.no_grad()

@@ -19,7 +19,7 @@ def plot_curves(log_path: str | Path, out_path: str | Path, keys: list[str], tit
     keys = [k for k in keys if any(r.get(k) for r in records)]  # leave out keys never logged or always 0
     fig, axes = plt.subplots(1, max(1, len(keys)), figsize=(4 * max(1, len(keys)), 3.2), squeeze=False)
     for ax, key in zip(axes[0], keys):
-        pts = [(r["step"], r[key]) for r in records if key in r]
+        pts = [(r["step"], r[key]) for r in records if r.get(key) is not None]  # null: a skipped step
         ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.2)
         ax.set_title(key)
         ax.set_xlabel("step")
