@@ -285,10 +285,10 @@ def test_the_bar_training_ends_and_counts_every_broken_file(tmp_path, capsys):
                  "--set", "model.image_size=16", "--set", "data.size=16", "--set", "model.channels=[8,16]",
                  "--set", "model.num_codes=16", "--set", "model.code_dim=8", "--set", "batch_size=4",
                  "--set", "eval_images=8"]) == 0
-    # the vae stage writes its summary into eval.json today; the one runtime (issue 20, item 1) into train_summary.json
-    summary_file = run / "train_summary.json" if (run / "train_summary.json").exists() else run / "eval.json"
-    summary = json.loads(summary_file.read_text())
+    summary = json.loads((run / "train_summary.json").read_text())
     assert summary["skipped_items"] == len(BROKEN)
+    listed = json.loads((run / "skipped.json").read_text())  # the run folder names every skipped file
+    assert listed["skipped_items"] == len(BROKEN) and sum(len(v) for v in listed["files"].values()) == len(BROKEN)
     data = TrainingData(DataConfig(path=str(d), size=16))
     record = data.skipped_record()
     assert record["by_reason"] == expected() and record["skipped_items"] == len(BROKEN)

@@ -20,7 +20,7 @@ from wordbrush.generators.dalle import DALLE, DalleConfig
 from wordbrush.image.vae import DiscreteVAE, VAEConfig, save_vae
 from wordbrush.pipeline import TextToImagePipeline
 from wordbrush.train.checkpoints import Checkpoints
-from wordbrush.train.runtime import RunLock
+from wordbrush.train.runfolder import RunLock
 from wordbrush.train.tokens import DalleTrainConfig, train_generator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,7 +168,7 @@ def test_one_training_per_run_folder(tmp_path, vae_dir):
         train_generator(_cfg(tmp_path, vae_dir, 2), progress_bar=False)
     lock.release()
     # a lock left by a killed process: the file stays, the flock went with the process
-    proc = subprocess.Popen([sys.executable, "-c", f"from wordbrush.train.runtime import RunLock; "
+    proc = subprocess.Popen([sys.executable, "-c", f"from wordbrush.train.runfolder import RunLock; "
                              f"RunLock(__import__('pathlib').Path({str(out)!r})); import time; time.sleep(60)"],
                             env=_env())
     deadline = time.time() + 20

@@ -11,7 +11,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +82,7 @@ def eval_data(cfg: CLIPTrainConfig, progress: bool) -> tuple[np.ndarray, list[st
         data = TrainingData(DataConfig(size=d.size, seed=d.seed + 1_000_000, split="holdout"))
         b = data.batch(0, cfg.eval_images)
         return b.images, b.captions, list(b.captions), "holdout"
-    data = TrainingData(DataConfig(path=d.path, size=d.size, seed=d.seed, split=cfg.eval_split,
-                                   background=d.background), progress=progress)
+    data = TrainingData(replace(d, split=cfg.eval_split), progress=progress)
     if not data.in_memory:
         raise WordbrushError("zero-shot retrieval needs an eval split held in memory (a folder or a manifest)")
     n = min(cfg.eval_images, len(data))

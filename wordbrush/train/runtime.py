@@ -20,14 +20,10 @@ GPU), so 1 and N processes take the same steps. Only rank 0 writes.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import math
 import os
-import shutil
 import time
-from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,9 +45,10 @@ from .checkpoints import (
 )
 from .common import Budget, setup_torch
 from .config import TrainConfig
+from .distributed import Gather, init_distributed
+from .runfolder import RunLock, remove_leftovers
 
 LEGACY_STATE = "train_state.safetensors"  # the one in-place checkpoint of wordbrush before the runtime
-LOCK = ".lock"
 
 
 class Stage(Protocol):
@@ -60,96 +57,12 @@ class Stage(Protocol):
     modules: dict[str, torch.nn.Module]  # every trained module (raw weights, EMA, discriminator): checkpointed
     optimizers: dict[str, torch.optim.Optimizer]
     rngs: dict[str, Rng]  # the stage's own random generators: checkpointed per rank
+    data: Any  # its TrainingData: the items it skipped are listed in the run folder's skipped.json
 
     def step(self, step: int, progress: float) -> dict[str, Any]: ...  # one step; figures of this rank's share
     def periodic(self, step: int, record: dict[str, Any] | None) -> None: ...  # rank 0, after each step
     def save(self, folder: Path) -> None: ...  # the model folder (from_pretrained or the stage's loader reads it)
     def finish(self, step: int, elapsed: float) -> dict[str, Any]: ...  # rank 0: final figures for the summary
-
-
-@dataclass
-class Ranks:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-
-def init_distributed() -> Ranks:
-    """torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT) -> one process group; NCCL on GPU,
-    gloo on CPU. A plain `python -m wordbrush train` is rank 0 of 1."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Ranks()
-    ranks = Ranks(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
-    if not dist.is_initialized():
-        if torch.cuda.is_available():
-            torch.cuda.set_device(ranks.local_rank)
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo", store=_store(ranks),
-                                rank=ranks.rank, world_size=world)
-    return ranks
-
-
-def _store(ranks: Ranks) -> dist.Store:
-    """torchrun's rendezvous store, under a prefix of its own per restart: after `--max-restarts` brings the workers
-    back, the process group's keys of the attempt before (the peers' old addresses) must not be read again."""
-    agent = os.environ.get("TORCHELASTIC_USE_AGENT_STORE", "").lower() == "true"  # torchrun hosts the store
-    store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), ranks.world,
-                          is_master=not agent and ranks.rank == 0, timeout=timedelta(minutes=10))
-    return dist.PrefixStore(f"wordbrush/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
-
-
-class _Gather(torch.autograd.Function):
-    """all_gather along dim 0; backward: the gradients of every rank summed, this rank's rows kept (gloo has no
-    reduce_scatter)."""
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, rank: int, world: int) -> torch.Tensor:
-        ctx.rank, ctx.n = rank, x.shape[0]
-        parts = [torch.empty_like(x) for _ in range(world)]
-        dist.all_gather(parts, x.contiguous())
-        return torch.cat(parts)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        grad = grad.contiguous().clone()
-        dist.all_reduce(grad)
-        return grad[ctx.rank * ctx.n : (ctx.rank + 1) * ctx.n], None, None
-
-
-class RunLock:
-    """One training per run folder: an flock on out/.lock, held while the run lives. The kernel drops it when the
-    process dies, however it dies, so a killed run's lock is simply taken over."""
-
-    def __init__(self, out: Path):
-        self.path = out / LOCK
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(self.fd, 64, 0).decode(errors="replace").strip() or "another process"
-            os.close(self.fd)
-            raise WordbrushError(f"{out} is in use by another training (pid {holder}); wait for it or choose "
-                                 f"another --out") from None
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
-
-    def release(self) -> None:
-        if self.fd >= 0:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
-            os.close(self.fd)
-            self.fd = -1
-
-
-def _remove_leftovers(out: Path) -> None:
-    """What a killed run's writes left (temporary files and folders, never renamed into place): the lock is ours, so
-    no one else is writing them."""
-    for folder in (out, out / "samples"):
-        if folder.is_dir():
-            for p in folder.iterdir():
-                if p.name.startswith(".") and (p.name.endswith(".tmp") or ".final.tmp-" in p.name):
-                    shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-    if (out / "checkpoints").is_dir():
-        Checkpoints(out / "checkpoints", keep=1).prune_leftovers()
 
 
 class Runtime:
@@ -178,7 +91,7 @@ class Runtime:
                 if (self.out / LEGACY_STATE).exists() and not self.store.folders():
                     raise WordbrushError(f"{self.out} holds a run of an older wordbrush (one in-place checkpoint), "
                                          f"which cannot be resumed exactly: choose another --out")
-                _remove_leftovers(self.out)
+                remove_leftovers(self.out)
                 candidates = [str(p) for p in self.store.complete(say=self.say)]
                 if candidates and not resume:
                     raise WordbrushError(f"{self.out} already holds a training run; pass --resume to continue it or "
@@ -233,7 +146,7 @@ class Runtime:
     def gather(self, x: torch.Tensor) -> torch.Tensor:
         """The rows of every rank's `x`, in rank order, with gradients flowing back to each rank's own rows (a
         contrastive loss over the global batch); `x` itself at one process."""
-        return x if self.world == 1 else _Gather.apply(x, self.rank, self.world)
+        return x if self.world == 1 else Gather.apply(x, self.rank, self.world)
 
     def write_json(self, name: str, data: dict[str, Any]) -> None:
         if self.main:
@@ -446,6 +359,7 @@ class Runtime:
             summary = stage.finish(step, budget.elapsed)
             summary.update(steps=step, skipped_steps=self.skipped_steps, processes=self.world)
             write_json(self.out / "train_summary.json", summary)
+            write_json(self.out / "skipped.json", stage.data.skipped_record())  # which files, for which reason
             return summary
         finally:
             self.close()

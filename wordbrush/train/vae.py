@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,6 @@ from tqdm import tqdm
 from ..checkpoint import save_part
 from ..clip import CLIPScorer
 from ..config import check
-from ..data.config import DataConfig
 from ..data.shapes import ShapesDataset
 from ..data.training import TrainingData
 from ..image.adversarial import (
@@ -225,8 +224,7 @@ def _held_out_images(cfg: VAETrainConfig, progress: bool) -> tuple[np.ndarray | 
     if not cfg.data.path:
         return None, "holdout"
     d = cfg.data
-    data = TrainingData(DataConfig(path=d.path, size=d.size, seed=d.seed, split=cfg.eval_split,
-                                   background=d.background), progress=progress)
+    data = TrainingData(replace(d, split=cfg.eval_split), progress=progress)
     if not data.in_memory:  # tar shards: the first eval_images of the stream
         return data.batch(0, cfg.eval_images).images, data.actual_split
     return data.images[: cfg.eval_images], data.actual_split
