@@ -87,25 +87,17 @@ def save_captioned_grid(rows: list[tuple[str, list]], path: str | Path, cols: in
 
 
 def save_png(image: Image.Image, path: str | Path, text: dict[str, str] | None = None) -> Path:
-    """Write a PNG atomically (a temporary file in the same folder, fsynced, renamed into place: a reader never
-    sees half a file), with `text` as PNG text chunks (tEXt/iTXt): how the image was made, for whoever opens it."""
-    import os
-    import tempfile
+    """Write a PNG atomically (utils/atomic.py: a reader never sees half a file), with `text` as PNG text chunks
+    (iTXt): how the image was made, for whoever opens it."""
+    import io
 
     from PIL.PngImagePlugin import PngInfo
 
-    path = Path(path)
+    from .atomic import write_bytes
+
     info = PngInfo()
     for key, value in (text or {}).items():
         info.add_itxt(key, value)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG", pnginfo=info)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    buf = io.BytesIO()
+    image.save(buf, format="PNG", pnginfo=info)
+    return write_bytes(path, buf.getvalue())
