@@ -357,3 +357,32 @@ def test_every_stage_resumes_bit_identically(tmp_path, stage):
     assert (tmp_path / "parts" / weights).read_bytes() == (tmp_path / "whole" / weights).read_bytes()
     key = "d_loss" if stage == "gan" else "loss"
     assert [r[key] for r in _log(tmp_path / "parts")] == [r[key] for r in _log(tmp_path / "whole")]
+
+
+def test_a_kill_while_an_old_checkpoint_is_deleted_leaves_no_half_checkpoint(tmp_path, monkeypatch):
+    """Pruning renames a checkpoint out of the step_* names before deleting it, so a kill in the middle of the
+    deletion (here: rmtree removes one file, then the process 'dies') leaves only whole checkpoints."""
+    store = Checkpoints(tmp_path / "checkpoints", keep=1)
+
+    def write(folder: Path) -> None:
+        for name in ("a.bin", "b.bin"):
+            (folder / name).write_bytes(os.urandom(64))
+
+    store.save(1, write, {})
+    real_rmtree = shutil.rmtree
+
+    def dies_midway(path, ignore_errors=False):
+        path = Path(path)
+        if path.is_dir() and (path / "a.bin").exists():
+            (path / "a.bin").unlink()
+            raise KeyboardInterrupt  # stands for SIGKILL between two unlinks
+        real_rmtree(path, ignore_errors=ignore_errors)
+
+    monkeypatch.setattr(shutil, "rmtree", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        store.save(2, write, {})
+    monkeypatch.setattr(shutil, "rmtree", real_rmtree)
+    steps = sorted(p.name for p in store.root.glob("step_*"))
+    assert steps == ["step_000002"] and all(store.problem(p) is None for p in store.root.glob("step_*"))
+    store.prune_leftovers()
+    assert sorted(p.name for p in store.root.iterdir()) == ["step_000002"]

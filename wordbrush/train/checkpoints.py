@@ -101,9 +101,7 @@ class Checkpoints:
         files = {str(p.relative_to(tmp)): [p.stat().st_size, _sha256(p)] for p in sorted(tmp.rglob("*")) if p.is_file()}
         write_json(tmp / COMPLETE, {**meta, "step": step, "files": files})  # the commit marker, last
         if final.exists():  # the same step again (a run resumed from an older checkpoint): swap it out
-            old = self.root / f".{final.name}.old-{os.getpid()}"
-            os.replace(final, old)
-            shutil.rmtree(old, ignore_errors=True)
+            self._drop(final)
         os.replace(tmp, final)
         fsync_dir(self.root)
         self.prune()
@@ -123,7 +121,17 @@ class Checkpoints:
             if (folder / COMPLETE).is_file() and kept < self.keep:
                 kept += 1
                 continue
-            shutil.rmtree(folder, ignore_errors=True)
+            self._drop(folder)
+
+    def _drop(self, folder: Path) -> None:
+        """Delete a checkpoint so that a kill midway leaves it whole or gone, never half there: renamed out of the
+        step_* names first (one atomic rename), then removed; a kill before the removal leaves a leftover that
+        prune_leftovers clears."""
+        old = self.root / f".{folder.name}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)  # a leftover of the same name (a killed run with this pid)
+        os.replace(folder, old)
+        fsync_dir(self.root)
+        shutil.rmtree(old, ignore_errors=True)
 
 
 # ------------------------------------------------------------------------------------------- what one holds
