@@ -132,3 +132,11 @@ def test_threads_from_the_environment_win_over_the_config(capsys, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert main(["train", "vae", "--config", str(CONFIGS / "vae-shapes.json"), "--print-config"]) == 0
     assert json.loads(capsys.readouterr().out)["threads"] == 0  # torch's default, which reads OMP_NUM_THREADS
+
+
+def test_serve_without_its_extra_is_one_line():
+    code = ("import sys; sys.modules['fastapi'] = None\n"
+            "from wordbrush.cli import main; sys.exit(main(['serve', '--port', '0']))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0, r.stderr
+    assert "pip install 'wordbrush[serve]'" in r.stderr

