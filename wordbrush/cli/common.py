@@ -75,5 +75,11 @@ def sampling_overrides(args: argparse.Namespace) -> dict:
                 num_inference_steps=args.steps, candidates=args.candidates, rerank=args.rerank)
 
 
+def sampling_options(pipe, args: argparse.Namespace):
+    """The SampleOptions these flags give with this model's saved defaults, validated."""
+    return pipe.sampling_options(guidance_scale=args.guidance, temperature=args.temperature, top_k=args.top_k,
+                                 top_p=args.top_p, steps=args.steps, candidates=args.candidates, rerank=args.rerank)
+
+
 def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
     print(f"wordbrush: warning: {message}", file=sys.stderr)

@@ -8,7 +8,12 @@ import json
 from pathlib import Path
 
 from ..errors import WordbrushError
-from .common import add_sampling_args, nonneg_int, positive_int, sampling_overrides
+from .common import (
+    add_sampling_args,
+    nonneg_int,
+    positive_int,
+    sampling_options,
+)
 
 
 def add_parser(sub) -> None:
@@ -58,8 +63,7 @@ def run(args: argparse.Namespace) -> None:
     from ..pipeline import TextToImagePipeline
 
     pipe = TextToImagePipeline.from_pretrained(folder, dtype=getattr(torch, args.dtype))
-    options = pipe.sampling_options(**{("steps" if k == "num_inference_steps" else k): v
-                                       for k, v in sampling_overrides(args).items()})
+    options = sampling_options(pipe, args)
     out = Path(args.out or f"eval-{folder.name}")
     if args.data:
         from ..clip import CLIPScorer

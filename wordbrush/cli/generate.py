@@ -19,7 +19,13 @@ from pathlib import Path
 
 from ..errors import WordbrushError
 from ..version import __version__
-from .common import add_sampling_args, nonneg_int, positive_int, sampling_overrides
+from .common import (
+    add_sampling_args,
+    nonneg_int,
+    positive_int,
+    sampling_options,
+    sampling_overrides,
+)
 
 GRID_MAX = 256  # images in grid.png (all are written one by one)
 
@@ -100,7 +106,7 @@ def run(args: argparse.Namespace) -> None:
     parent = output_folder(args.out)  # checked before the model loads: a bad --out fails at once
     pipe = TextToImagePipeline.from_pretrained(args.model, dtype=getattr(torch, args.dtype))
     kw = sampling_overrides(args)
-    options = pipe.sampling_options(**{("steps" if k == "num_inference_steps" else k): v for k, v in kw.items()})
+    options = sampling_options(pipe, args)
     prompts, notes = pipe.check_prompts(args.prompts)
     for note in notes:
         print(f"wordbrush: warning: {note}", file=sys.stderr)

@@ -22,6 +22,7 @@ from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
 
 from ..checkpoint import part_path
 from ..errors import CheckpointError
+from ..utils.atomic import write_bytes
 
 PAD, UNK = "[PAD]", "[UNK]"
 PAD_ID = 0
@@ -167,7 +168,7 @@ class TextTokenizer:
         return self.tok.decode([int(i) for i in ids if int(i) != PAD_ID])
 
     def save(self, folder: str | Path) -> None:
-        self.tok.save(str(Path(folder) / FILE))
+        write_bytes(Path(folder) / FILE, self.tok.to_str(pretty=True).encode("utf-8"))  # atomically, like the weights
 
     @classmethod
     def load(cls, folder: str | Path) -> "TextTokenizer":

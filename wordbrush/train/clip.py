@@ -29,7 +29,7 @@ from ..text.negatives import swap_negative
 from ..text.tokenizer import TextTokenizer
 from ..utils.images import to_tensor
 from ..utils.plot import plot_curves
-from .common import JsonlLog, autocast, lr_at, param_groups
+from .common import autocast, lr_at, param_groups, read_log
 from .config import OneOptimizerConfig
 from .runtime import Runtime
 
@@ -187,7 +187,7 @@ class CLIPStage:
                     ["loss", "zero_shot_top1", "swap_test", "temperature", "samples_per_s"], title=f"CLIP {out.name}")
         ev_images, ev_captions, ev_groups, ev_split = self.ev
         final = zero_shot(self.scorer, ev_images, ev_captions, ev_groups)
-        records = JsonlLog(out / "log.jsonl").read()
+        records = read_log(out / "log.jsonl")
         return {"steps": step, "train_minutes": round(elapsed / 60, 2), "samples_seen": step * cfg.batch_size,
                 "parameters": sum(p.numel() for p in self.model.parameters()),
                 "final_loss": records[-1]["loss"] if records else None,

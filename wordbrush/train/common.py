@@ -92,21 +92,11 @@ def param_groups(model: torch.nn.Module, weight_decay: float, pretrained_lr_rati
             for (decay, pretrained), ps in sorted(groups.items(), key=lambda kv: (not kv[0][0], kv[0][1]))]
 
 
-class JsonlLog:
-    """Appends one JSON object per line: the training curve, readable by anything."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-
-    def write(self, record: dict[str, Any]) -> None:
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
-
-    def read(self) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        return [json.loads(line) for line in self.path.read_text().splitlines() if line.strip()]
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The records of a run's log.jsonl (one JSON object per line, written by the runtime); [] if there is none."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def frozen_vae(name_or_path: str, device: torch.device) -> DiscreteVAE:

@@ -35,7 +35,7 @@ from ..text.minilm import load_tokenizer as load_minilm_tokenizer
 from ..text.tokenizer import PAD_ID, TextTokenizer
 from ..utils.images import save_grid, to_tensor
 from ..utils.plot import plot_curves
-from .common import JsonlLog, autocast, frozen_vae, lr_at, param_groups
+from .common import autocast, frozen_vae, lr_at, param_groups, read_log
 from .config import SAMPLE_PROMPTS, OneOptimizerConfig
 from .runtime import Runtime
 
@@ -173,7 +173,7 @@ class TokensStage:
         _write_samples(self.pipe, self.cfg, out / "samples" / "final.png")
         plot_curves(out / "log.jsonl", out / "curves.png", ["loss", "image_loss", "text_loss", "samples_per_s"],
                     title=f"{self.model.kind} {out.name}")
-        records = JsonlLog(out / "log.jsonl").read()
+        records = read_log(out / "log.jsonl")
         return {"steps": step, "train_minutes": round(elapsed / 60, 2), "samples_seen": step * self.cfg.batch_size,
                 "parameters": self.n_params, "final_loss": records[-1]["loss"] if records else None,
                 "data": self.data.summary(), "skipped_items": self.data.skipped_count()}
