@@ -24,6 +24,9 @@ class DataConfig:
     # PNG would take ~2 GB and seconds to decode and shrink to data.size); images past PIL's own decompression-bomb
     # limit (~179 million pixels) are too_large whatever this says
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    # a .jsonl manifest with a `label` column: train on everyday phrasings of the label and its `keywords` beside
+    # the row's caption, one of them drawn per epoch ("a red apple", "an apple emoji": data/phrasings.py)
+    everyday_captions: bool = False
 
     def __post_init__(self) -> None:
         check(self.size >= 16, f"data.size must be >= 16, got {self.size}")

@@ -9,7 +9,9 @@ reproducible) and unpacked with tarfile's ``data`` filter. The two sources are j
 (upper case, FE0F variation selectors removed); where emojibase has no entry, emoji-datasource's own
 name and short names stand in. Skin-tone variants are items of their own.
 
-Caption: ``"<label>; <category>; <tag>, <tag>, <tag>"``, plus ``"; twitter style"`` for Twemoji images.
+Caption: ``"<label>; <category>; <tag>, <tag>, <tag>"``, plus ``"; twitter style"`` for Twemoji images; the
+manifest also lists every tag (`keywords`), from which ``data.everyday_captions`` builds everyday phrasings
+("a red apple", "an emoji of a red apple, fruit and ripe": data/phrasings.py).
 Transparent pixels are composited on a background colour (white by default).
 Split: a concept (the base emoji's code point: both styles and all skin tones of one emoji) is
 "heldout" when a SHA-256 hash of its code point falls in the lowest HELDOUT_FRACTION, otherwise "train";
@@ -139,8 +141,9 @@ class EmojiItem:
     concept: str  # normalised code point of the base emoji (shared by skin-tone variants)
     label: str
     category: str  # caption form, e.g. 'people and body'
-    tags: tuple[str, ...]
+    tags: tuple[str, ...]  # the caption's (at most MAX_TAGS)
     images: dict[str, str] = field(default_factory=dict, compare=False)  # style -> file name in img/<style>/64/
+    keywords: tuple[str, ...] = ()  # every tag (the manifest's `keywords`: everyday phrasings draw on them)
 
     @property
     def split(self) -> str:
@@ -167,13 +170,13 @@ def load_emojibase(data: list[dict]) -> dict[str, dict]:
     return index
 
 
-def _pick_tags(tags, label: str) -> tuple[str, ...]:
+def _pick_tags(tags, label: str, limit: int | None = MAX_TAGS) -> tuple[str, ...]:
     out: list[str] = []
     for t in tags:
         t = " ".join(str(t).replace("_", " ").split())
         if t and t != label and t not in out:
             out.append(t)
-        if len(out) == MAX_TAGS:
+        if len(out) == limit:
             break
     return tuple(out)
 
@@ -205,11 +208,12 @@ def join_emoji(datasource: list[dict], emojibase: dict[str, dict], styles=STYLES
             eb = emojibase.get(code)
             if eb is not None and eb.get("label"):
                 label = " ".join(str(eb["label"]).split())
-                tags = _pick_tags(eb.get("tags") or [], label)
+                source = eb.get("tags") or []
             else:
                 label = _fallback_label(e, code)
-                tags = _pick_tags(e.get("short_names") or [], label)
-            items.append(EmojiItem(code, concept, label, category, tags, images))
+                source = e.get("short_names") or []
+            items.append(EmojiItem(code, concept, label, category, _pick_tags(source, label), images,
+                                   _pick_tags(source, label, None)))
     return items
 
 
@@ -344,7 +348,7 @@ def write_emoji_dataset(out_dir: str | Path, style: str = "both", size: int = 64
         counts[s][split] += 1
         records.append({"file": f"images/{name}.png", "caption": caption, "code_point": it.code_point,
                         "concept": it.concept, "label": it.label, "category": it.category, "tags": list(it.tags),
-                        "style": s, "split": split})
+                        "keywords": list(it.keywords), "style": s, "split": split})
     with open(out / "metadata.jsonl", "w", encoding="utf-8") as f:
         for r in records:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")

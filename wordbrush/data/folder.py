@@ -58,6 +58,7 @@ from PIL import Image
 from ..errors import WordbrushError
 from .reading import (DEFAULT_MAX_IMAGE_PIXELS, IMAGE_EXTS, OTHER_IMAGE_EXTS, PREVIEW_NAMES, WHITE, Reader, Skip,
                       check_path, parse_captions, read_caption_file)
+from .phrasings import everyday_phrasings
 from .shards import TarShardDataset
 
 IMAGE_KEYS = ("file", "image")
@@ -77,6 +78,14 @@ def _caption_cell(value) -> str | None:
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return "\n".join(value)
     raise ValueError(f"a caption must be text or a list of texts, got {type(value).__name__}")
+
+
+def _everyday(row: dict, caption: str) -> list[str]:
+    """A manifest row's everyday phrasings (ManifestDataset's everyday option); lists of non-text are ignored."""
+    keywords = next((row[k] for k in ("keywords", "tags") if isinstance(row.get(k), list)), [])
+    style = row.get("style") if isinstance(row.get("style"), str) else ""
+    return everyday_phrasings(row["label"], [k for k in keywords if isinstance(k, str)],
+                              style if style and f"{style} style" in caption else "")
 
 
 def walk_folder(root: Path) -> tuple[list[tuple[Path, str | None]], list[Path]]:
@@ -225,13 +234,15 @@ class ManifestDataset(_Indexed):
     (with split="train", say, only those rows are items; other rows are left out, not counted as skipped) and
     `concept` or `group` (items of one group are the same thing: retrieval metrics never use one as another's
     distractor). The manifest is UTF-8; a row whose bytes are not is skipped (bad_row when its file name is
-    damaged, caption_not_utf8 when its caption is)."""
+    damaged, caption_not_utf8 when its caption is). With everyday=True a row with a `label` column also gets
+    the everyday phrasings of its label and `keywords` (or `tags`) beside its caption(s) (data/phrasings.py); a
+    `style` that the row's caption names ("twitter style") is named in one of them."""
 
     kind = "manifest"
 
     def __init__(self, manifest: str | Path, size: int = 64, seed: int = 0, background=WHITE,
                  split: str = "all", max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, keep_images: bool = False,
-                 progress: bool = False):
+                 progress: bool = False, everyday: bool = False):
         super().__init__(size, seed, background, max_pixels, keep_images, progress)
         self.split = split
         self.other_split = 0  # rows of another split
@@ -270,6 +281,8 @@ class ManifestDataset(_Indexed):
                 captions, reason = [], "caption_not_utf8"
             else:
                 captions, reason = parse_captions(caption)
+                if everyday and not reason and isinstance(row.get("label"), str) and row["label"].strip():
+                    captions = captions + _everyday(row, caption)
             group = next((str(row[k]) for k in ("concept", "group") if row.get(k) not in (None, "")), None)
             before = len(self.items)
             self._add(base / file, captions, reason, group, where=f"{where} ({file})")
@@ -319,11 +332,12 @@ class ManifestDataset(_Indexed):
 
 def open_dataset(path: str | Path, size: int = 64, seed: int = 0, background: tuple[int, int, int] = WHITE,
                  split: str = "all", max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, keep_images: bool = False,
-                 progress: bool = False):
+                 progress: bool = False, everyday: bool = False):
     """The right dataset for a path: a folder of images + .txt, a .jsonl/.csv manifest, a .tar shard, or a
     folder of .tar shards. split selects rows of a manifest's `split` column (other kinds have none);
     max_pixels bounds an image's header size (too_large); keep_images keeps the decoded images of a folder or
-    manifest (_Indexed); progress shows a bar while a folder or manifest is checked."""
+    manifest (_Indexed); progress shows a bar while a folder or manifest is checked; everyday adds a manifest's
+    everyday phrasings (ManifestDataset)."""
     p = Path(path)
     if not p.exists():
         raise WordbrushError(f"dataset path does not exist: {p}")
@@ -331,7 +345,7 @@ def open_dataset(path: str | Path, size: int = 64, seed: int = 0, background: tu
     if p.is_file():
         suffix = p.suffix.lower()
         if suffix in (".jsonl", ".csv"):
-            return ManifestDataset(p, size, seed, background, split, **indexed)
+            return ManifestDataset(p, size, seed, background, split, **indexed, everyday=everyday)
         if suffix == ".tar":
             return TarShardDataset([p], size, seed, background, max_pixels)
     elif p.is_dir():

@@ -53,7 +53,8 @@ class TrainingData:
             self.shapes = ShapesDataset(None, size=cfg.size, seed=cfg.seed, split=cfg.split)
             return
         ds = open_dataset(cfg.path, size=cfg.size, seed=cfg.seed, background=tuple(cfg.background), split=cfg.split,
-                          max_pixels=cfg.max_image_pixels, keep_images=True, progress=progress)
+                          max_pixels=cfg.max_image_pixels, keep_images=True, progress=progress,
+                          everyday=cfg.everyday_captions)
         self.actual_split = ds.actual_split()
         if isinstance(ds, TarShardDataset):
             self.stream = ds
