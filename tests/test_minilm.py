@@ -11,7 +11,7 @@ from conftest import tiny_pipeline
 from safetensors.torch import load_file
 
 from wordbrush.checkpoint import packaged_keys
-from wordbrush.errors import ConfigError
+from wordbrush.errors import ConfigError, WordbrushError
 from wordbrush.generators.dalle import DalleConfig
 from wordbrush.pipeline import TextToImagePipeline
 from wordbrush.text.minilm import MiniLMText, load_tokenizer
@@ -44,6 +44,28 @@ def test_states_ignore_padding_and_unconditional_rows_are_finite():
     assert torch.equal(sb[0, n], enc.pad)  # a [PAD] position is the learned [PAD] vector
     blank = enc(torch.zeros(2, 8, dtype=torch.long))  # caption dropout: all [PAD]
     assert torch.isfinite(blank).all() and torch.equal(blank[0, 3], enc.pad)
+
+
+def test_cached_states_are_the_live_ones_and_only_for_a_frozen_encoder():
+    torch.manual_seed(0)
+    enc = MiniLMText(32)
+    tok = load_tokenizer()
+    ids = tok.encode(["a red circle", "two blue squares", "a red circle"], 12).ids
+    live = enc(ids)
+    assert enc.cache_states(torch.cat([ids, torch.zeros_like(ids[:1])]), batch=2) == 3  # distinct rows, + all-[PAD]
+    assert enc._cache is not None
+    calls = []
+    hook = enc.bert.register_forward_hook(lambda *a: calls.append(1))
+    torch.testing.assert_close(enc(ids), live, rtol=1e-5, atol=1e-5)
+    assert calls == []  # looked up, not recomputed
+    other = tok.encode(["a green cross"], 12).ids
+    enc(torch.cat([ids[:1], other]))  # a row the cache lacks: the batch is computed
+    assert calls == [1]
+    hook.remove()
+    enc.pad.data.add_(1.0)  # the trained parts still act on cached states
+    assert not torch.allclose(enc(torch.zeros_like(ids[:1])), live[:1])
+    with pytest.raises(WordbrushError, match="frozen"):
+        MiniLMText(32, train_layers=1).cache_states(ids)
 
 
 def test_frozen_or_top_layers_train_and_get_a_lower_lr():

@@ -60,3 +60,30 @@ def test_train_dalle_refuses_a_vae_of_another_size(tmp_path, vae_dir):
     cfg.data = DataConfig(size=64)
     with pytest.raises(ValueError, match="32px"):
         train_generator(cfg, progress_bar=False)
+
+
+def test_minilm_states_are_cached_once_and_a_resumed_run_is_bit_exact(tmp_path, vae_dir):
+    """A frozen minilm encoder on a dataset held in memory: BERT's states of every caption are computed once
+    (text/minilm.py's cache_states), and a run stopped and resumed ends with the uninterrupted run's weights."""
+    from PIL import Image
+    from safetensors.torch import load_file
+
+    rows = []
+    for i, (colour, name) in enumerate([((220, 20, 20), "red"), ((20, 20, 220), "blue")] * 3):
+        Image.new("RGB", (32, 32), colour).save(tmp_path / f"{i}.png")
+        rows.append(json.dumps({"file": f"{i}.png", "caption": f"a {name} square; colours", "label": f"{name} square",
+                                "keywords": [name, "square", "box"]}))
+    (tmp_path / "m.jsonl").write_text("\n".join(rows) + "\n")
+
+    def cfg(out, steps):
+        c = _cfg(tmp_path, vae_dir, steps)
+        c.model = DalleConfig(text_len=12, dim=32, depth=2, heads=4, text_encoder="minilm", text_loss_weight=0.0)
+        c.data = DataConfig(path=str(tmp_path / "m.jsonl"), size=32, split="all", everyday_captions=True)
+        c.out, c.sample_every, c.checkpoint_every = str(tmp_path / out), 100, 2
+        return c
+
+    train_generator(cfg("straight", 4), progress_bar=False)
+    train_generator(cfg("resumed", 2), progress_bar=False)
+    train_generator(cfg("resumed", 4), resume=True, progress_bar=False)
+    a, b = (load_file(tmp_path / run / "dalle.safetensors") for run in ("straight", "resumed"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

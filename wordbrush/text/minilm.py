@@ -9,6 +9,10 @@ layers are fine-tuned (the training loop gives them a lower learning rate).
 Frozen weights are not saved with a model: they come from the package when the model is built. A saved model
 holds the projection, the [PAD] vector and any fine-tuned layers (checkpoint.py asks every part for its
 `packaged_keys()`).
+
+A frozen encoder maps a caption to the same states every time, so training on a dataset held in memory computes
+them once (`cache_states`: every caption line, in a fixed order and batches, so a resumed run computes the same
+bits) and each step only looks them up: BERT's forward pass was about half of an emoji training step.
 """
 
 from __future__ import annotations
@@ -86,15 +90,43 @@ class MiniLMText(nn.Module):
             layer.requires_grad_(True)
         self.proj = nn.Linear(self.bert.config.hidden_size, dim)
         self.pad = nn.Parameter(torch.randn(dim) * 0.02)  # the state of a [PAD] position
+        self._cache: dict[bytes, torch.Tensor] | None = None  # ids row -> BERT's (L, 384) states (cache_states)
 
     def packaged_keys(self) -> set[str]:
         """state_dict keys that come from the package and stay frozen: not saved with a model."""
         trained = {f"bert.{n}" for n, p in self.bert.named_parameters() if p.requires_grad}
         return {f"bert.{k}" for k in self.bert.state_dict()} - trained
 
+    @torch.no_grad()
+    def cache_states(self, ids: torch.Tensor, batch: int = 64) -> int:
+        """Compute and keep BERT's states for these (N, L) rows of token ids, in their order and in batches of
+        `batch` (call it under the autocast the training steps use); forward() then looks up rows it has. Only
+        for a frozen encoder. Returns the number of distinct rows kept."""
+        if self.train_layers > 0:
+            raise WordbrushError("cache_states is for a frozen minilm encoder (text_encoder_train_layers = 0)")
+        keys = list(dict.fromkeys(_row_keys(ids)))
+        rows = torch.stack([torch.frombuffer(bytearray(k), dtype=ids.dtype) for k in keys]) if keys else ids[:0]
+        cache: dict[bytes, torch.Tensor] = {}
+        for i in range(0, len(rows), batch):
+            chunk = rows[i:i + batch].to(ids.device)
+            states = self.bert(input_ids=chunk, attention_mask=(chunk != PAD_ID).long()).last_hidden_state
+            cache.update(zip(keys[i:i + batch], states.unbind(0)))  # (L, 384) each
+        self._cache = cache
+        return len(cache)
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         real = ids != PAD_ID  # (B, L)
-        with torch.set_grad_enabled(torch.is_grad_enabled() and self.train_layers > 0):
-            states = self.bert(input_ids=ids, attention_mask=real.long()).last_hidden_state  # (B, L, 384)
+        cached = None if self._cache is None else [self._cache.get(k) for k in _row_keys(ids)]
+        if cached is not None and all(c is not None for c in cached):
+            states = torch.stack(cached)  # (B, L, 384)
+        else:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and self.train_layers > 0):
+                states = self.bert(input_ids=ids, attention_mask=real.long()).last_hidden_state  # (B, L, 384)
         x = self.proj(states.to(self.proj.weight.dtype))  # (B, L, dim)
         return torch.where(real[..., None], x, self.pad.to(x.dtype))
+
+
+def _row_keys(ids: torch.Tensor) -> list[bytes]:
+    """One key per row of a (B, L) id tensor: its bytes."""
+    flat = ids.detach().cpu().contiguous()
+    return [bytes(r.numpy().tobytes()) for r in flat]

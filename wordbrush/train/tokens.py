@@ -31,6 +31,7 @@ from ..generators.dalle import DalleConfig
 from ..generators.maskgit import MaskGITConfig
 from ..generators.options import SampleOptions
 from ..pipeline import TextToImagePipeline
+from ..text.minilm import MiniLMText
 from ..text.minilm import load_tokenizer as load_minilm_tokenizer
 from ..text.tokenizer import PAD_ID, TextTokenizer
 from ..utils.images import save_grid, to_tensor
@@ -119,10 +120,25 @@ class TokensStage:
         self.pipe = TextToImagePipeline(tokenizer, self.model, vae, cfg.sampling, clip)
         self.code_table = (_encode_all(vae, self.data, device, cfg.bf16)  # (N_items, N)
                            if self.data.in_memory else None)
+        self._cache_text_states()
         self.drop_rng = np.random.default_rng([cfg.seed, 1])
         self.modules, self.optimizers = {"generator": self.model}, {"generator": self.opt}
         self.rngs = {"caption_dropout": self.drop_rng}
         self.data_time, self.t_data = 0.0, time.perf_counter()
+
+    def _cache_text_states(self) -> None:
+        """A frozen minilm encoder and a dataset held in memory: BERT's states of every caption line (and of the
+        all-[PAD] row of caption dropout) computed once, in a fixed order (text/minilm.py's cache_states)."""
+        encoder = next((m for m in self.model.modules() if isinstance(m, MiniLMText)), None)
+        if encoder is None or encoder.train_layers > 0 or not self.data.in_memory:
+            return
+        lines = [c for caps in self.data.captions for c in caps]
+        ids = self.tokenizer.encode(lines, self.cfg.model.text_len).ids  # (N, L)
+        ids = torch.cat([ids, torch.full_like(ids[:1], PAD_ID)])
+        t0 = time.perf_counter()
+        with autocast(self.rt.device, self.cfg.bf16):
+            n = encoder.cache_states(ids.to(self.rt.device))
+        self.rt.say(f"text: MiniLM states of {n} distinct captions computed once ({time.perf_counter() - t0:.0f} s)")
 
     def step(self, step: int, progress: float) -> dict[str, Any]:
         cfg, device, rt = self.cfg, self.rt.device, self.rt
