@@ -1,5 +1,11 @@
-"""Record output slices of the built-in models at fixed seeds (run once, before the house refactor)."""
+"""Record output slices of the built-in models at fixed seeds (run once, before the house refactor; again for a
+built-in model that was intentionally retrained).
+
+    python tests/data/record_builtin_outputs.py tests/data/builtin_outputs.json [NAME ...]
+
+With names, only those models' entries are re-recorded; the file's other entries are kept."""
 import json, sys
+from pathlib import Path
 import numpy as np, torch
 from wordbrush import TextToImagePipeline
 CASES = {
@@ -7,9 +13,11 @@ CASES = {
     "shapes-minilm": ["a yellow cross above a purple diamond", "a large white circle"],
     "emoji": ["red apple; food and drink; apple, fruit", "grinning face; smileys and emotion; face, grin"],
 }
-out = {}
+names = sys.argv[2:] or list(CASES)
+out = json.loads(Path(sys.argv[1]).read_text()) if sys.argv[2:] else {}
 torch.set_num_threads(2)
-for name, prompts in CASES.items():
+for name in names:
+    prompts = CASES[name]
     pipe = TextToImagePipeline.from_pretrained(name)
     res = pipe(prompts, num_images_per_prompt=2, seed=7)
     arrs = [np.asarray(im, dtype=np.float64) for im in res.images]
