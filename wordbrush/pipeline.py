@@ -129,6 +129,14 @@ class TextToImagePipeline:
                               "will be much slower than float32 here", stacklevel=2)
         return self
 
+    def compile(self, enabled: bool = True) -> "TextToImagePipeline":
+        """Sample through torch.compile'd steps from now on (ImageGenerator.compile_sampling): each batch size
+        (rounded up to a power of two) and dtype compiles once per process on its first draw, seconds to a minute;
+        float32 tokens are those of the eager path (tests/test_compiled.py). Where no compiler works, one warning
+        and eager sampling."""
+        self.generator.compile_sampling(enabled)
+        return self
+
     # ------------------------------------------------------------------------------------------ save / load
 
     def save_pretrained(self, folder: str | Path) -> Path:

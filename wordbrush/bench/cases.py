@@ -107,6 +107,8 @@ def build_cases(cfg: BenchConfig, pipe, memory: Memory,
         for dtype in cfg.dtypes:
             # bfloat16 sampling runs a copy of the pipeline with bf16 weights (pipe.to(dtype=...)), as a user would
             p = pipe if dtype == "float32" else copy.deepcopy(pipe).to(dtype=getattr(torch, dtype))
+            if cfg.compile:  # on a copy: the caller's pipeline is left as it was
+                p = (copy.deepcopy(p) if p is pipe else p).compile()
             for b, gs in sorted(combos):
                 ours = sample_case(p, b, gs, dtype, memory)
                 cases.append(ours)
@@ -116,12 +118,17 @@ def build_cases(cfg: BenchConfig, pipe, memory: Memory,
                          ("cached", "its cached path (cond_scale=1.0001: 2 passes/token)"))
                 if gs != 1.0:  # the same work as its cached path: a conditional and an unconditional row per image
                     paths = (("cached", "its cached path (both run conditional + unconditional rows)"),)
-                for path, label in paths:
-                    key = f"ref/sample/{path}/b{rb}"
-                    if key not in made:  # the reference samples in float32 only
-                        made.add(key)
-                        cases.append(probe.case(key, {"op": "sample", "batch": rb, "path": path}, rb,
-                                                {"path": path, "batch": rb}))
-                    ours_label = f"ours {dtype}, guidance {'off' if gs == 1.0 else f'{gs:g}'}"
-                    pairs.append((f"sampling images/s, batch {rb}: {ours_label} vs {label}", ours.key, key))
+                # the reference at the same precision (bf16: its generate_images under bf16 autocast), and bf16
+                # also against its float32, the precision it is usually run at
+                for theirs in dict.fromkeys((dtype, "float32")):
+                    for path, label in paths:
+                        key = f"ref/sample/{path}/{theirs}/b{rb}"
+                        if key not in made:
+                            made.add(key)
+                            cases.append(probe.case(key, {"op": "sample", "batch": rb, "path": path, "dtype": theirs},
+                                                    rb, {"path": path, "batch": rb, "dtype": theirs}))
+                        ours_label = f"ours {dtype}, guidance {'off' if gs == 1.0 else f'{gs:g}'}"
+                        their_label = label.replace("its ", f"its {theirs} " if theirs == "float32" else
+                                                    "its bf16-autocast ", 1)
+                        pairs.append((f"sampling images/s, batch {rb}: {ours_label} vs {their_label}", ours.key, key))
     return cases, pairs
