@@ -5,6 +5,8 @@
           guidance != 1 runs the conditional and unconditional rows in one batch.
   train   `train_steps` AdamW steps of the transformer (a copy; the pipeline is left as it was) on random text
           and image token ids: forward, loss, backward, step. No data loading, no VAE, no clipping.
+          With compile, sampling runs through pipe.compile() and training through a torch.compile'd forward
+          (and its backward); the warm-up run pays the compile.
   ref     the same work in dalle-pytorch (reference.py), each placed right after the case of ours it is
           compared with.
 """
@@ -50,7 +52,7 @@ def sample_case(pipe, batch: int, guidance: float, dtype: str, memory: Memory) -
 
 
 def train_case(model: torch.nn.Module, opt: torch.optim.Optimizer, batch: int, steps: int, dtype: str,
-               memory: Memory, seed: int = 0) -> Case:
+               memory: Memory, seed: int = 0, compile: bool = False) -> Case:
     from ..text.tokenizer import PAD_ID
 
     c, device = model.cfg, next(model.parameters()).device
@@ -58,22 +60,35 @@ def train_case(model: torch.nn.Module, opt: torch.optim.Optimizer, batch: int, s
     text = torch.randint(PAD_ID + 1, c.text_vocab, (batch, c.text_len), generator=g).to(device)  # (B, L), no PAD
     image = torch.randint(0, c.image_vocab, (batch, c.image_len), generator=g).to(device)  # (B, N)
 
+    forward = compiled_forward(model) if compile else model
+
     def fn() -> None:
         model.train()
         for _ in range(steps):
             with _autocast(device, dtype):
-                loss = model(text, image).loss
+                loss = forward(text, image).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
 
-    info = {"dtype": dtype, "batch": batch, "steps": steps, "tokens_per_sample": c.text_len + c.image_len}
+    info = {"dtype": dtype, "batch": batch, "steps": steps, "tokens_per_sample": c.text_len + c.image_len,
+            "compiled": compile}
     per_sample = None
     if flops.counted(model):
         per_sample = flops.train_flops(c).total
         info["gflop_per_sample"] = per_sample / 1e9
     return Case(f"train/{dtype}/b{batch}", timed(fn, device, memory), steps * batch, info,
                 flops=None if per_sample is None else per_sample * steps * batch)
+
+
+def compiled_forward(model: torch.nn.Module):
+    """model's forward through torch.compile (inductor fuses the norms, GELUs, softmaxes and casts between the
+    matmuls, forward and backward); the model itself where no compiler works (nn/compiled.py)."""
+    from ..nn.compiled import compiler_missing
+
+    if compiler_missing(next(model.parameters()).device) is not None:
+        return model
+    return torch.compile(model, dynamic=False)
 
 
 def build_cases(cfg: BenchConfig, pipe, memory: Memory,
@@ -91,7 +106,7 @@ def build_cases(cfg: BenchConfig, pipe, memory: Memory,
         opt = torch.optim.AdamW(trainable, lr=TRAIN_LR, betas=(0.9, 0.95),
                                 weight_decay=TRAIN_WEIGHT_DECAY)
         for dtype in cfg.dtypes:
-            ours = train_case(model, opt, cfg.train_batch, cfg.train_steps, dtype, memory, cfg.seed)
+            ours = train_case(model, opt, cfg.train_batch, cfg.train_steps, dtype, memory, cfg.seed, cfg.compile)
             cases.append(ours)
             if probe is not None:
                 key = f"ref/train/{dtype}/b{cfg.train_batch}"

@@ -27,7 +27,7 @@ def add_parser(sub) -> None:
     bn.add_argument("--bf16", action="store_true",
                     help="also measure bfloat16: sampling with bf16 weights, training under bf16 autocast")
     bn.add_argument("--compile", action="store_true",
-                    help="sample through torch.compile (the warm-up run of each case pays the compile)")
+                    help="sample and train through torch.compile (the warm-up run of each case pays the compile)")
     bn.add_argument("--train", action=argparse.BooleanOptionalAction, default=True, help="measure training")
     bn.add_argument("--sample", action=argparse.BooleanOptionalAction, default=True, help="measure sampling")
     bn.add_argument("--against", choices=("dalle-pytorch",), help="also run this reference implementation")
