@@ -8,11 +8,13 @@ import json
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from conftest import generators as _gens
 
 from wordbrush import TextToImagePipeline
+from wordbrush.errors import WordbrushError
 from wordbrush.generators.dalle import DALLE, DalleConfig
 from wordbrush.generators.maskgit import MaskGIT, MaskGITConfig
 from wordbrush.generators.options import SampleOptions
@@ -137,3 +139,17 @@ def test_compiled_gan_draws_the_eager_pixels():
     fast = g.sample(text, _gens(range(2)))
     assert not g._compiled["forward"].eager_only
     torch.testing.assert_close(fast, eager, atol=1e-4, rtol=0)  # fused kernels round differently, nothing more
+
+
+def test_a_bf16_decoder_draws_the_same_tokens_and_nearly_the_same_pixels():
+    torch.set_num_threads(1)
+    pipe = TextToImagePipeline.from_pretrained("shapes")
+    low = copy.deepcopy(pipe).to(decoder_dtype=torch.bfloat16)
+    assert low.vae.decoder.net[0].weight.dtype == torch.bfloat16 and low.vae.encoder.net[0].weight.dtype == torch.float32
+    a = pipe(["a red circle", "two blue squares"], num_images_per_prompt=2, seed=0)
+    b = low(["a red circle", "two blue squares"], num_images_per_prompt=2, seed=0)
+    assert torch.equal(a.tokens, b.tokens)
+    for x, y in zip(a.images, b.images):
+        assert abs(np.asarray(x, dtype=int) - np.asarray(y, dtype=int)).max() <= 8
+    with pytest.raises(WordbrushError, match="floating-point"):
+        copy.deepcopy(pipe).to(decoder_dtype=torch.int8)

@@ -1,6 +1,7 @@
 """What is timed, as Cases (timing.py):
 
-  sample  pipe.draw() of `batch` prompts -> PIL images, KV cache on: text encoding, sampling, VAE decode.
+  sample  pipe.draw() of `batch` prompts -> PIL images, KV cache on: text encoding, sampling, VAE decode
+          (bfloat16: the generator's and the VAE decoder's weights in bf16).
           Sampling options are the defaults (temperature 1, no top-k / top-p) with the guidance scale set;
           guidance != 1 runs the conditional and unconditional rows in one batch.
   train   `train_steps` AdamW steps of the transformer (a copy; the pipeline is left as it was) on random text
@@ -120,8 +121,10 @@ def build_cases(cfg: BenchConfig, pipe, memory: Memory,
             combos |= {(rb, 1.0), (rb, 3.0)}  # what the comparison needs
         made: set[str] = set()
         for dtype in cfg.dtypes:
-            # bfloat16 sampling runs a copy of the pipeline with bf16 weights (pipe.to(dtype=...)), as a user would
-            p = pipe if dtype == "float32" else copy.deepcopy(pipe).to(dtype=getattr(torch, dtype))
+            # bfloat16 sampling runs a copy of the pipeline with bf16 weights, generator and VAE decoder
+            # (pipe.to(dtype=..., decoder_dtype=...)), as a user would; the reference's bf16 autocast covers both too
+            low = getattr(torch, dtype)
+            p = pipe if dtype == "float32" else copy.deepcopy(pipe).to(dtype=low, decoder_dtype=low)
             if cfg.compile:  # on a copy: the caller's pipeline is left as it was
                 p = (copy.deepcopy(p) if p is pipe else p).compile()
             for b, gs in sorted(combos):

@@ -161,8 +161,8 @@ class DiscreteVAE(nn.Module):
         if indices.dim() == 2:
             g = self.grid_size
             indices = indices.view(indices.shape[0], g, g)
-        z = self.quantizer.embed(indices)
-        return ((self.decoder(z) + 1) / 2).clamp(0, 1)
+        z = self.quantizer.embed(indices).to(self.decoder.net[0].weight.dtype)  # (B, D, h, w); bf16 decoder: bf16
+        return ((self.decoder(z).float() + 1) / 2).clamp(0, 1)
 
 
 # ------------------------------------------------------------------------------------------- save / load
