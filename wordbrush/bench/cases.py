@@ -19,6 +19,7 @@ from contextlib import nullcontext
 
 import torch
 
+from ..nn.compiled import compiled_forward
 from . import flops
 from .config import BenchConfig
 from .timing import Case, timed
@@ -61,7 +62,7 @@ def train_case(model: torch.nn.Module, opt: torch.optim.Optimizer, batch: int, s
     text = torch.randint(PAD_ID + 1, c.text_vocab, (batch, c.text_len), generator=g).to(device)  # (B, L), no PAD
     image = torch.randint(0, c.image_vocab, (batch, c.image_len), generator=g).to(device)  # (B, N)
 
-    forward = compiled_forward(model) if compile else model
+    forward = compiled_forward(model) if compile else model  # the training stages' own compiled form
 
     def fn() -> None:
         model.train()
@@ -80,16 +81,6 @@ def train_case(model: torch.nn.Module, opt: torch.optim.Optimizer, batch: int, s
         info["gflop_per_sample"] = per_sample / 1e9
     return Case(f"train/{dtype}/b{batch}", timed(fn, device, memory), steps * batch, info,
                 flops=None if per_sample is None else per_sample * steps * batch)
-
-
-def compiled_forward(model: torch.nn.Module):
-    """model's forward through torch.compile (inductor fuses the norms, GELUs, softmaxes and casts between the
-    matmuls, forward and backward); the model itself where no compiler works (nn/compiled.py)."""
-    from ..nn.compiled import compiler_missing
-
-    if compiler_missing(next(model.parameters()).device) is not None:
-        return model
-    return torch.compile(model, dynamic=False)
 
 
 def build_cases(cfg: BenchConfig, pipe, memory: Memory,
