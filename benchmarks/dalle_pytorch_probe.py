@@ -13,10 +13,11 @@ stderr). Every reply has "ok"; a failure is {"ok": false, "error": "..."}.
     {"op": "train", "batch": 32, "steps": 3, "dtype": "float32" | "bfloat16", "memory": false}
         `steps` AdamW steps on random text and image token ids (ids, so its VAE encoder does not run)
         -> {"ok": true, "seconds": s, "peak_mb": MB or null}
-    {"op": "sample", "batch": 16, "path": "default" | "cached", "memory": false}
+    {"op": "sample", "batch": 16, "path": "default" | "cached", "dtype": "float32" | "bfloat16", "memory": false}
         generate_images(..., filter_thres=0.9, use_cache=True) with cond_scale 1 ("default": its cache is
         silently skipped there) or 1.0001 ("cached": the cache runs, with a second, unconditional pass per token).
-        The text is cloned for every call because cond_scale != 1 zeroes the prompt in place.
+        The text is cloned for every call because cond_scale != 1 zeroes the prompt in place. "bfloat16": under
+        bf16 autocast (its weights stay float32), the same as its bf16 training.
         -> {"ok": true, "seconds": s, "peak_mb": MB or null}
     {"op": "quit"}
 
@@ -140,10 +141,12 @@ def sample(cmd):
     torch, device, dalle = STATE["torch"], STATE["device"], STATE["dalle"]
     text, _ = _tokens(int(cmd["batch"]), 2)
     cond_scale = {"default": 1.0, "cached": 1.0001}[cmd["path"]]
+    bf16 = cmd.get("dtype", "float32") == "bfloat16"
+    ctx = (lambda: torch.autocast(device_type=device, dtype=torch.bfloat16)) if bf16 else nullcontext
 
     def run():
         dalle.eval()
-        with torch.no_grad():
+        with torch.no_grad(), ctx():
             dalle.generate_images(text.clone(), filter_thres=0.9, use_cache=True, cond_scale=cond_scale)
 
     return _timed(torch, device, run, cmd.get("memory", False))

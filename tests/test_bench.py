@@ -184,15 +184,18 @@ def test_against_a_reference_runs_in_turns_and_gives_ratios(pipe, tmp_path, monk
                       dtypes=("float32", "bfloat16"), against="dalle-pytorch", reference_venv=str(venv))
     res = run_bench(cfg, pipe=pipe, progress=False)
     assert order == ["train/float32/b4", "ref/train/float32/b4", "train/bfloat16/b4", "ref/train/bfloat16/b4",
-                     "sample/float32/g1/b2", "ref/sample/default/b2", "ref/sample/cached/b2", "sample/float32/g3/b2",
-                     "sample/bfloat16/g1/b2", "sample/bfloat16/g3/b2"]
+                     "sample/float32/g1/b2", "ref/sample/default/float32/b2", "ref/sample/cached/float32/b2",
+                     "sample/float32/g3/b2", "sample/bfloat16/g1/b2", "ref/sample/default/bfloat16/b2",
+                     "ref/sample/cached/bfloat16/b2", "sample/bfloat16/g3/b2"]
     ref = res["reference"]
     assert ref["version"] == "0.0-fake" and set(ref["cases"]) == {k for k in order if k.startswith("ref/")}
     failed = ref["cases"].pop("ref/train/bfloat16/b4")  # a reference failure is recorded, the run goes on
     assert "does not train in bfloat16" in failed["error"]
     assert all(c["per_s"] > 0 and len(c["seconds"]) == 2 for c in ref["cases"].values())
-    assert len(res["ratios"]) == 8  # training x 2 dtypes; sampling x 2 dtypes x (2 paths off + 1 with guidance)
-    assert sum("ours bfloat16" in r["what"] for r in res["ratios"]) == 3  # bf16 sampling vs its float32 paths
+    assert len(res["ratios"]) == 11  # training x 2 dtypes; sampling (2 paths off + 1 with guidance): float32 vs its
+    # float32, bf16 vs its bf16 autocast and vs its float32
+    assert sum("ours bfloat16" in r["what"] for r in res["ratios"]) == 6
+    assert sum("ours bfloat16" in r["what"] and "its bf16-autocast" in r["what"] for r in res["ratios"]) == 3
     ours = {(s["dtype"], s["guidance"]): s["images_per_s"] for s in res["sample"]}
     theirs = {k: c["per_s"] for k, c in ref["cases"].items()}
     md = format_markdown(res)
@@ -204,10 +207,12 @@ def test_against_a_reference_runs_in_turns_and_gives_ratios(pipe, tmp_path, monk
         if r["what"].startswith("sampling"):  # each side's figure is the one its own table reports
             dtype, g = ("bfloat16" if "ours bfloat16" in r["what"] else "float32"), (1.0 if "off" in r["what"] else 3.0)
             path = "default" if "default path" in r["what"] else "cached"
-            assert r["ours"] == ours[(dtype, g)] and r["theirs"] == theirs[f"ref/sample/{path}/b2"]
+            their_dtype = "bfloat16" if "bf16-autocast" in r["what"] else "float32"
+            assert r["ours"] == ours[(dtype, g)] and r["theirs"] == theirs[f"ref/sample/{path}/{their_dtype}/b2"]
         assert f"| {r['ratio']:.2f}× |" in md
     assert "| measurement | wordbrush | dalle-pytorch 0.0-fake | wordbrush / dalle-pytorch |" in md
-    assert "its cached path" in md and "its default path" in md and "| failed: " in md
+    assert "its float32 cached path" in md and "its float32 default path" in md and "| failed: " in md
+    assert "its bf16-autocast cached path" in md and "its bf16-autocast default path" in md
 
 
 def test_reference_that_cannot_import_says_how_to_install(pipe, tmp_path):

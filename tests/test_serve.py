@@ -366,8 +366,19 @@ def test_settings_read_environment_and_flags_win(monkeypatch):
     assert (s.model, s.max_batch, s.api_key.get_secret_value(), s.limits.max_n, s.host) == \
         ("emoji", 9, "from-env", 3, "127.0.0.1")
     assert "from-env" not in repr(s)
+    assert s.compile is False and settings_from(parser.parse_args(["--compile"])).compile is True
     with pytest.raises(SystemExit):
         parser.parse_args(["--max-batch", "0"])
+
+
+def test_a_compiled_server_is_compiled_and_warmed_before_serving(monkeypatch):
+    from wordbrush.serve import app as serve_app
+
+    drawn = []
+    monkeypatch.setattr(TextToImagePipeline, "draw", lambda self, prompts, seeds, *a, **kw: drawn.append(
+        (len(prompts), kw.get("batch_size"), self.generator._compiled is not None)) or ([], None))
+    serve_app.load_pipeline(ServeSettings(model="shapes", max_batch=4, compile=True))
+    assert drawn == [(4, 16, True)]  # one full batch (shapes: 4 candidates an image), compiled, before any request
 
 
 def test_command_help_imports_neither_torch_nor_fastapi():

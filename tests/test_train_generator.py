@@ -87,3 +87,16 @@ def test_minilm_states_are_cached_once_and_a_resumed_run_is_bit_exact(tmp_path, 
     train_generator(cfg("resumed", 4), resume=True, progress_bar=False)
     a, b = (load_file(tmp_path / run / "dalle.safetensors") for run in ("straight", "resumed"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_compiled_training_learns_what_eager_training_learns(tmp_path, vae_dir):
+    """compile=true: the same weights train through torch.compile; the losses follow the eager run's."""
+    logs = {}
+    for compile_ in (False, True):
+        cfg = _cfg(tmp_path / str(compile_), vae_dir, 6)
+        cfg.compile, cfg.bf16, cfg.log_every = compile_, False, 1
+        train_generator(cfg, progress_bar=False)
+        logs[compile_] = [json.loads(l)["loss"] for l in (tmp_path / str(compile_) / "run" / "log.jsonl").read_text()
+                          .splitlines()]
+        assert TextToImagePipeline.from_pretrained(tmp_path / str(compile_) / "run").generator.kind == "dalle"
+    assert logs[True] == pytest.approx(logs[False], rel=1e-3)

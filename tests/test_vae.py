@@ -185,3 +185,16 @@ def test_optimizer_state_roundtrip(tmp_path):
     for pid in a["state"]:
         for k in ("exp_avg", "exp_avg_sq"):
             assert torch.equal(a["state"][pid][k], b["state"][pid][k])
+
+
+def test_decoding_through_sub_pixel_convs_equals_upsample_then_conv():
+    from wordbrush.nn.conv import is_upsampled_conv
+
+    torch.manual_seed(0)
+    vae = DiscreteVAE(VAEConfig(image_size=32, channels=(16, 32), num_codes=16, code_dim=8)).eval()
+    layers = list(vae.decoder.net)
+    assert sum(is_upsampled_conv(a, b) for a, b in zip(layers, layers[1:])) == 2
+    z = torch.randn(3, 8, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(vae.decoder(z), vae.decoder.net(z), atol=1e-5, rtol=1e-5)
+    assert vae.decoder(z).requires_grad  # training keeps the plain layers (and their gradients)

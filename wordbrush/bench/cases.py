@@ -1,10 +1,13 @@
 """What is timed, as Cases (timing.py):
 
-  sample  pipe.draw() of `batch` prompts -> PIL images, KV cache on: text encoding, sampling, VAE decode.
+  sample  pipe.draw() of `batch` prompts -> PIL images, KV cache on: text encoding, sampling, VAE decode
+          (bfloat16: the generator's and the VAE decoder's weights in bf16).
           Sampling options are the defaults (temperature 1, no top-k / top-p) with the guidance scale set;
           guidance != 1 runs the conditional and unconditional rows in one batch.
   train   `train_steps` AdamW steps of the transformer (a copy; the pipeline is left as it was) on random text
           and image token ids: forward, loss, backward, step. No data loading, no VAE, no clipping.
+          With compile, sampling runs through pipe.compile() and training through a torch.compile'd forward
+          (and its backward); the warm-up run pays the compile.
   ref     the same work in dalle-pytorch (reference.py), each placed right after the case of ours it is
           compared with.
 """
@@ -16,6 +19,7 @@ from contextlib import nullcontext
 
 import torch
 
+from ..nn.compiled import compiled_forward
 from . import flops
 from .config import BenchConfig
 from .timing import Case, timed
@@ -50,7 +54,7 @@ def sample_case(pipe, batch: int, guidance: float, dtype: str, memory: Memory) -
 
 
 def train_case(model: torch.nn.Module, opt: torch.optim.Optimizer, batch: int, steps: int, dtype: str,
-               memory: Memory, seed: int = 0) -> Case:
+               memory: Memory, seed: int = 0, compile: bool = False) -> Case:
     from ..text.tokenizer import PAD_ID
 
     c, device = model.cfg, next(model.parameters()).device
@@ -58,16 +62,19 @@ def train_case(model: torch.nn.Module, opt: torch.optim.Optimizer, batch: int, s
     text = torch.randint(PAD_ID + 1, c.text_vocab, (batch, c.text_len), generator=g).to(device)  # (B, L), no PAD
     image = torch.randint(0, c.image_vocab, (batch, c.image_len), generator=g).to(device)  # (B, N)
 
+    forward = compiled_forward(model) if compile else model  # the training stages' own compiled form
+
     def fn() -> None:
         model.train()
         for _ in range(steps):
             with _autocast(device, dtype):
-                loss = model(text, image).loss
+                loss = forward(text, image).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
 
-    info = {"dtype": dtype, "batch": batch, "steps": steps, "tokens_per_sample": c.text_len + c.image_len}
+    info = {"dtype": dtype, "batch": batch, "steps": steps, "tokens_per_sample": c.text_len + c.image_len,
+            "compiled": compile}
     per_sample = None
     if flops.counted(model):
         per_sample = flops.train_flops(c).total
@@ -91,7 +98,7 @@ def build_cases(cfg: BenchConfig, pipe, memory: Memory,
         opt = torch.optim.AdamW(trainable, lr=TRAIN_LR, betas=(0.9, 0.95),
                                 weight_decay=TRAIN_WEIGHT_DECAY)
         for dtype in cfg.dtypes:
-            ours = train_case(model, opt, cfg.train_batch, cfg.train_steps, dtype, memory, cfg.seed)
+            ours = train_case(model, opt, cfg.train_batch, cfg.train_steps, dtype, memory, cfg.seed, cfg.compile)
             cases.append(ours)
             if probe is not None:
                 key = f"ref/train/{dtype}/b{cfg.train_batch}"
@@ -105,8 +112,12 @@ def build_cases(cfg: BenchConfig, pipe, memory: Memory,
             combos |= {(rb, 1.0), (rb, 3.0)}  # what the comparison needs
         made: set[str] = set()
         for dtype in cfg.dtypes:
-            # bfloat16 sampling runs a copy of the pipeline with bf16 weights (pipe.to(dtype=...)), as a user would
-            p = pipe if dtype == "float32" else copy.deepcopy(pipe).to(dtype=getattr(torch, dtype))
+            # bfloat16 sampling runs a copy of the pipeline with bf16 weights, generator and VAE decoder
+            # (pipe.to(dtype=..., decoder_dtype=...)), as a user would; the reference's bf16 autocast covers both too
+            low = getattr(torch, dtype)
+            p = pipe if dtype == "float32" else copy.deepcopy(pipe).to(dtype=low, decoder_dtype=low)
+            if cfg.compile:  # on a copy: the caller's pipeline is left as it was
+                p = (copy.deepcopy(p) if p is pipe else p).compile()
             for b, gs in sorted(combos):
                 ours = sample_case(p, b, gs, dtype, memory)
                 cases.append(ours)
@@ -116,12 +127,17 @@ def build_cases(cfg: BenchConfig, pipe, memory: Memory,
                          ("cached", "its cached path (cond_scale=1.0001: 2 passes/token)"))
                 if gs != 1.0:  # the same work as its cached path: a conditional and an unconditional row per image
                     paths = (("cached", "its cached path (both run conditional + unconditional rows)"),)
-                for path, label in paths:
-                    key = f"ref/sample/{path}/b{rb}"
-                    if key not in made:  # the reference samples in float32 only
-                        made.add(key)
-                        cases.append(probe.case(key, {"op": "sample", "batch": rb, "path": path}, rb,
-                                                {"path": path, "batch": rb}))
-                    ours_label = f"ours {dtype}, guidance {'off' if gs == 1.0 else f'{gs:g}'}"
-                    pairs.append((f"sampling images/s, batch {rb}: {ours_label} vs {label}", ours.key, key))
+                # the reference at the same precision (bf16: its generate_images under bf16 autocast), and bf16
+                # also against its float32, the precision it is usually run at
+                for theirs in dict.fromkeys((dtype, "float32")):
+                    for path, label in paths:
+                        key = f"ref/sample/{path}/{theirs}/b{rb}"
+                        if key not in made:
+                            made.add(key)
+                            cases.append(probe.case(key, {"op": "sample", "batch": rb, "path": path, "dtype": theirs},
+                                                    rb, {"path": path, "batch": rb, "dtype": theirs}))
+                        ours_label = f"ours {dtype}, guidance {'off' if gs == 1.0 else f'{gs:g}'}"
+                        their_label = label.replace("its ", f"its {theirs} " if theirs == "float32" else
+                                                    "its bf16-autocast ", 1)
+                        pairs.append((f"sampling images/s, batch {rb}: {ours_label} vs {their_label}", ours.key, key))
     return cases, pairs

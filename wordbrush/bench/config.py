@@ -23,6 +23,7 @@ class BenchConfig:
     guidance_scales: tuple[float, ...] = (1.0, 3.0)  # 1 = off
     dtypes: tuple[str, ...] = ("float32",)  # "bfloat16": sampling with bf16 weights, training under bf16 autocast
     sample: bool = True
+    compile: bool = False  # sampling (pipe.compile()) and training (a compiled forward) through torch.compile
     train: bool = True
     train_batch: int = 32
     train_steps: int = 3  # AdamW steps per timed training run
@@ -79,6 +80,8 @@ class BenchConfig:
             parts.append(f"--train-steps {self.train_steps}")
         if "bfloat16" in self.dtypes:
             parts.append("--bf16")
+        if self.compile:
+            parts.append("--compile")
         if not self.sample:
             parts.append("--no-sample")
         if not self.train:

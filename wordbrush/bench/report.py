@@ -62,7 +62,9 @@ def format_markdown(results: dict[str, Any]) -> str:
     lines = [f"Model `{m['name']}`: transformer width {m['dim']}, depth {m['depth']}, {m['heads']} heads, "
              f"{m['text_len']} text + {m['image_tokens']} image tokens, {m['parameters'] / 1e6:.2f}M parameters. "
              f"Device {results['device']}" + (f" ({c['gpu']})" if c.get("gpu") else "")
-             + f", {results['threads']} thread{'s' if results['threads'] != 1 else ''}; {results['timing']}. "
+             + f", {results['threads']} thread{'s' if results['threads'] != 1 else ''}; {results['timing']}"
+             + ("; sampling and training through torch.compile (each case's warm-up run paid its compile)"
+                if results["config"].get("compile") else "") + ". "
              f"Spread = ±half of (max - min) / median. Peak memory: {results['memory_method']}.", "",
              _ceiling_line(results), ""]
     if results["sample"]:

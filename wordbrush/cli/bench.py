@@ -26,6 +26,8 @@ def add_parser(sub) -> None:
     bn.add_argument("--train-steps", type=positive_int, help="AdamW steps per timed training run (default 3)")
     bn.add_argument("--bf16", action="store_true",
                     help="also measure bfloat16: sampling with bf16 weights, training under bf16 autocast")
+    bn.add_argument("--compile", action="store_true",
+                    help="sample and train through torch.compile (the warm-up run of each case pays the compile)")
     bn.add_argument("--train", action=argparse.BooleanOptionalAction, default=True, help="measure training")
     bn.add_argument("--sample", action=argparse.BooleanOptionalAction, default=True, help="measure sampling")
     bn.add_argument("--against", choices=("dalle-pytorch",), help="also run this reference implementation")
@@ -45,7 +47,7 @@ def run(args: argparse.Namespace) -> None:
                       batch_sizes=args.batch_sizes or BenchConfig.batch_sizes,
                       guidance_scales=args.guidance or BenchConfig.guidance_scales,
                       dtypes=("float32", "bfloat16") if args.bf16 else ("float32",),
-                      sample=args.sample, train=args.train, train_batch=args.train_batch,
+                      sample=args.sample, compile=args.compile, train=args.train, train_batch=args.train_batch,
                       train_steps=args.train_steps or (1 if args.quick else BenchConfig.train_steps),
                       repeats=args.repeats or (1 if args.quick else BenchConfig.repeats),
                       against=args.against, reference_venv=args.reference_venv)

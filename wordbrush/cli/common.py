@@ -67,6 +67,9 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
                    help="how candidates are ranked: the model's likelihood or the model's CLIP (default: the model's)")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="the generator's weights; bfloat16 samples faster where the CPU/GPU supports it")
+    p.add_argument("--compile", action="store_true",
+                   help="sample through torch.compile (needs a C++ compiler on the CPU): faster per image, but each "
+                   "batch size pays a compile of seconds to a minute first; worth it for many images")
 
 
 def sampling_overrides(args: argparse.Namespace) -> dict:

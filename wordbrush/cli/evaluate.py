@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> None:
     from ..eval.report import evaluate_pipeline
     from ..pipeline import TextToImagePipeline
 
-    pipe = TextToImagePipeline.from_pretrained(folder, dtype=getattr(torch, args.dtype))
+    pipe = TextToImagePipeline.from_pretrained(folder, dtype=getattr(torch, args.dtype)).compile(args.compile)
     options = sampling_options(pipe, args)
     out = Path(args.out or f"eval-{folder.name}")
     if args.data:

@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> None:
     from ..pipeline import TextToImagePipeline
     from ..utils.images import save_png
 
-    pipe = TextToImagePipeline.from_pretrained(args.model, dtype=getattr(torch, args.dtype))
+    pipe = TextToImagePipeline.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).compile(args.compile)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         expl = explain(pipe, args.prompt, seed=args.seed, layers=list(args.layers) if args.layers else None,

@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> None:
     from ..utils.images import save_grid, save_png
 
     parent = output_folder(args.out)  # checked before the model loads: a bad --out fails at once
-    pipe = TextToImagePipeline.from_pretrained(args.model, dtype=getattr(torch, args.dtype))
+    pipe = TextToImagePipeline.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).compile(args.compile)
     kw = sampling_overrides(args)
     options = sampling_options(pipe, args)
     prompts, notes = pipe.check_prompts(args.prompts)

@@ -41,6 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="how long a request waits for others to share its model call (default: 10)")
     parser.add_argument("--max-queue", type=positive_int, metavar="Q",
                         help="requests that may wait for the model; the next one gets 429 (default: 256)")
+    parser.add_argument("--compile", action="store_true", default=None,
+                        help="sample through torch.compile, compiled before serving for full batches (default: "
+                        "off; needs a C++ compiler on the CPU)")
     parser.add_argument("--log-level", choices=("critical", "error", "warning", "info", "debug"), default="info",
                         help="uvicorn's log level (default: info)")
     return parser
@@ -51,7 +54,7 @@ def settings_from(args: argparse.Namespace):
     from ..serve.settings import ServeSettings
 
     given = {name: getattr(args, name, None) for name in ("model", "model_name", "host", "port", "api_key",
-                                                           "max_batch", "max_wait_ms", "max_queue")}
+                                                           "max_batch", "max_wait_ms", "max_queue", "compile")}
     return ServeSettings(**{k: v for k, v in given.items() if v is not None})
 
 

@@ -17,6 +17,7 @@ from torch import nn
 
 from ..config import check
 from ..errors import WordbrushError
+from ..nn.compiled import Compiled
 from .options import SampleOptions
 
 Output = Literal["codes", "pixels"]
@@ -43,6 +44,7 @@ class ImageGenerator(nn.Module):
     supports_likelihood: ClassVar[bool] = False  # log_likelihood() ranks candidates
 
     cfg: Any
+    _compiled: dict[str, Compiled] | None = None  # set by compile_sampling(): the compiled steps, by name
 
     # ----------------------------------------------------------------------------------------- what it reads
 
@@ -91,6 +93,25 @@ class ImageGenerator(nn.Module):
         across decoding steps where the family can (a KV cache); it never changes what is drawn."""
         raise NotImplementedError
 
+    def compile_sampling(self, enabled: bool = True) -> None:
+        """From now on sample() runs its fixed-shape hot step (each family names its own: dalle the one-token
+        decoding step, maskgit the trunk, the gan its forward) through torch.compile: compiled on first use per
+        shape and dtype, the eager step where no compiler works (nn/compiled.py). Off again with False."""
+        self._compiled = {} if enabled else None
+
+    def compiled_rows(self, rows: int) -> int:
+        """How many rows a sample() of `rows` should run: `rows` itself, or after compile_sampling() the next power
+        of two, so that one compiled graph serves every batch size up to it (the extra rows are dropped)."""
+        return rows if self._compiled is None else 1 << (rows - 1).bit_length()
+
+    def fast(self, name: str, fn):
+        """fn itself, or its compiled form (one per name, kept) after compile_sampling()."""
+        if self._compiled is None:
+            return fn
+        if name not in self._compiled:
+            self._compiled[name] = Compiled(fn, f"{self.kind} {name}")
+        return self._compiled[name]
+
     def log_likelihood(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """text (B, L), image (B, N) code ids -> a score per row (B,) to rank candidates by, higher is likelier."""
         raise WordbrushError(f"a {self.kind} generator has no likelihood to rank candidates by; use rerank='clip'")
@@ -112,6 +133,13 @@ class ImageGenerator(nn.Module):
             if not 0 <= prime.shape[1] < length:
                 raise WordbrushError(f"prime must have fewer than {length} tokens, got {prime.shape[1]}")
         return options
+
+
+def pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """x (B, ...) -> (rows, ...), rows >= B, the last row repeated."""
+    if rows == x.shape[0]:
+        return x
+    return torch.cat([x, x[-1:].expand(rows - x.shape[0], *x.shape[1:])])
 
 
 def check_token_config(cfg: Any) -> None:

@@ -25,7 +25,7 @@ from ..config import check
 from ..nn.transformer import Block, KVCache, grid_positions, init_weights, recording
 from ..text.minilm import MiniLMText
 from ..text.tokenizer import PAD_ID
-from .base import GeneratorLoss, TokenGenerator, check_token_config
+from .base import GeneratorLoss, TokenGenerator, check_token_config, pad_rows
 from .options import SampleOptions
 from .sampling import gumbel, pick
 
@@ -159,6 +159,10 @@ class DALLE(TokenGenerator):
         device = text.device
         # Gumbel noise for every (row, step, code), from each row's own generator: sampling = argmax(logits + g)
         noise = gumbel(rngs, (N, cfg.image_vocab), device)  # (B, N, V)
+        wanted, B = B, self.compiled_rows(B) if use_cache else B
+        if B > wanted:  # rows repeating the last one, dropped at the end (rows never mix)
+            text, noise = pad_rows(text, B), pad_rows(noise, B)
+            prime = None if prime is None else pad_rows(prime, B)
         guided = options.guidance_scale != 1.0
         rows = torch.cat([text, torch.full_like(text, PAD_ID)]) if guided else text  # (R, L); input untouched
         tokens = torch.empty(B, N, dtype=torch.long, device=device)
@@ -171,20 +175,33 @@ class DALLE(TokenGenerator):
             dh = cfg.dim // cfg.heads
             compute = (torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type)
                        else self.text_pos.dtype)
-            cache = KVCache(cfg.depth, rows.shape[0], cfg.heads, cfg.text_len + N, dh, device,
-                            KVCache.storage_dtype(device, compute))
+            T = cfg.text_len + N
+            cache = KVCache(cfg.depth, rows.shape[0], cfg.heads, T, dh, device, KVCache.storage_dtype(device, compute))
             h = self.trunk(self.embed(rows, primed), cache)[:, -1]  # (R, D)
+            positions = torch.arange(T, device=device)
+            step = self.fast("decode_step", self.decode_step)
+        logits = self.image_head(h).float() if use_cache else None  # (R, V)
         for i in range(n0, N):
             if not use_cache:
                 so_far = tokens[:, :i].repeat(2, 1) if guided else tokens[:, :i]
-                h = self.trunk(self.embed(rows, so_far))[:, -1]
-            logits = self.image_head(h).float()  # (R, V)
+                logits = self.image_head(self.trunk(self.embed(rows, so_far))[:, -1]).float()  # (R, V)
             if guided:
                 c, u = logits.chunk(2)
                 logits = u + options.guidance_scale * (c - u)
             tokens[:, i] = pick(logits, noise[:, i], options)
             if use_cache and i + 1 < N:
-                nxt = tokens[:, i : i + 1].repeat(2, 1) if guided else tokens[:, i : i + 1]
-                h = self.trunk(self.embed(None, nxt, image_start=i), cache)[:, -1]
-        return tokens
+                nxt = tokens[:, i].repeat(2) if guided else tokens[:, i]  # (R,)
+                pos = positions[cfg.text_len + i : cfg.text_len + i + 1]  # (1,): where token i goes in the cache
+                logits = step(nxt, positions[i : i + 1], pos, positions <= pos, cache.k, cache.v)
+        return tokens[:wanted]
 
+    def decode_step(self, token: torch.Tensor, t: torch.Tensor, pos: torch.Tensor, keep: torch.Tensor,
+                    ks: list[torch.Tensor], vs: list[torch.Tensor]) -> torch.Tensor:
+        """One sampling step with fixed shapes (what torch.compile sees after compile_sampling()): image
+        token (R,) at grid index t (1,), written at sequence position pos (1,) of every layer's cache ks[i], vs[i]
+        (R, h, T, d), attending where keep (T,) is set -> next-token logits (R, V_img) in float32."""
+        g = self.cfg.image_grid
+        x = self.image_emb(token) + (self.row_pos.index_select(0, t // g) + self.col_pos.index_select(0, t % g))
+        for blk, k, v in zip(self.blocks, ks, vs):
+            x = blk.decode(x, k, v, pos, keep)  # (R, D)
+        return self.image_head(self.ln_f(x)).float()

@@ -276,4 +276,4 @@ class GAN(ImageGenerator):
         z = torch.stack([torch.randn(self.cfg.noise_dim, generator=g) for g in rngs]).to(text.device, dtype)
         t = self.read_text(text)
         t = Text(t.words.to(dtype), t.sentence.to(dtype), t.keep)
-        return self(z * options.temperature, t).float().clamp(0, 1)
+        return self.fast("forward", self.forward)(z * options.temperature, t).float().clamp(0, 1)

@@ -28,7 +28,7 @@ from ..nn.transformer import Block, grid_positions, init_weights, recording
 from ..text.encoder import TextEncoder
 from ..text.minilm import MiniLMText
 from ..text.tokenizer import PAD_ID
-from .base import GeneratorLoss, TokenGenerator, check_token_config
+from .base import GeneratorLoss, TokenGenerator, check_token_config, pad_rows
 from .options import SampleOptions
 from .sampling import filter_logits, gumbel
 
@@ -146,16 +146,20 @@ class MaskGIT(TokenGenerator):
         device = text.device
         guided = options.guidance_scale != 1.0
         rows = torch.cat([text, torch.full_like(text, PAD_ID)]) if guided else text  # (R, L); input untouched
-        context = self.text_encoder(rows)  # (R, L, D), once
+        R = rows.shape[0]
+        padded = self.compiled_rows(R)  # R, or more after compile_sampling(): the trunk runs padded, rows never mix
+        context = pad_rows(self.text_encoder(rows), padded)  # (R, L, D), once
         tokens = torch.full((B, N), self.mask_id, dtype=torch.long, device=device)
         if prime is not None:
             tokens[:, :n0] = prime
         known = tokens != self.mask_id  # (B, N); every row has the same number known
+        trunk = self.fast("logits", self.logits)  # the same shapes every step: compiled after compile_sampling()
         for t in range(K):
             unknown = N - int(known[0].sum())
             if unknown == 0:
                 break
-            logits = self.logits(context, tokens.repeat(2, 1) if guided else tokens).float()  # (R, N, V)
+            x = pad_rows(tokens.repeat(2, 1) if guided else tokens, padded)  # (padded, N)
+            logits = trunk(context, x)[:R].float()  # (R, N, V)
             if guided:
                 c, u = logits.chunk(2)
                 logits = u + options.guidance_scale * (c - u)

@@ -30,7 +30,7 @@ from ..checkpoint import (
 )
 from ..config import check, to_dict
 from ..errors import CheckpointError
-from ..nn.conv import ResBlock
+from ..nn.conv import ResBlock, is_upsampled_conv, upsampled_conv
 from .quantizers import GumbelQuantizer, QuantizerOutput, VectorQuantizerEMA
 
 
@@ -104,7 +104,15 @@ class Decoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z)  # (B, 3, H, W), pixel values around [-1, 1]
+        if torch.is_grad_enabled():  # training: the plain layers
+            return self.net(z)  # (B, 3, H, W), pixel values around [-1, 1]
+        layers, i = list(self.net), 0  # inference: each upsample + conv as one sub-pixel conv (2.25x fewer FLOPs)
+        while i < len(layers):
+            if i + 1 < len(layers) and is_upsampled_conv(layers[i], layers[i + 1]):
+                z, i = upsampled_conv(z, layers[i + 1]), i + 2
+            else:
+                z, i = layers[i](z), i + 1
+        return z
 
 
 @dataclass
@@ -161,8 +169,8 @@ class DiscreteVAE(nn.Module):
         if indices.dim() == 2:
             g = self.grid_size
             indices = indices.view(indices.shape[0], g, g)
-        z = self.quantizer.embed(indices)
-        return ((self.decoder(z) + 1) / 2).clamp(0, 1)
+        z = self.quantizer.embed(indices).to(self.decoder.net[0].weight.dtype)  # (B, D, h, w); bf16 decoder: bf16
+        return ((self.decoder(z).float() + 1) / 2).clamp(0, 1)
 
 
 # ------------------------------------------------------------------------------------------- save / load

@@ -17,3 +17,28 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv2(F.relu(self.conv1(F.relu(x))))
+
+
+def upsampled_conv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """conv(nearest 2x upsampling of x) for a 3x3, padding-1 conv, without making the upsampled image: each of the
+    four output phases is a 2x2 conv of x with the 3x3 taps that land on the same input pixel summed (sub-pixel
+    convolution), 16 instead of 36 multiply-adds per input pixel and channel pair. x (B, C, h, w) -> (B, C', 2h, 2w);
+    equal to the upsample-then-conv result up to float rounding (tests/test_vae.py)."""
+    w, (B, _, h, wd), co = conv.weight, x.shape, conv.out_channels
+    rows = (torch.stack([w[:, :, 0], w[:, :, 1] + w[:, :, 2]], 2),  # phase 0 reads rows i-1, i; phase 1 rows i, i+1
+            torch.stack([w[:, :, 0] + w[:, :, 1], w[:, :, 2]], 2))  # each (C', C, 2, 3)
+    kernels = torch.cat([torch.stack(cols, -1) for r in rows  # (4 C', C, 2, 2), phases (0,0), (0,1), (1,0), (1,1)
+                         for cols in ((r[..., 0], r[..., 1] + r[..., 2]), (r[..., 0] + r[..., 1], r[..., 2]))])
+    bias = None if conv.bias is None else conv.bias.repeat(4)
+    o = F.conv2d(F.pad(x, (1, 1, 1, 1)), kernels, bias).view(B, 2, 2, co, h + 1, wd + 1)  # phase (a, b) at [a:, b:]
+    phases = torch.stack([torch.stack([o[:, a, b, :, a : a + h, b : b + wd] for b in (0, 1)], -1) for a in (0, 1)],
+                         -3)  # (B, C', h, 2, w, 2)
+    return phases.reshape(B, co, 2 * h, 2 * wd)
+
+
+def is_upsampled_conv(up: nn.Module, conv: nn.Module) -> bool:
+    """Whether (up, conv) is a nearest 2x upsample followed by a 3x3, stride-1, padding-1 conv (upsampled_conv)."""
+    return (isinstance(up, nn.Upsample) and up.mode == "nearest" and up.scale_factor in (2, 2.0)
+            and isinstance(conv, nn.Conv2d) and conv.kernel_size == (3, 3) and conv.stride == (1, 1)
+            and conv.padding == (1, 1) and conv.dilation == (1, 1) and conv.groups == 1
+            and conv.padding_mode == "zeros")

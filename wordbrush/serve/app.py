@@ -98,7 +98,12 @@ ERRORS = {code: {"model": ErrorResponse} for code in (400, 401, 404, 413, 415, 4
 def load_pipeline(settings: ServeSettings):
     from ..pipeline import TextToImagePipeline  # torch loads here, not when the command parses its flags
 
-    return TextToImagePipeline.from_pretrained(settings.model)
+    pipe = TextToImagePipeline.from_pretrained(settings.model)
+    if settings.compile:  # compiled now, for full batches of the model's defaults, not on the first requests
+        pipe.compile()
+        pipe.draw(["warm-up"] * settings.max_batch, list(range(settings.max_batch)),
+                  batch_size=settings.max_batch * pipe.sampling.candidates)
+    return pipe
 
 
 def served_name(settings: ServeSettings) -> str:

@@ -34,4 +34,6 @@ class ServeSettings(BaseSettings):
     max_wait_ms: float = Field(10.0, ge=0, le=60_000, description="how long the first request of a batch waits "
                                "for others to join it")
     max_queue: int = Field(256, ge=1, description="requests waiting for the model; one more gets 429")
+    compile: bool = Field(False, description="sample through torch.compile, compiled for a batch of max_batch "
+                          "images before the server takes requests")
     limits: Limits = Field(default_factory=Limits)

@@ -30,6 +30,7 @@ from ..generators import registry
 from ..generators.dalle import DalleConfig
 from ..generators.maskgit import MaskGITConfig
 from ..generators.options import SampleOptions
+from ..nn.compiled import compiled_forward
 from ..pipeline import TextToImagePipeline
 from ..text.minilm import MiniLMText
 from ..text.minilm import load_tokenizer as load_minilm_tokenizer
@@ -60,6 +61,7 @@ class DalleTrainConfig(OneOptimizerConfig):
     weight_decay: float = 0.01
     sample_every: int = 1000
     text_encoder_lr_ratio: float = 0.1  # minilm layers being fine-tuned learn at lr * this
+    compile: bool = False  # forward and backward through torch.compile (nn/compiled.py); the first steps compile
     # the saved model's sampling defaults (what `generate` and `eval` use unless told otherwise)
     sampling: SampleOptions = field(default_factory=lambda: SampleOptions(guidance_scale=3.0))
     sample_prompts: tuple[str, ...] = SAMPLE_PROMPTS
@@ -113,6 +115,7 @@ class TokensStage:
 
         self.model = family_of(cfg.model)(cfg.model).to(device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.forward = compiled_forward(self.model) if cfg.compile else self.model  # same weights either way
         self.opt = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay, cfg.text_encoder_lr_ratio), lr=cfg.lr,
                                      betas=(0.9, 0.95))
         self.n_params = sum(p.numel() for p in self.params)  # trained ones
@@ -163,7 +166,7 @@ class TokensStage:
         n, sums = len(text), {"loss": 0.0, "image_loss": 0.0, "text_loss": 0.0}
         for piece in rt.micro_batches(n):  # gradient accumulation: the share's mean, piece by piece
             with autocast(device, cfg.bf16):
-                losses = self.model(text[piece], codes[piece])
+                losses = self.forward(text[piece], codes[piece])
             weight = (piece.stop - piece.start) / n
             rt.backward(losses.loss * weight if weight != 1 else losses.loss)
             for key, value in (("loss", losses.loss), ("image_loss", losses.image), ("text_loss", losses.text)):

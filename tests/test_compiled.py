@@ -1,0 +1,155 @@
+"""Faster sampling draws what the sampler drew before: the static KV cache (eager) gives the recorded tokens of the
+growing one exactly, float32 and bfloat16; torch.compile'd sampling (pipe.compile()) gives the eager tokens in
+float32, at any batch size (padded rows never leak), for dalle and maskgit, and the gan's pixels; and a machine
+where compiling does not work samples eager after one warning."""
+
+import copy
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import generators as _gens
+
+from wordbrush import TextToImagePipeline
+from wordbrush.errors import WordbrushError
+from wordbrush.generators.dalle import DALLE, DalleConfig
+from wordbrush.generators.maskgit import MaskGIT, MaskGITConfig
+from wordbrush.generators.options import SampleOptions
+from wordbrush.nn import compiled
+
+RECORDED = json.loads((Path(__file__).parent / "data" / "dalle_tokens.json").read_text())
+TINY = DalleConfig(text_vocab=40, text_len=6, image_vocab=24, image_grid=3, dim=32, depth=2, heads=4)
+
+
+def _options(pipe, guidance):
+    o = copy.copy(pipe.sampling)
+    o.candidates = 1
+    if guidance is not None:
+        o.guidance_scale = guidance
+    return o
+
+
+def _draw(pipe, case):
+    n = RECORDED["batch_size"]
+    _, tokens = pipe.draw(RECORDED["prompts"][:n], RECORDED["seeds"][:n], _options(pipe, case["guidance"]),
+                          batch_size=n)
+    return tokens
+
+
+@pytest.mark.parametrize("model", sorted({c["model"] for c in RECORDED["cases"]}))
+def test_static_cache_draws_the_recorded_tokens(model):
+    torch.set_num_threads(1)
+    pipe = TextToImagePipeline.from_pretrained(model)
+    low = copy.deepcopy(pipe).to(dtype=torch.bfloat16)
+    for case in (c for c in RECORDED["cases"] if c["model"] == model):
+        tokens = _draw(low if case["dtype"] == "bfloat16" else pipe, case)
+        assert tokens.tolist() == case["tokens"], (case["dtype"], case["guidance"])
+
+
+@pytest.mark.parametrize("rows,options,prime", [
+    (3, SampleOptions(), 0),  # 3 rows run as 4: the padded row must not change the others
+    (4, SampleOptions(guidance_scale=3.0, top_k=5, temperature=0.8), 2),
+])
+def test_compiled_dalle_draws_the_eager_tokens(rows, options, prime):
+    torch.manual_seed(0)
+    m = DALLE(TINY).eval()
+    text = torch.randint(2, 40, (rows, 6))
+    p = torch.randint(0, 24, (rows, prime)) if prime else None
+    eager = m.sample(text, _gens(range(rows)), options, prime=p)
+    m.compile_sampling()
+    assert m.compiled_rows(rows) == 4
+    fast = m.sample(text, _gens(range(rows)), options, prime=p)
+    assert torch.equal(fast, eager) and fast.shape == (rows, 9)
+    assert "decode_step" in m._compiled and not m._compiled["decode_step"].eager_only  # it really compiled
+
+
+def test_compiled_maskgit_draws_the_eager_tokens():
+    torch.manual_seed(0)
+    m = MaskGIT(MaskGITConfig(text_vocab=40, text_len=6, image_vocab=24, image_grid=3, dim=32, depth=2,
+                              heads=4)).eval()
+    text = torch.randint(2, 40, (3, 6))
+    options = SampleOptions(guidance_scale=2.0, steps=4)
+    eager = m.sample(text, _gens(range(3)), options)
+    m.compile_sampling()
+    assert torch.equal(m.sample(text, _gens(range(3)), options), eager)
+    assert not m._compiled["logits"].eager_only
+
+
+def test_without_a_compiler_sampling_runs_eager_after_one_warning(monkeypatch):
+    monkeypatch.setattr(compiled, "compiler_missing", lambda device: "no C++ compiler (test)")
+    torch.manual_seed(0)
+    m = DALLE(TINY).eval()
+    text = torch.randint(2, 40, (2, 6))
+    eager = m.sample(text, _gens(range(2)))
+    m.compile_sampling()
+    with pytest.warns(UserWarning, match="not compiled .no C.. compiler .test.*sampling runs eager"):
+        first = m.sample(text, _gens(range(2)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once only
+        again = m.sample(text, _gens(range(2)))
+    assert torch.equal(first, eager) and torch.equal(again, eager)
+
+
+def test_a_compile_failure_falls_back_to_eager(monkeypatch):
+    def broken(fn, **kw):
+        def fail(*a):
+            raise RuntimeError("inductor: C++ compile error (test)")
+        return fail
+
+    monkeypatch.setattr(torch, "compile", broken)
+    torch.manual_seed(0)
+    m = DALLE(TINY).eval()
+    text = torch.randint(2, 40, (2, 6))
+    eager = m.sample(text, _gens(range(2)))
+    m.compile_sampling()
+    with pytest.warns(UserWarning, match="RuntimeError: inductor: C.. compile error"):
+        assert torch.equal(m.sample(text, _gens(range(2))), eager)
+
+
+def test_a_copied_or_uncompiled_model_keeps_no_compiled_state():
+    torch.manual_seed(0)
+    m = DALLE(TINY).eval()
+    m.compile_sampling()
+    m.sample(torch.randint(2, 40, (2, 6)), _gens(range(2)))
+    c = copy.deepcopy(m)
+    assert c._compiled["decode_step"].compiled is None and c._compiled["decode_step"].fn.__self__ is c
+    m.compile_sampling(False)
+    assert m._compiled is None and m.compiled_rows(3) == 3
+
+
+@pytest.mark.slow
+def test_compiled_builtin_model_draws_the_recorded_float32_tokens():
+    torch.set_num_threads(1)
+    pipe = TextToImagePipeline.from_pretrained("shapes").compile()
+    for case in (c for c in RECORDED["cases"] if c["model"] == "shapes" and c["dtype"] == "float32"):
+        assert _draw(pipe, case).tolist() == case["tokens"], case["guidance"]
+
+
+def test_compiled_gan_draws_the_eager_pixels():
+    from test_clip import tiny_scorer
+    from test_gan import tiny_gan
+
+    g = tiny_gan(tiny_scorer()).eval()
+    text = torch.randint(2, g.text_vocab, (2, g.text_len))
+    eager = g.sample(text, _gens(range(2)))
+    g.compile_sampling()
+    fast = g.sample(text, _gens(range(2)))
+    assert not g._compiled["forward"].eager_only
+    torch.testing.assert_close(fast, eager, atol=1e-4, rtol=0)  # fused kernels round differently, nothing more
+
+
+def test_a_bf16_decoder_draws_the_same_tokens_and_nearly_the_same_pixels():
+    torch.set_num_threads(1)
+    pipe = TextToImagePipeline.from_pretrained("shapes")
+    low = copy.deepcopy(pipe).to(decoder_dtype=torch.bfloat16)
+    assert low.vae.decoder.net[0].weight.dtype == torch.bfloat16 and low.vae.encoder.net[0].weight.dtype == torch.float32
+    a = pipe(["a red circle", "two blue squares"], num_images_per_prompt=2, seed=0)
+    b = low(["a red circle", "two blue squares"], num_images_per_prompt=2, seed=0)
+    assert torch.equal(a.tokens, b.tokens)
+    for x, y in zip(a.images, b.images):
+        assert abs(np.asarray(x, dtype=int) - np.asarray(y, dtype=int)).max() <= 8
+    with pytest.raises(WordbrushError, match="floating-point"):
+        copy.deepcopy(pipe).to(decoder_dtype=torch.int8)

@@ -1,0 +1,82 @@
+"""torch.compile for the fixed-shape hot steps of sampling (dalle's one-token decoding step, maskgit's trunk, the
+gan's forward, the VAE's decoder), behind one wrapper that never breaks a machine where compiling does not work.
+
+Inductor's CPU backend writes fused C++ and needs a C++ compiler; its CUDA backend needs Triton. The wrapper
+compiles on the first call (dynamic=False, fullgraph=True: one graph per shape and dtype, a few seconds to a
+minute each, paid once per process), and where no compiler is found or compiling fails it runs the eager
+function from then on, after one warning. What a compiled step computes is what the eager one computes, up to
+float rounding; tests/test_compiled.py checks the tokens."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import warnings
+from typing import Any, Callable
+
+import torch
+
+RECOMPILE_LIMIT = 64  # shapes (batch rows x dtype) one step may be compiled for in a process; dynamo's default is 8
+
+
+def compiler_missing(device: torch.device) -> str | None:
+    """Why torch.compile cannot work for device here, or None where it can be tried."""
+    if device.type == "cpu":
+        names = [os.environ["CXX"]] if os.environ.get("CXX") else ["g++", "c++", "clang++"]
+        if not any(shutil.which(n) for n in names):
+            return f"no C++ compiler ({', '.join(names)}) on PATH, which inductor's CPU backend needs"
+        return None
+    if device.type == "cuda":
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return "no triton, which inductor's CUDA backend needs"
+        return None
+    return f"torch.compile is not used on {device.type}"
+
+
+class Compiled:
+    """fn(*tensors), compiled on first use; the eager fn where compiling cannot work or failed (one warning)."""
+
+    def __init__(self, fn: Callable[..., Any], what: str):
+        self.fn, self.what = fn, what
+        self.compiled: Callable[..., Any] | None = None
+        self.eager_only = False
+
+    def __deepcopy__(self, memo: dict) -> "Compiled":  # a copied model recompiles for itself
+        return Compiled(copy.deepcopy(self.fn, memo), self.what)
+
+    def _fall_back(self, why: str) -> None:
+        self.eager_only = True
+        warnings.warn(f"{self.what}: not compiled ({why}); sampling runs eager", stacklevel=3)
+
+    def __call__(self, *args: Any) -> Any:
+        if self.eager_only:
+            return self.fn(*args)
+        if self.compiled is None:
+            device = next((a.device for a in args if isinstance(a, torch.Tensor)), torch.device("cpu"))
+            why = compiler_missing(device)
+            if why is not None:
+                self._fall_back(why)
+                return self.fn(*args)
+            dynamo = torch._dynamo.config
+            dynamo.recompile_limit = max(getattr(dynamo, "recompile_limit", 8), RECOMPILE_LIMIT)
+            self.compiled = torch.compile(self.fn, dynamic=False, fullgraph=True)
+        try:
+            return self.compiled(*args)
+        except Exception as e:  # a compiler error surfaces here, before the graph runs: nothing was written
+            self._fall_back(f"{type(e).__name__}: {str(e).strip().splitlines()[0][:200] if str(e).strip() else ''}")
+            return self.fn(*args)
+
+
+def compiled_forward(model: torch.nn.Module) -> Callable[..., Any]:
+    """model (for training) through torch.compile: inductor fuses the norms, GELUs, masks, softmaxes and casts
+    between the matmuls, forward and backward (R1 under bf16 autocast, batch 32, 1 thread: 0.79 -> 0.69 s a step,
+    the same loss curve). The model itself where no compiler is found, after one warning; its weights are the
+    model's, so it saves and loads as before."""
+    why = compiler_missing(next(model.parameters()).device)
+    if why is not None:
+        warnings.warn(f"training not compiled ({why}); it runs eager", stacklevel=2)
+        return model
+    return torch.compile(model, dynamic=False)
