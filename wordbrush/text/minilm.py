@@ -104,8 +104,10 @@ class MiniLMText(nn.Module):
         for a frozen encoder. Returns the number of distinct rows kept."""
         if self.train_layers > 0:
             raise WordbrushError("cache_states is for a frozen minilm encoder (text_encoder_train_layers = 0)")
-        keys = list(dict.fromkeys(_row_keys(ids)))
-        rows = torch.stack([torch.frombuffer(bytearray(k), dtype=ids.dtype) for k in keys]) if keys else ids[:0]
+        first: dict[bytes, int] = {}  # each distinct row -> where it first appears
+        for i, k in enumerate(_row_keys(ids)):
+            first.setdefault(k, i)
+        keys, rows = list(first), ids[list(first.values())]
         cache: dict[bytes, torch.Tensor] = {}
         for i in range(0, len(rows), batch):
             chunk = rows[i:i + batch].to(ids.device)
