@@ -100,3 +100,28 @@ def test_compiled_training_learns_what_eager_training_learns(tmp_path, vae_dir):
                           .splitlines()]
         assert TextToImagePipeline.from_pretrained(tmp_path / str(compile_) / "run").generator.kind == "dalle"
     assert logs[True] == pytest.approx(logs[False], rel=1e-3)
+
+
+def test_fine_tuning_starts_from_a_trained_model(tmp_path, vae_dir):
+    """init: the run starts from a trained model's weights, tokenizer and VAE; a `model` section that differs, or a
+    model of another family, is refused in one line."""
+    from wordbrush.errors import ConfigError
+
+    train_generator(_cfg(tmp_path, vae_dir, 4), progress_bar=False)
+    start = TextToImagePipeline.from_pretrained(tmp_path / "run")
+    cfg = DalleTrainConfig(init=str(tmp_path / "run"), data=DataConfig(size=32), out=str(tmp_path / "tuned"),
+                           batch_size=8, max_steps=1, lr=1e-9, warmup_steps=0, log_every=1, sample_every=100,
+                           sample_prompts=("a red circle",))
+    assert train_generator(cfg, progress_bar=False)["steps"] == 1
+    tuned = TextToImagePipeline.from_pretrained(tmp_path / "tuned")
+    assert tuned.generator.cfg == start.generator.cfg and tuned.tokenizer.vocab_size == start.tokenizer.vocab_size
+    a, b = start.generator.state_dict(), tuned.generator.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)  # one step at lr 1e-9 from the same weights
+    assert torch.equal(tuned.vae.quantizer.codebook, start.vae.quantizer.codebook)  # its VAE by default
+
+    other = DalleTrainConfig(init=str(tmp_path / "run"), model=DalleConfig(dim=64), out=str(tmp_path / "x"))
+    with pytest.raises(ConfigError, match="leave `model` out"):
+        train_generator(other, progress_bar=False)
+    maskgit = MaskGITTrainConfig(init=str(tmp_path / "run"), out=str(tmp_path / "y"))
+    with pytest.raises(ConfigError, match="holds a dalle generator, this stage trains maskgit"):
+        train_generator(maskgit, progress_bar=False)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..checkpoint import model_folder
 from ..clip import CLIPScorer
 from ..config import check
 from ..data.training import TrainingData
@@ -52,6 +53,10 @@ class DalleTrainConfig(OneOptimizerConfig):
     model: DalleConfig = field(default_factory=DalleConfig)
     vae: str = ""  # the trained VAE: a vae folder (wordbrush train vae), a pipeline folder or a built-in name
     clip: str = ""  # optional: a trained CLIP folder (wordbrush train clip) saved with the model to rerank candidates
+    # optional: fine-tune a trained model (a pipeline folder or a built-in name) of this family instead of starting
+    # from random weights: its architecture, tokenizer and weights are the start (leave `model` out of the config),
+    # its VAE is the default `vae`, its CLIP the default `clip`; the optimizer, schedule and data start afresh
+    init: str = ""
     out: str = "runs/dalle-shapes"
     tokenizer_vocab: int = 1000  # BPE vocabulary cap; model.text_vocab is set to what the BPE learns
     tokenizer_captions: int = 20000  # captions the BPE is trained on
@@ -87,15 +92,18 @@ class MaskGITTrainConfig(DalleTrainConfig):
 
 def train_generator(cfg: DalleTrainConfig, resume: bool = False, progress_bar: bool = True) -> dict[str, Any]:
     """Train the generator that cfg.model configures (DalleConfig -> dalle, MaskGITConfig -> maskgit); see the top."""
+    start = _init_from(cfg) if cfg.init else None  # before the runtime writes cfg into the run folder
     with Runtime(cfg, resume, progress_bar) as rt:
-        stage = TokensStage(cfg, rt, progress_bar)
+        stage = TokensStage(cfg, rt, progress_bar, start)
         return rt.run(stage, desc=f"train {stage.model.kind} ({stage.n_params / 1e6:.1f}M)")
 
 
 class TokensStage:
     """The models, data and step of a family that writes codes (the loop itself: runtime.py)."""
 
-    def __init__(self, cfg: DalleTrainConfig, rt: Runtime, progress_bar: bool):
+    def __init__(self, cfg: DalleTrainConfig, rt: Runtime, progress_bar: bool,
+                 start: TextToImagePipeline | None = None):
+        """start: the model that cfg.init names (_init_from), whose tokenizer and weights the run starts from."""
         self.cfg, self.rt, device = cfg, rt, rt.device
         vae = frozen_vae(cfg.vae, device)  # frozen: never wrapped, never all-reduced
         if vae.cfg.image_size != cfg.data.size:
@@ -105,6 +113,8 @@ class TokensStage:
         rt.say(f"data: {self.data.summary()}")
         if rt.resume_folder is not None and cfg.model.text_encoder != "minilm":
             tokenizer = TextTokenizer.load(rt.resume_folder)
+        elif start is not None:
+            tokenizer = start.tokenizer
         elif cfg.model.text_encoder == "minilm":
             tokenizer = load_minilm_tokenizer()
         else:
@@ -113,7 +123,11 @@ class TokensStage:
         cfg.model.image_vocab, cfg.model.image_grid = vae.num_codes, vae.grid_size
         self.tokenizer, self.vae = tokenizer, vae
 
-        self.model = family_of(cfg.model)(cfg.model).to(device)
+        self.model = family_of(cfg.model)(cfg.model)
+        if start is not None and rt.resume_folder is None:  # a resumed run loads its own weights after this
+            self.model.load_state_dict(start.generator.state_dict())
+            rt.say(f"init: starting from the weights of {cfg.init}")
+        self.model.to(device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.forward = compiled_forward(self.model) if cfg.compile else self.model  # same weights either way
         self.opt = torch.optim.AdamW(param_groups(self.model, cfg.weight_decay, cfg.text_encoder_lr_ratio), lr=cfg.lr,
@@ -196,6 +210,24 @@ class TokensStage:
         return {"steps": step, "train_minutes": round(elapsed / 60, 2), "samples_seen": step * self.cfg.batch_size,
                 "parameters": self.n_params, "final_loss": records[-1]["loss"] if records else None,
                 "data": self.data.summary(), "skipped_items": self.data.skipped_count()}
+
+
+def _init_from(cfg: DalleTrainConfig) -> TextToImagePipeline:
+    """The model that cfg.init names, checked against cfg; cfg.model becomes its architecture, and cfg.vae and
+    cfg.clip default to its own."""
+    start = TextToImagePipeline.from_pretrained(cfg.init)
+    want = family_of(cfg.model)
+    if not isinstance(start.generator, want):
+        raise ConfigError(f"init: {cfg.init} holds a {start.generator.kind} generator, this stage trains {want.kind}")
+    if cfg.model not in (type(cfg.model)(), start.generator.cfg):
+        raise ConfigError(f"init: the architecture comes from {cfg.init}; leave `model` out of the config")
+    cfg.model = start.generator.cfg
+    folder = model_folder(cfg.init)
+    if not cfg.vae:
+        cfg.vae = str(folder)
+    if not cfg.clip and (folder / "clip").is_dir():
+        cfg.clip = str(folder / "clip")
+    return start
 
 
 def family_of(model_cfg) -> type:
