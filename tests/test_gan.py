@@ -64,7 +64,7 @@ def test_generator_discriminator_and_losses():
     assert easy.item() == pytest.approx(1 / 3 + (0 + 1.5) / 2)
     hard = discriminator_loss(KnownD(), real, flat_fake, text, gp_weight=0.0, swapped=(torch.tensor([0, 2]), swaps))
     assert hard["hinge"].item() == pytest.approx(1 / 3 + (0 + 2.0) / 2)
-    lg = generator_loss(d, g, fake, text, clip_weight=1.0)
+    lg = generator_loss(d, g.clip, fake, text, clip_weight=1.0)
     lg["loss"].backward()
     assert all(p.grad is None for p in g.clip.parameters())  # the CLIP stays frozen
     assert g.fc.weight.grad is not None
@@ -262,6 +262,15 @@ def test_cvae_gan_encoder_and_redraw(tmp_path):
     zero = torch.zeros(4, g.cfg.noise_dim)
     perfect = posterior_loss(codes, codes, zero, zero)
     assert perfect["recon"] == 0 and perfect["kl"] == 0
+    # recon_loss "codes": the real code is the likeliest at a perfect redraw; a vector halfway between two codes
+    # costs at least log 2 nats (two codes tie), where the squared distance charges it only a quarter of theirs
+    cb = 2 * torch.randn(16, 8)  # (K, D): a codebook whose codes are far apart, as a trained one's are
+    ids, other_ids = torch.randint(0, 16, (2, 8, 4, 4)).unbind(0)
+    other_ids = torch.where(other_ids == ids, (ids + 1) % 16, other_ids)
+    real, other = (cb[i].permute(0, 3, 1, 2) for i in (ids, other_ids))  # (2, D, 4, 4) each
+    z0 = torch.zeros(8, 4)
+    exact, halfway, wrong = (posterior_loss(v, real, z0, z0, cb)["recon"] for v in (real, (real + other) / 2, other))
+    assert exact < 0.1 and halfway > np.log(2) - 1e-4 and wrong > halfway
     text = g.read_text(scorer.tokenizer.encode(["a red square", "a blue circle", "a", "two green stars"], 8).ids)
     opt = torch.optim.Adam([p for p in g.parameters() if p.requires_grad] + list(enc.parameters()), lr=3e-3)
     losses = []
@@ -294,3 +303,45 @@ def test_discriminator_that_reads_words():
     ld = discriminator_loss(d, torch.rand(3, 3, 32, 32), torch.rand(3, 3, 32, 32), text, gp_weight=2.0)
     ld["loss"].backward()
     assert ld["gp"].item() > 0 and all(p.grad is not None for p in d.parameters())
+
+
+def test_gan_reading_through_minilm(tmp_path):
+    """text_encoder "minilm": the frozen all-MiniLM-L6-v2 reads the captions (the brief's BERT-family encoder), the
+    CLIP only judges and is saved beside the gan; BERT's weights are not saved; a resumed run is the same bits as
+    an uninterrupted one (the reader's memo computes every caption the same way whatever batch it came in)."""
+    from safetensors.torch import load_file
+
+    from wordbrush.text.minilm import MiniLMReader, load_tokenizer
+
+    reader, tok = MiniLMReader(memo=3, chunk=3), load_tokenizer()
+    ids = tok.encode(["a red circle", "a blue square to the left of a red circle", "two green triangles",
+                      "a circle"], 16).ids
+    words, sentence = reader(ids[:3])
+    assert words.shape == (3, 16, 384) and torch.allclose(sentence.norm(dim=-1), torch.ones(3))
+    fresh_words, fresh_sentence = MiniLMReader(chunk=3)(ids[[2, 0]])  # another batch, another order
+    assert torch.equal(fresh_words[0], words[2]) and torch.equal(fresh_sentence[1], sentence[0])
+    again = reader(ids[1:])  # two remembered, one new: over the memo's 3, it starts afresh
+    assert torch.equal(again[0][0], words[1]) and len(reader._seen) == 3
+
+    scorer = tiny_scorer()
+    scorer.save_pretrained(tmp_path / "clip")
+    model = GANConfig(clip=CLIPConfig(image_size=32, text_len=8), text_encoder="minilm", **TINY)
+
+    def run(out: str, steps: int, resume: bool = False) -> dict:
+        cfg = GANTrainConfig(model=copy.deepcopy(model), clip=str(tmp_path / "clip"), data=DataConfig(size=32),
+                             out=str(tmp_path / out), batch_size=4, max_steps=steps, log_every=1, sample_every=100,
+                             checkpoint_every=2, diversity_every=100, collapse_ratio=0.0,
+                             sample_prompts=("a red square",))
+        return train_gan(cfg, resume=resume, progress_bar=False)
+
+    run("straight", 3)
+    run("resumed", 2)
+    assert run("resumed", 3, resume=True)["steps"] == 3
+    straight, resumed = (load_file(tmp_path / r / "generator_raw.safetensors") for r in ("straight", "resumed"))
+    assert not any(k.startswith("reader.") for k in straight)  # BERT comes from the package, not the file
+    assert straight.keys() == resumed.keys() and all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+    pipe = TextToImagePipeline.from_pretrained(tmp_path / "straight")
+    assert pipe.tokenizer.vocab_size > 30000 and pipe.clip is not None and pipe.generator.clip is None
+    out = pipe(["a red square", "a blue square"], num_images_per_prompt=2, seed=3, candidates=2, rerank="clip")
+    assert len(out.images) == 4 and out.images[0].size == (32, 32)

@@ -1,9 +1,13 @@
 """The `gan` generator: noise + text -> image in one forward pass (the DF-GAN family: Tao et al. 2022, with
 AttnGAN's word-level attention). Its discriminator and objective: gan_discriminator.py.
 
-Text. A frozen CLIP (wordbrush/clip.py, trained on the same data) reads the caption: its per-token states
-(B, L, Dt) feed word-level attention, its sentence embedding s (B, E) feeds the fusion blocks and the
-discriminator. The CLIP travels inside the generator's weights, so a saved `gan` needs nothing else.
+Text. A frozen reader turns the caption into per-token states (B, L, Dt), which feed word-level attention, and
+a sentence vector s (B, E), which feeds the fusion blocks and the discriminator: the text tower of a CLIP trained
+on the same data (text_encoder "clip", wordbrush/clip.py; it travels inside the generator's weights, so a saved
+`gan` needs nothing else), or the brief's pretrained BERT-family encoder, all-MiniLM-L6-v2 (text_encoder
+"minilm", text/minilm.py's MiniLMReader: its token states and its mean-pooled sentence vector; its weights come
+from the installed package, and the CLIP that the training's alignment term and the reranking use is saved
+beside the gan in the pipeline folder).
 
 Generator.  z ~ N(0, I) (B, Z) -> linear -> (B, C0, 4, 4) -> per stage: upsample x2, then a residual block whose
 two fusion layers scale and shift every channel by MLPs of [s ; z] (DF-GAN's deep fusion), with word attention
@@ -31,6 +35,7 @@ from torch import nn
 from ..clip import CLIP, CLIPConfig
 from ..config import check
 from ..image.vae import Decoder, VAEConfig
+from ..text.minilm import MiniLMReader
 from ..text.tokenizer import PAD_ID
 from .base import ImageGenerator
 from .options import SampleOptions
@@ -47,6 +52,8 @@ class GANConfig:
     directly or (with `vae`) by a frozen VAE decoder from a grid of code vectors that the generator writes."""
 
     clip: CLIPConfig = field(default_factory=CLIPConfig)  # the frozen CLIP inside (set from the --clip folder)
+    text_encoder: str = "clip"  # what reads the captions: "clip" (the CLIP's text tower) or "minilm" (the frozen
+    # all-MiniLM-L6-v2; the CLIP then only judges, beside the gan)
     vae: VAEConfig | None = None  # latent mode: the frozen decoder inside (set from the --vae folder)
     image_size: int = 64
     noise_dim: int = 100
@@ -71,10 +78,22 @@ class GANConfig:
     def up_stages(self) -> int:
         return stages_from_4(self.out_grid)
 
+    @property
+    def text_dim(self) -> int:
+        """Width of the word states the generator and D attend over."""
+        return MiniLMReader.width if self.text_encoder == "minilm" else self.clip.text_dim
+
+    @property
+    def sentence_dim(self) -> int:
+        """Width of the sentence vector the fusion blocks and D read."""
+        return MiniLMReader.width if self.text_encoder == "minilm" else self.clip.embed_dim
+
     def __post_init__(self) -> None:
         stages = stages_from_4(self.image_size)
         check(self.image_size >= 8 and 4 * 2**stages == self.image_size,
              f"gan image_size must be 4 times a power of two (8, 16, 32, 64, ...), got {self.image_size}")
+        check(self.text_encoder in ("clip", "minilm"),
+             f"text_encoder must be 'clip' or 'minilm', not {self.text_encoder!r}")
         check(self.disc_reads in ("pixels", "codes"),
              f"disc_reads must be 'pixels' or 'codes', not {self.disc_reads!r}")
         check(self.disc_reads == "codes" or len(self.disc_channels) == stages + 1,
@@ -199,13 +218,12 @@ class GAN(ImageGenerator):
         super().__init__()
         cfg.check_depth()
         self.cfg = cfg
-        self.clip = CLIP(cfg.clip)
-        for p in self.clip.parameters():
-            p.requires_grad_(False)
-        chs, z, e, n_up = cfg.channels, cfg.noise_dim, cfg.clip.embed_dim, cfg.up_stages
+        self.clip = CLIP(cfg.clip).requires_grad_(False) if cfg.text_encoder == "clip" else None
+        self.reader = MiniLMReader() if cfg.text_encoder == "minilm" else None
+        chs, z, e, n_up = cfg.channels, cfg.noise_dim, cfg.sentence_dim, cfg.up_stages
         self.fc = nn.Linear(z, chs[0] * 16)
         sizes = [4 * 2 ** min(i + 1, n_up) for i in range(len(chs) - 1)]  # each block's output side
-        self.blocks = nn.ModuleList(UpBlock(chs[i], chs[i + 1], e + z, cfg.clip.text_dim, cfg.attn_dim,
+        self.blocks = nn.ModuleList(UpBlock(chs[i], chs[i + 1], e + z, cfg.text_dim, cfg.attn_dim,
                                             sizes[i] in cfg.attn_resolutions, up=i < n_up)
                                     for i in range(len(chs) - 1))
         if cfg.vae is None:
@@ -226,14 +244,15 @@ class GAN(ImageGenerator):
 
     @property
     def text_vocab(self) -> int:
-        return self.cfg.clip.text_vocab
+        return self.cfg.clip.text_vocab if self.reader is None else self.reader.bert.config.vocab_size
 
-    def text_image_model(self) -> CLIP:
-        return self.clip
+    def text_image_model(self) -> CLIP | None:
+        return self.clip  # None when minilm reads: the pipeline then holds the CLIP, with its own tokenizer
 
     def train(self, mode: bool = True) -> "GAN":
         super().train(mode)
-        self.clip.eval()  # frozen: never in training mode
+        if self.clip is not None:
+            self.clip.eval()  # frozen: never in training mode
         if self.cfg.vae is not None:
             self.decoder.eval()
         return self
@@ -242,7 +261,7 @@ class GAN(ImageGenerator):
     def read_text(self, ids: torch.Tensor) -> Text:
         """(B, L) ids -> word states (B, L, Dt), sentence (B, E), keep mask (B, L) (a caption of only [PAD]s keeps
         its first position, so that attention always has something to read)."""
-        words, sentence = self.clip.text_states(ids)
+        words, sentence = self.clip.text_states(ids) if self.reader is None else self.reader(ids)
         keep = ids != PAD_ID
         keep[:, 0] = True
         return Text(words.float(), sentence.float(), keep)

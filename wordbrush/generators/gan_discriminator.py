@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..clip import CLIP
 from .gan import GAN, GANConfig, Text, WordAttention, stages_from_4
 
 
@@ -90,9 +91,9 @@ class Discriminator(nn.Module):
             cfg.check_depth()
         side = cfg.out_grid if self.reads_codes else cfg.image_size
         self.stem, self.blocks, sizes = down_stack(cfg.vae.code_dim if self.reads_codes else 3, chs, side)
-        self.attn = nn.ModuleDict({str(i): WordAttention(chs[i + 1], cfg.clip.text_dim, cfg.attn_dim)
+        self.attn = nn.ModuleDict({str(i): WordAttention(chs[i + 1], cfg.text_dim, cfg.attn_dim)
                                    for i, size in enumerate(sizes) if size in cfg.disc_attn_resolutions})
-        e = cfg.clip.embed_dim
+        e = cfg.sentence_dim
         self.joint = nn.Sequential(nn.Conv2d(chs[-1] + e, chs[-1] // 2, 3, padding=1), nn.LeakyReLU(0.2),
                                    nn.Conv2d(chs[-1] // 2, 1, 4))
 
@@ -121,7 +122,7 @@ class NoiseEncoder(nn.Module):
         super().__init__()
         chs = cfg.disc_channels
         self.stem, self.blocks, _ = down_stack(cfg.vae.code_dim, chs, cfg.out_grid)
-        self.head = nn.Sequential(nn.Conv2d(chs[-1] + cfg.clip.embed_dim, chs[-1], 3, padding=1),
+        self.head = nn.Sequential(nn.Conv2d(chs[-1] + cfg.sentence_dim, chs[-1], 3, padding=1),
                                   nn.LeakyReLU(0.2), nn.Flatten(), nn.Linear(chs[-1] * 16, 2 * cfg.noise_dim))
 
     def forward(self, codes: torch.Tensor, text: Text) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,12 +133,22 @@ class NoiseEncoder(nn.Module):
         return mu, logvar.clamp(-10, 10)
 
 
-def posterior_loss(redrawn: torch.Tensor, codes: torch.Tensor, mu: torch.Tensor,
-                   logvar: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The cVAE's two terms (the brief's VAE objective) for G given E's noise: reconstruction, the squared
-    distance from G's vectors (B, D, g, g) to the real codes (summed over D, mean over positions), and
-    KL(q(z | x, t) || N(0, I)) in nats per image."""
-    recon = (redrawn.float() - codes.float()).pow(2).sum(1).mean()
+def posterior_loss(redrawn: torch.Tensor, codes: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
+                   codebook: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """The cVAE's two terms (the brief's VAE objective) for G given E's noise: reconstruction and
+    KL(q(z | x, t) || N(0, I)) in nats per image. Reconstruction: the squared distance from G's vectors
+    (B, D, g, g) to the real code vectors `codes` (summed over D, mean over positions); or, given the VAE's
+    `codebook` (K, D), the cross-entropy of the real code at each position under logits -||v - e_k||^2 (nats per
+    position): a vector halfway between two codes costs as much as the wrong one, so a blend of two colours'
+    codes is not a cheap answer as it is under the squared distance."""
+    if codebook is None:
+        recon = (redrawn.float() - codes.float()).pow(2).sum(1).mean()
+    else:
+        v = redrawn.float().flatten(2).transpose(1, 2).reshape(-1, codebook.shape[1])  # (B*g*g, D)
+        target = codes.float().flatten(2).transpose(1, 2).reshape(-1, codebook.shape[1])
+        cb = codebook.float()
+        ids = torch.cdist(target, cb).argmin(1)  # the real codes' ids (the vectors are codebook rows)
+        recon = F.cross_entropy(-torch.cdist(v, cb).pow(2), ids)
     kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
     return {"recon": recon, "kl": kl}
 
@@ -181,14 +192,15 @@ def discriminator_loss(d: Discriminator, real: torch.Tensor, fake: torch.Tensor,
     return {"loss": hinge + gp, "hinge": hinge, "gp": gp, "d_real": d_real.mean(), "d_fake": d_fake.mean()}
 
 
-def generator_loss(d: Discriminator, gan: GAN, fake: torch.Tensor, text: Text, clip_weight: float,
-                   images: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def generator_loss(d: Discriminator, clip: CLIP, fake: torch.Tensor, text: Text, clip_weight: float,
+                   images: torch.Tensor | None = None, aim: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """L_G of the top of the file: fool D, and be near the caption in the CLIP's space. `fake` is what D judges;
-    `images` what the CLIP sees, when that differs (D reading codes)."""
+    `images` what the CLIP sees, when that differs (D reading codes); `aim` the captions' unit vectors in the
+    CLIP (B, E), when the generator reads them through another encoder (default: text.sentence)."""
     adv = -d(fake, text).float().mean()
     images = fake if images is None else images
-    align = ((1 - (gan.clip.encode_image(images) * text.sentence).sum(-1)).mean() if clip_weight > 0
-             else adv.new_zeros(()))
+    aim = text.sentence if aim is None else aim
+    align = ((1 - (clip.encode_image(images) * aim).sum(-1)).mean() if clip_weight > 0 else adv.new_zeros(()))
     return {"loss": adv + clip_weight * align, "adv": adv, "clip": align}
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WordbrushError
@@ -52,35 +53,89 @@ def load_tokenizer() -> TextTokenizer:
     return TextTokenizer(tok)
 
 
+def load_bert():
+    """all-MiniLM-L6-v2 as a transformers BertModel (no pooling layer, no dropout), from the package; under a meta
+    default device (a shapes-only build: checkpoint.build_part) only its shapes."""
+    try:
+        from transformers import BertModel
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        raise WordbrushError("the minilm text encoder needs Hugging Face transformers: "
+                             "pip install 'wordbrush[minilm]'") from None
+
+    verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()  # no load report or progress bar for a local, complete checkpoint
+    hf_logging.disable_progress_bar()
+    kw = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    try:
+        if torch.get_default_device().type == "meta":
+            from transformers import BertConfig
+
+            return BertModel(BertConfig.from_pretrained(str(model_dir()), local_files_only=True, **kw),
+                             add_pooling_layer=False)
+        return BertModel.from_pretrained(str(model_dir()), local_files_only=True, add_pooling_layer=False, **kw)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bar:
+            hf_logging.enable_progress_bar()
+
+
+class MiniLMReader(nn.Module):
+    """The frozen MiniLM as a reader of captions, for a generator that takes its features as they are (the gan):
+    (B, L) ids -> per-token states (B, L, 384) and the sentence vector (B, 384), the mean of the real tokens'
+    states at unit length (all-MiniLM-L6-v2's own pooling, the one its sentence similarities are measured in).
+    Nothing of it is trained or saved with a model.
+
+    A caption read before is looked up (up to `memo` of them; procedural data repeats its captions). New captions
+    go through BERT in chunks of exactly `chunk` rows (the last one padded), so a caption's states are the same
+    bits whatever batch it first came in: a resumed run reads what the uninterrupted one read."""
+
+    width = 384
+
+    def __init__(self, memo: int = 100_000, chunk: int = 32):
+        super().__init__()
+        self.bert = load_bert()
+        self.bert.requires_grad_(False)
+        self.memo, self.chunk = memo, chunk
+        self._seen: dict[bytes, tuple[torch.Tensor, torch.Tensor]] = {}  # ids row -> (states (L, 384), sentence)
+
+    def packaged_keys(self) -> set[str]:
+        return {f"bert.{k}" for k in self.bert.state_dict()}
+
+    def train(self, mode: bool = True) -> MiniLMReader:
+        return super().train(False)  # frozen: always in eval mode
+
+    @torch.no_grad()
+    def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        keys = _row_keys(ids)
+        first: dict[bytes, int] = {}
+        for i, k in enumerate(keys):
+            if k not in self._seen:
+                first.setdefault(k, i)
+        if len(self._seen) + len(first) > self.memo:
+            self._seen.clear()
+            first = {k: keys.index(k) for k in dict.fromkeys(keys)}
+        todo = list(first.values())
+        for s in range(0, len(todo), self.chunk):
+            rows = ids[todo[s:s + self.chunk]]
+            n = len(rows)
+            rows = torch.cat([rows, rows[-1:].expand(self.chunk - n, -1)])  # (chunk, L): one shape, one kernel
+            real = (rows != PAD_ID).long()
+            states = self.bert(input_ids=rows, attention_mask=real).last_hidden_state  # (chunk, L, 384)
+            w = real[..., None].to(states.dtype)
+            sentence = F.normalize(((states * w).sum(1) / w.sum(1).clamp(min=1)).float(), dim=-1)  # (chunk, 384)
+            for j in range(n):
+                self._seen[keys[todo[s + j]]] = (states[j], sentence[j])
+        rows = [self._seen[k] for k in keys]
+        return torch.stack([r[0] for r in rows]).float(), torch.stack([r[1] for r in rows])
+
+
 class MiniLMText(nn.Module):
     """(B, L) MiniLM token ids -> (B, L, dim) states for a generator."""
 
     def __init__(self, dim: int, train_layers: int = 0):
         super().__init__()
-        try:
-            from transformers import BertModel
-            from transformers.utils import logging as hf_logging
-        except ImportError:
-            raise WordbrushError("the minilm text encoder needs Hugging Face transformers: "
-                                 "pip install 'wordbrush[minilm]'") from None
-
-        verbosity, bar = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-        hf_logging.set_verbosity_error()  # no load report or progress bar for a local, complete checkpoint
-        hf_logging.disable_progress_bar()
-        kw = dict(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-        try:
-            if torch.get_default_device().type == "meta":  # a shapes-only build (checkpoint.build_part): no weights
-                from transformers import BertConfig
-
-                self.bert = BertModel(BertConfig.from_pretrained(str(model_dir()), local_files_only=True, **kw),
-                                      add_pooling_layer=False)
-            else:
-                self.bert = BertModel.from_pretrained(str(model_dir()), local_files_only=True,
-                                                      add_pooling_layer=False, **kw)
-        finally:
-            hf_logging.set_verbosity(verbosity)
-            if bar:
-                hf_logging.enable_progress_bar()
+        self.bert = load_bert()
         n = self.bert.config.num_hidden_layers
         if not 0 <= train_layers <= n:
             raise WordbrushError(f"text_encoder_train_layers must be in 0..{n}, got {train_layers}")

@@ -1,18 +1,21 @@
 """`wordbrush train gan`: generator against discriminator, written out (the objective is in generators/gan.py).
 
-    once:           load the frozen CLIP (--clip) into the generator; its tokenizer is the pipeline's. In latent
-                    mode (--vae) also the frozen VAE: its decoder into the generator, and the whole VAE to pass
-                    the real images through, so that D sees reals and fakes drawn by the same decoder (or, with
+    once:           load the frozen CLIP (--clip): into the generator, whose captions it reads (its tokenizer is
+                    the pipeline's), or with model.text_encoder "minilm" beside it, where it only judges (the
+                    alignment term, the collapse check, reranking) and MiniLM reads the captions. In latent mode
+                    (--vae) also the frozen VAE: its decoder into the generator, and the whole VAE to pass the
+                    real images through, so that D sees reals and fakes drawn by the same decoder (or, with
                     disc_reads "codes", the VAE's code vectors of the reals against the generator's vectors)
-    for each step:  a batch of real images + captions -> the CLIP reads the captions
+    for each step:  a batch of real images + captions -> the frozen reader reads the captions
                     D step: fakes (detached from G) -> hinge on real/fake/mismatched + MA-GP -> Adam
                     G step: the same fakes, through the updated D -> fool D + CLIP alignment -> Adam -> EMA
                     with recon_weight (cVAE-GAN): E reads the real codes + caption into a noise z ~ q(z|x,t); the
                     same G pass also redraws the reals from it (reconstruction + KL to N(0, I), with G's step)
     every N steps:  (the runtime, runtime.py: log, checkpoints, resume, every rank under torchrun); divergence
-                    check (a loss that is not finite stops the run with a message); collapse check (the spread of 16 seeds for one prompt against 16 real images of
-                    that prompt, in CLIP features); a sample grid. The model folder: the EMA generator as a
-                    pipeline folder, with the raw generator and the discriminator beside it
+                    check (a loss that is not finite stops the run with a message); collapse check (the spread of
+                    16 seeds for one prompt against 16 real images of that prompt, in CLIP features); a sample
+                    grid. The model folder: the EMA generator as a pipeline folder (with the CLIP in clip/ when
+                    MiniLM reads), the raw generator and the discriminator beside it
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ from ..generators.gan_discriminator import (
 from ..generators.options import SampleOptions
 from ..image.vae import DiscreteVAE
 from ..pipeline import TextToImagePipeline
+from ..text.minilm import load_tokenizer as load_minilm_tokenizer
 from ..text.negatives import swap_negative
+from ..text.tokenizer import TextTokenizer
 from ..utils.images import save_grid, to_pil, to_tensor
 from ..utils.plot import plot_curves
 from .common import autocast, frozen_vae, lr_at
@@ -85,6 +90,9 @@ class GANTrainConfig(TrainConfig):
     # beside the adversarial and CLIP terms on noise from the prior. 0 = off
     recon_weight: float = 0.0
     kl_weight: float = 0.01
+    # "mse": the squared distance to the real code vectors; "codes": the cross-entropy of the real codes under
+    # logits -||v - e_k||^2 over the VAE's codebook (generators/gan_discriminator.py: posterior_loss)
+    recon_loss: str = "mse"
     ema_decay: float = 0.999  # of the generator's weights, which the saved pipeline samples with
     gp_every: int = 1  # MA-GP on every k-th discriminator step (lazy regularisation, StyleGAN2), times k
     sample_every: int = 500
@@ -104,6 +112,7 @@ class GANTrainConfig(TrainConfig):
         check(self.gp_every >= 1 and self.diversity_every >= 1, "gp_every and diversity_every must be >= 1")
         check(self.recon_weight >= 0 and self.kl_weight >= 0, "recon_weight and kl_weight must be >= 0")
         check(self.recon_weight == 0 or bool(self.vae), "recon_weight needs latent mode (a VAE: --vae)")
+        check(self.recon_loss in ("mse", "codes"), f"recon_loss must be 'mse' or 'codes', not {self.recon_loss!r}")
         if not self.vae:
             self.model.check_depth()
         check(self.model.image_size == self.data.size,
@@ -133,7 +142,9 @@ class GANStage:
         self.data = TrainingData(cfg.data, progress=progress_bar and rt.main)
         rt.say(f"data: {self.data.summary()}")
         g = GAN(cfg.model)
-        g.clip.load_state_dict(clip.model.state_dict())
+        if g.clip is not None:  # the CLIP reads the captions: its text tower inside G
+            g.clip.load_state_dict(clip.model.state_dict())
+        self.tokenizer = clip.tokenizer if g.clip is not None else load_minilm_tokenizer()
         if vae is not None:
             g.decoder.load_state_dict(vae.decoder.state_dict())
         self.g, self.d = g, d = g.to(device), Discriminator(cfg.model).to(device)
@@ -144,7 +155,7 @@ class GANStage:
         self.g_params = [p for p in g.parameters() if p.requires_grad] + (list(enc.parameters()) if enc else [])
         self.opt_g = torch.optim.Adam(self.g_params, lr=cfg.lr_g, betas=tuple(cfg.betas))
         self.opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
-        self.pipe = TextToImagePipeline(clip.tokenizer, ema, None, cfg.sampling)
+        self.pipe = TextToImagePipeline(self.tokenizer, ema, None, cfg.sampling, clip if g.clip is None else None)
         self.probe = _collapse_probe(cfg, self.data)
         self.noise_gen = torch.Generator().manual_seed(cfg.seed * 1000)
         self.swap_rng = np.random.default_rng([cfg.seed, 0])
@@ -167,7 +178,8 @@ class GANStage:
         batch = self.data.batch(step, b)  # the global batch; this rank takes its share
         real = to_tensor(batch.images[mine]).to(device)  # (b, 3, H, W) in [0, 1]
         captions = batch.captions[mine]
-        text = _read(g, clip, captions)
+        text = _read(g, self.tokenizer, captions)
+        aim = clip.embed_texts(captions) if g.clip is None and cfg.clip_weight > 0 else None  # the CLIP's view
         swapped = None  # D's (real, wrong caption) pairs: the next item's caption, and with hard_negatives swaps
         n_swaps = 0
         if cfg.hard_negatives:
@@ -175,10 +187,10 @@ class GANStage:
             n_swaps, swaps = sum(s is not None for s in every), every[mine]
             index = [i for i, s in enumerate(swaps) if s is not None]
             if index:
-                swapped = (torch.tensor(index, device=device), _read(g, clip, [swaps[i] for i in index]))
+                swapped = (torch.tensor(index, device=device), _read(g, self.tokenizer, [swaps[i] for i in index]))
         next_text, mismatch_norm = None, None
         if rt.world > 1:  # the next item's caption may be the next rank's first: the whole batch's pairs
-            next_text = _read(g, clip, batch.captions[mine.start + 1 : mine.stop + 1])
+            next_text = _read(g, self.tokenizer, batch.captions[mine.start + 1 : mine.stop + 1])
             mismatch_norm = (b - 1 + n_swaps) / rt.world
         z = torch.randn(b, cfg.model.noise_dim, generator=self.noise_gen)[mine].to(device)
 
@@ -203,9 +215,10 @@ class GANStage:
         d.requires_grad_(False)  # the G step needs gradients through D, not for it
         with autocast(device, cfg.bf16):  # the same fakes, judged by the updated D (one G forward per step)
             seen_by_clip = g.draw(layout) if d.reads_codes and cfg.clip_weight > 0 else None  # None: fake itself
-            lg = generator_loss(d, g, fake, text, cfg.clip_weight, images=seen_by_clip)
+            lg = generator_loss(d, clip.model, fake, text, cfg.clip_weight, images=seen_by_clip, aim=aim)
             if enc is not None:
-                lg |= posterior_loss(redrawn, codes, mu, logvar)
+                codebook = vae.quantizer.codebook if cfg.recon_loss == "codes" else None
+                lg |= posterior_loss(redrawn, codes, mu, logvar, codebook)
                 lg["loss"] = lg["loss"] + cfg.recon_weight * lg["recon"] + cfg.kl_weight * lg["kl"]
         rt.update(lg["loss"], self.opt_g, self.g_params)
         d.requires_grad_(True)
@@ -221,7 +234,7 @@ class GANStage:
                 raise WordbrushError(f"training diverged at step {step}: {', '.join(bad)} not finite (state saved "
                                      f"to {out / 'diverged'}; lower lr_d / lr_g or raise gp_weight and resume)")
             if step % cfg.diversity_every == 0:  # on G itself: it is G that collapses (the EMA lags behind it)
-                diversity = _diversity(self.g, self.clip, self.probe)
+                diversity = _diversity(self.g, self.tokenizer, self.clip, self.probe)
                 record["diversity_ratio"] = diversity
                 if diversity < cfg.collapse_ratio:
                     self._dump(out / "collapsed")
@@ -232,7 +245,7 @@ class GANStage:
             _write_samples(self.pipe, cfg, out / "samples" / f"step_{step:06d}.png")
             self.rt.image("samples", out / "samples" / f"step_{step:06d}.png", step)
             if self.enc is not None:
-                _write_redraws(self.g, self.enc, self.vae, self.clip, self.data,
+                _write_redraws(self.g, self.enc, self.vae, self.tokenizer, self.data,
                                out / "samples" / f"redraw_{step:06d}.png")
 
     def _dump(self, folder: Path) -> None:
@@ -252,17 +265,18 @@ class GANStage:
         cfg, out = self.cfg, self.rt.out
         _write_samples(self.pipe, cfg, out / "samples" / "final.png")
         if self.enc is not None:
-            _write_redraws(self.g, self.enc, self.vae, self.clip, self.data, out / "samples" / "redraw_final.png")
+            _write_redraws(self.g, self.enc, self.vae, self.tokenizer, self.data, out / "samples" / "redraw_final.png")
         plot_curves(out / "log.jsonl", out / "curves.png", ["d_hinge", "d_gp", "g_adv", "g_clip", "g_recon", "g_kl",
                                                             "diversity_ratio"], title=f"gan {out.name}")
+        diversity = _diversity(self.ema, self.tokenizer, self.clip, self.probe)
         return {"steps": step, "train_minutes": round(elapsed / 60, 2), "samples_seen": step * cfg.batch_size,
-                "parameters": self.n_params, "diversity_ratio": round(_diversity(self.ema, self.clip, self.probe), 4),
+                "parameters": self.n_params, "diversity_ratio": round(diversity, 4),
                 "data": self.data.summary(), "skipped_items": self.data.skipped_count()}
 
 
-def _read(g: GAN, clip: CLIPScorer, captions: list[str]) -> Text:
-    """Captions -> what the generator reads of them (the frozen CLIP's word states, sentence, mask)."""
-    return g.read_text(clip.tokenizer.encode(captions, g.cfg.clip.text_len).ids.to(g.fc.weight.device))
+def _read(g: GAN, tokenizer: TextTokenizer, captions: list[str]) -> Text:
+    """Captions -> what the generator reads of them (its frozen reader's word states, sentence, mask)."""
+    return g.read_text(tokenizer.encode(captions, g.text_len).ids.to(g.fc.weight.device))
 
 
 @torch.no_grad()
@@ -295,11 +309,11 @@ def diversity_ratio(images: torch.Tensor, real: torch.Tensor, clip: CLIPScorer) 
 
 
 @torch.no_grad()
-def _diversity(gan: GAN, clip: CLIPScorer, probe: tuple[str, torch.Tensor]) -> float:
+def _diversity(gan: GAN, tokenizer: TextTokenizer, clip: CLIPScorer, probe: tuple[str, torch.Tensor]) -> float:
     prompt, real = probe
     was_training = gan.training
     gan.eval()
-    ids = clip.tokenizer.encode([prompt] * 16, gan.cfg.clip.text_len).ids.to(gan.fc.weight.device)
+    ids = tokenizer.encode([prompt] * 16, gan.text_len).ids.to(gan.fc.weight.device)
     images = gan.sample(ids, [torch.Generator().manual_seed(k) for k in range(16)])
     gan.train(was_training)
     return diversity_ratio(images, real, clip)
@@ -313,7 +327,7 @@ def _write_samples(pipe: TextToImagePipeline, cfg: GANTrainConfig, path: Path) -
 
 
 @torch.no_grad()
-def _write_redraws(g: GAN, enc: NoiseEncoder, vae: DiscreteVAE, clip: CLIPScorer, data: TrainingData,
+def _write_redraws(g: GAN, enc: NoiseEncoder, vae: DiscreteVAE, tokenizer: TextTokenizer, data: TrainingData,
                    path: Path) -> None:
     """cVAE-GAN: 8 training images (row 1), G's redraw of each from E's mean noise (row 2: what the reconstruction
     term teaches), and G's drawing of the same captions from prior noise (row 3: what sampling gives)."""
@@ -322,7 +336,7 @@ def _write_redraws(g: GAN, enc: NoiseEncoder, vae: DiscreteVAE, clip: CLIPScorer
     batch = data.batch(0, 8)
     device = g.fc.weight.device
     real = to_tensor(batch.images).to(device)
-    text = _read(g, clip, batch.captions)
+    text = _read(g, tokenizer, batch.captions)
     mu, _ = enc(vae.code_vectors(real), text)
     prior = torch.randn(mu.shape, generator=torch.Generator().manual_seed(0)).to(device)
     rows = [real, g(mu, text), g(prior, text)]
