@@ -135,13 +135,6 @@ class ImageGenerator(nn.Module):
         return options
 
 
-def pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
-    """x (B, ...) -> (rows, ...), rows >= B, the last row repeated."""
-    if rows == x.shape[0]:
-        return x
-    return torch.cat([x, x[-1:].expand(rows - x.shape[0], *x.shape[1:])])
-
-
 def check_token_config(cfg: Any) -> None:
     """The checks every token family's config shares (text_vocab, text_len, image_vocab, image_grid, dim, heads,
     depth, text_encoder, text_encoder_train_layers)."""

@@ -22,10 +22,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import check
+from ..nn.compiled import pad_rows
 from ..nn.transformer import Block, KVCache, grid_positions, init_weights, recording
 from ..text.minilm import MiniLMText
 from ..text.tokenizer import PAD_ID
-from .base import GeneratorLoss, TokenGenerator, check_token_config, pad_rows
+from .base import GeneratorLoss, TokenGenerator, check_token_config
 from .options import SampleOptions
 from .sampling import gumbel, pick
 

@@ -70,6 +70,14 @@ class Compiled:
             return self.fn(*args)
 
 
+def pad_rows(x: torch.Tensor, rows: int) -> torch.Tensor:
+    """x (B, ...) -> (rows, ...), rows >= B, the last row repeated: a batch padded to the fixed
+    shape a compiled step (or a fixed-size chunk) was built for; the extra rows are dropped after."""
+    if rows == x.shape[0]:
+        return x
+    return torch.cat([x, x[-1:].expand(rows - x.shape[0], *x.shape[1:])])
+
+
 def compiled_forward(model: torch.nn.Module) -> Callable[..., Any]:
     """model (for training) through torch.compile: inductor fuses the norms, GELUs, masks, softmaxes and casts
     between the matmuls, forward and backward (R1 under bf16 autocast, batch 32, 1 thread: 0.79 -> 0.69 s a step,

