@@ -60,7 +60,9 @@ def format_markdown(results: dict[str, Any]) -> str:
     """run_bench's results as Markdown: one line on the model and method, then the tables."""
     m, c = results["model"], results["machine"]
     lines = [f"Model `{m['name']}`: transformer width {m['dim']}, depth {m['depth']}, {m['heads']} heads, "
-             f"{m['text_len']} text + {m['image_tokens']} image tokens, {m['parameters'] / 1e6:.2f}M parameters. "
+             f"{m['text_len']} text + {m['image_tokens']} image tokens, {m['parameters'] / 1e6:.2f}M parameters"
+             + (f"; VAE decoder widths {tuple(v['channels'])}, {v['res_blocks']} residual block(s) a level, codes of "
+                f"{v['code_dim']}" if (v := m.get("vae_decoder")) else "") + ". "
              f"Device {results['device']}" + (f" ({c['gpu']})" if c.get("gpu") else "")
              + f", {results['threads']} thread{'s' if results['threads'] != 1 else ''}; {results['timing']}"
              + ("; sampling and training through torch.compile (each case's warm-up run paid its compile)"

@@ -73,7 +73,10 @@ def run_bench(cfg: BenchConfig, pipe=None, progress: bool = True) -> dict[str, A
         "command": cfg.command_line(),
         "machine": machine_info(device),
         "model": {"name": name, "dim": c.dim, "depth": c.depth, "heads": c.heads, "text_len": c.text_len,
-                  "image_tokens": c.image_len, "parameters": sum(p.numel() for p in pipe.generator.parameters())},
+                  "image_tokens": c.image_len, "parameters": sum(p.numel() for p in pipe.generator.parameters()),
+                  "vae_decoder": None if pipe.vae is None else
+                  {"channels": list(pipe.vae.cfg.channels), "res_blocks": pipe.vae.cfg.res_blocks,
+                   "code_dim": pipe.vae.cfg.code_dim}},
         "device": device.type,
         "threads": cfg.threads,
         "timing": f"median of {cfg.repeats} after {cfg.warmup} warm-up run(s), cases interleaved round by round",
