@@ -23,6 +23,7 @@ from torch import nn
 
 from ..config import check
 from ..nn.compiled import pad_rows
+from ..nn.packed import small_linear
 from ..nn.transformer import Block, KVCache, grid_positions, init_weights, recording
 from ..text.minilm import MiniLMText
 from ..text.tokenizer import PAD_ID
@@ -205,4 +206,4 @@ class DALLE(TokenGenerator):
         x = self.image_emb(token) + (self.row_pos.index_select(0, t // g) + self.col_pos.index_select(0, t % g))
         for blk, k, v in zip(self.blocks, ks, vs):
             x = blk.decode(x, k, v, pos, keep)  # (R, D)
-        return self.image_head(self.ln_f(x)).float()
+        return small_linear(self.ln_f(x), self.image_head).float()

@@ -11,6 +11,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from .packed import small_linear
+
 
 def init_weights(m: nn.Module) -> None:
     """GPT-2's initialisation for the generators (module.apply(init_weights)): N(0, 0.02) weights, zero biases."""
@@ -140,11 +142,11 @@ class SelfAttention(nn.Module):
         position pos ((1,) long) of k_cache, v_cache (B, h, T_max, d) in place, attends over the positions
         where keep (T_max,) is set -> (B, D)."""
         B = x.shape[0]
-        q, k, v = rearrange(self.qkv(x), "b (three h d) -> three b h 1 d", three=3, h=self.heads)
+        q, k, v = rearrange(small_linear(x, self.qkv), "b (three h d) -> three b h 1 d", three=3, h=self.heads)
         k_cache.index_copy_(2, pos, k.to(k_cache.dtype))
         v_cache.index_copy_(2, pos, v.to(v_cache.dtype))
         y = decode_attention(q.to(k_cache.dtype), k_cache, v_cache, keep).to(x.dtype)  # (B, h, 1, d)
-        return self.proj(y.reshape(B, -1))  # (B, h*d)
+        return small_linear(y.reshape(B, -1), self.proj)  # (B, h*d)
 
 
 class CrossAttention(nn.Module):
@@ -200,4 +202,5 @@ class Block(nn.Module):
         if self.cross is not None:
             raise ValueError("decode() is for blocks without cross-attention")
         x = x + self.attn.decode(self.ln1(x), k_cache, v_cache, pos, keep)
-        return x + self.mlp(self.ln2(x))
+        up, act, down, drop = self.mlp
+        return x + drop(small_linear(act(small_linear(self.ln2(x), up)), down))

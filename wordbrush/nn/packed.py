@@ -1,0 +1,62 @@
+"""nn.Linear for the few rows of a decoding step, with its weight prepacked for oneDNN on the CPU.
+
+A dalle decoding step multiplies 16 rows by each of 25 weight matrices (R1: 256 x 768 ... 1024 x 256). MKL's GEMM,
+which F.linear calls, repacks the weight into its panel layout on every call, and at 16 rows that copy costs more
+than the multiply: the 24 linears of an R1 step take ~3 ms in float32 on 2 Zen 4 cores. oneDNN's linear over a
+weight reordered once for that row count takes ~1.6 ms (bf16: ~1.9 -> ~1.0 ms; benchmarks/packed_linear.py).
+
+`small_linear(x, layer)` is the layer's own F.linear wherever packing does not apply (autograd on, autocast, not
+the CPU, dtypes that differ, no oneDNN); otherwise the custom op `wordbrush::packed_linear`, which torch.compile
+keeps as one opaque call inside the compiled step. The packed copy is made on first use, kept per parameter
+(dropped with it) and remade when the weight changes in place (its version counter moves) or is replaced (another
+storage or dtype), so a packed layer never computes with stale weights. What it computes is the linear up to float
+rounding (tests/test_packed.py)."""
+
+from __future__ import annotations
+
+import os
+import weakref
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# WORDBRUSH_NO_PACKING=1 turns it off for a process (to compare: benchmarks/packed_linear.py)
+PACKING = (os.environ.get("WORDBRUSH_NO_PACKING", "") in ("", "0") and torch.backends.mkldnn.is_available()
+           and hasattr(torch.ops.mkldnn, "_reorder_linear_weight"))
+
+# id(weight) -> (data_ptr, version, dtype, rows, packed weight); an entry goes when its parameter is freed
+_PACKED: dict[int, tuple[int, int, torch.dtype, int, torch.Tensor]] = {}
+
+
+def _packed(weight: torch.Tensor, rows: int) -> torch.Tensor:
+    key = id(weight)
+    entry = _PACKED.get(key)
+    if entry is not None and entry[:4] == (weight.data_ptr(), weight._version, weight.dtype, rows):
+        return entry[4]
+    if entry is None:
+        weakref.finalize(weight, _PACKED.pop, key, None)
+    packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), rows)
+    _PACKED[key] = (weight.data_ptr(), weight._version, weight.dtype, rows, packed)
+    return packed
+
+
+@torch.library.custom_op("wordbrush::packed_linear", mutates_args=())
+def packed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """x (M, K) @ weight (N, K)^T + bias (N,) -> (M, N) through oneDNN, the weight packed for M rows (kept)."""
+    return torch.ops.mkldnn._linear_pointwise(x, _packed(weight, x.shape[0]), bias, "none", [], "")
+
+
+@packed_linear.register_fake
+def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    return x.new_empty(x.shape[0], weight.shape[0])
+
+
+def small_linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+    """layer(x) for x (M, in) with few rows: through the packed oneDNN weight where that applies, else F.linear."""
+    w, b = layer.weight, layer.bias
+    if (x.dim() == 2 and x.device.type == "cpu" and not torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu") and x.dtype == w.dtype in (torch.float32, torch.bfloat16)
+            and (b is None or b.dtype == w.dtype) and PACKING):
+        return packed_linear(x.contiguous(), w, b)
+    return F.linear(x, w, b)
