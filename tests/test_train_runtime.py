@@ -209,6 +209,32 @@ def test_sigkill_three_times_then_resume_gives_the_same_weights(tmp_path, vae_di
     assert [r["loss"] for r in _log(run)] == [r["loss"] for r in _log(tmp_path / "whole")]
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_signal_checkpoints_the_step_it_stopped_at_and_resume_goes_on(tmp_path, vae_dir, sig):
+    steps = 12
+    config = _config_file(tmp_path, vae_dir, steps, checkpoint_every=1000)  # no periodic checkpoint to fall back on
+    cmd = [sys.executable, "-m", "wordbrush", "train", "dalle", "--config", str(config), "-q"]
+    subprocess.run(cmd + ["--out", str(tmp_path / "whole")], env=_env(), check=True, capture_output=True)
+    run = tmp_path / "stopped"
+    proc = subprocess.Popen(cmd + ["--out", str(run)], env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    while proc.poll() is None and not ((run / "log.jsonl").exists() and len(_safe_log(run)) >= 3):
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run ended before it was stopped"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    lines = [line for line in (out + err).splitlines() if line.strip()]
+    assert "Traceback" not in out + err and "--resume" in lines[-1], lines[-3:]
+    stopped_at = int(lines[-1].split(" at step ")[1].split(";")[0])
+    assert 3 <= stopped_at < steps
+    assert [step for step, _ in Checkpoints(run / "checkpoints", keep=3).folders()] == [stopped_at]
+    _assert_checkpoints_whole(run)
+    subprocess.run(cmd + ["--out", str(run), "--resume"], env=_env(), check=True, capture_output=True)
+    for name in ("dalle.safetensors", "tokenizer.json"):
+        assert (run / name).read_bytes() == (tmp_path / "whole" / name).read_bytes(), name
+
+
 def _safe_log(run: Path) -> list[dict]:
     out = []
     for line in (run / "log.jsonl").read_text().splitlines():

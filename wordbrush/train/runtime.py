@@ -11,6 +11,8 @@ model(s), its data and its step. The whole loop, written out (Runtime.run):
         every log_every:         metrics averaged over ranks -> log.jsonl (+ TensorBoard when installed), bar
         stage.periodic(step):    sample grids, held-out figures (rank 0)
         every checkpoint_every:  a checkpoint (checkpoints.py: complete or absent)
+        SIGTERM or Ctrl-C:       finish the step, write a checkpoint, stop (every rank at the same step); --resume
+                                 goes on from there (a second Ctrl-C stops at once)
     the last checkpoint; the final model folder (written beside, renamed into place); stage.finish -> summary
 
 Under `torchrun` every rank runs this same loop: `batch_size` is the global batch, `rt.share(b)` is the rank's
@@ -23,7 +25,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import signal
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -301,7 +306,41 @@ class Runtime:
 
     # ------------------------------------------------------------------------------------------------ the loop
 
+    @contextmanager
+    def _stop_on_signal(self):
+        """SIGTERM or SIGINT asks the loop to stop after the current step (self.stop_signal names it); a second
+        SIGINT raises KeyboardInterrupt at once. The handlers before are restored after. Only the main thread can
+        take signals; elsewhere nothing is installed."""
+        self.stop_signal: str | None = None
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def ask(signum, _frame):
+            if self.stop_signal is not None and signum == signal.SIGINT:
+                raise KeyboardInterrupt
+            self.stop_signal = signal.Signals(signum).name
+
+        before = {s: signal.signal(s, ask) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            yield
+        finally:
+            for s, handler in before.items():
+                signal.signal(s, handler)
+
+    def _stop_asked(self) -> bool:
+        """Whether any rank was asked to stop (one tiny all-reduce a step under torchrun, so all stop together)."""
+        if self.world == 1:
+            return self.stop_signal is not None
+        flag = torch.tensor([float(self.stop_signal is not None)], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
     def run(self, stage: Stage, desc: str) -> dict[str, Any]:
+        with self._stop_on_signal():
+            return self._run(stage, desc)
+
+    def _run(self, stage: Stage, desc: str) -> dict[str, Any]:
         cfg = self.cfg
         try:
             step, elapsed = self.restore(stage)
@@ -347,6 +386,13 @@ class Runtime:
                 if step % cfg.checkpoint_every == 0:
                     self.checkpoint(stage, step, budget.elapsed)
                     last_saved = step
+                if self._stop_asked():
+                    bar.close()
+                    if last_saved != step:
+                        self.checkpoint(stage, step, budget.elapsed)
+                    raise WordbrushError(f"stopped by {self.stop_signal or 'a signal to another rank'} at step "
+                                         f"{step}; its checkpoint is written: run the same command with --resume "
+                                         "to go on")
             bar.close()
             if last_saved != step:
                 self.checkpoint(stage, step, budget.elapsed)
