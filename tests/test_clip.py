@@ -187,6 +187,28 @@ def test_clip_reranking_keeps_the_candidate_closest_to_the_prompt(tmp_path):
     assert torch.equal(again(prompt, seed=5, candidates=3).tokens, out.tokens[:1])
 
 
+def test_clip_plus_likelihood_reranking_sums_the_standardised_scores():
+    pipe = tiny_pipeline()
+    with pytest.raises(WordbrushError, match="needs a pipeline with a CLIP"):
+        pipe("a red circle", candidates=3, rerank="clip+likelihood")
+    pipe.clip = tiny_scorer()
+    prompt = "a red circle to the left of a blue square"
+    C = 5
+    out = pipe(prompt, num_images_per_prompt=3, seed=2, candidates=C, rerank="clip+likelihood")
+    text = pipe.tokenizer.encode([prompt], pipe.generator.cfg.text_len).ids
+    options = pipe.sampling_options(candidates=1)
+    picks = {"clip": [], "likelihood": []}
+    for k in range(3):  # redraw each image's candidates and rank them by hand
+        cands = torch.cat([pipe.generator.sample(text, [candidate_rng(2 + k, c)], options) for c in range(C)])
+        sims = pipe.clip.similarity(pipe.vae.decode(cands), [prompt] * C)
+        logp = pipe.generator.log_likelihood(text.expand(C, -1), cands)
+        z = lambda v: (v - v.mean()) / v.std(unbiased=False)  # noqa: E731
+        assert torch.equal(out.tokens[k], cands[int((z(sims) + z(logp)).argmax())])
+        picks["clip"].append(int(sims.argmax()))
+        picks["likelihood"].append(int(logp.argmax()))
+    assert picks["clip"] != picks["likelihood"]  # the two judges disagree here, so the sum is not either one alone
+
+
 def test_dataset_report_has_three_sets_and_the_real_set_is_best(tmp_path):
     pipe = tiny_pipeline()
     scorer = tiny_scorer()

@@ -73,6 +73,13 @@ class PipelineOutput:
     warnings: list[str] = field(default_factory=list)
 
 
+def standardised(score: torch.Tensor) -> torch.Tensor:
+    """(b, C) scores -> each row shifted to mean 0 and scaled to standard deviation 1 (0 where all are equal), so
+    that two rerankers' scores on different scales can be summed."""
+    centred = score - score.mean(1, keepdim=True)
+    return centred / centred.std(1, keepdim=True, unbiased=False).clamp_min(1e-8)
+
+
 def candidate_rng(seed: int, candidate: int) -> torch.Generator:
     """The random stream of one candidate of the image with this seed; candidate 0 is seeded with the seed itself."""
     if candidate == 0:
@@ -272,8 +279,9 @@ class TextToImagePipeline:
         prime_images / prime_rows: keep the top prime_rows token rows of the given image (one per prompt) and
         let the model complete the rest. num_inference_steps: parallel decoding steps (maskgit; dalle always
         takes one step per image token). candidates: draw this many per image and keep the best (costs candidates
-        times the sampling); rerank: by what, "likelihood" (the generator's log p(image | prompt)) or "clip"
-        (similarity to the prompt in the pipeline's CLIP, DALL·E's reranking). Sampling options left as None
+        times the sampling); rerank: by what, "likelihood" (the generator's log p(image | prompt)), "clip"
+        (similarity to the prompt in the pipeline's CLIP, DALL·E's reranking) or "clip+likelihood" (both, each
+        standardised over the candidates). Sampling options left as None
         take the model's saved defaults (`pipe.sampling`, stored in config.json). callback(first, images) is
         called after each batch with the index of its first image, so that long runs can save as they go.
         """
@@ -322,11 +330,12 @@ class TextToImagePipeline:
 
     def _check_options(self, options: SampleOptions) -> None:
         self.generator.check_options(options)
-        if options.candidates > 1 and options.rerank == "likelihood" and not self.generator.supports_likelihood:
+        if (options.candidates > 1 and "likelihood" in options.rerank.split("+")
+                and not self.generator.supports_likelihood):
             raise WordbrushError(f"a {self.generator.kind} generator has no likelihood to rerank candidates by; "
                                  "use rerank='clip'")
-        if options.rerank == "clip" and self.clip is None:
-            raise WordbrushError("rerank='clip' needs a pipeline with a CLIP (this model has none; "
+        if "clip" in options.rerank.split("+") and self.clip is None:
+            raise WordbrushError(f"rerank={options.rerank!r} needs a pipeline with a CLIP (this model has none; "
                                  "train one with `wordbrush train clip` and set pipe.clip)")
 
     def draw(self, prompts: list[str], seeds: list[int], options: SampleOptions | None = None,
@@ -337,7 +346,8 @@ class TextToImagePipeline:
 
         With options.candidates = C > 1, each image is the best of C drawn for its prompt: the likeliest by the
         generator's log_likelihood given the prompt (rerank "likelihood"), or the closest to the prompt in the
-        CLIP's embedding space (rerank "clip", DALL·E's reranking); candidate 0 is what C = 1 would draw. A batch
+        CLIP's embedding space (rerank "clip", DALL·E's reranking), or by both (rerank "clip+likelihood": each
+        score standardised over the image's C candidates, then summed); candidate 0 is what C = 1 would draw. A batch
         holds batch_size rows, candidates included. Returns the images and their code ids, (n, N) ((n, 0) from
         a generator that writes pixels).
         """
@@ -353,17 +363,20 @@ class TextToImagePipeline:
                 rngs = [candidate_rng(x, c) for x in seeds[s : s + per_batch] for c in range(C)]
                 p = None if prime is None else prime[s : s + per_batch].repeat_interleave(C, 0)
                 out = self.generator.sample(rows, rngs, options, prime=p, use_cache=use_cache)
+                judges = options.rerank.split("+") if C > 1 else []  # "clip", "likelihood" or both
                 if codes:  # out: (b*C, N) code ids; decoded now unless only the likeliest will be kept
                     t = out
-                    pixels = self.vae.decode(t) if C == 1 or options.rerank == "clip" else None  # (b*C, 3, H, W)
+                    pixels = self.vae.decode(t) if C == 1 or "clip" in judges else None  # (b*C, 3, H, W)
                 else:  # out: (b*C, 3, H, W) pixels, no codes
                     t, pixels = torch.zeros(len(rows), 0, dtype=torch.long, device=out.device), out
                 if C > 1:
-                    if options.rerank == "clip":
-                        score = self.clip.similarity(pixels, [q for q in prompts[s : s + per_batch] for _ in range(C)])
-                    else:
-                        score = self.generator.log_likelihood(rows, t)
-                    best = score.view(-1, C).argmax(1).to(t.device)  # (b,)
+                    score = 0.0
+                    if "clip" in judges:
+                        sim = self.clip.similarity(pixels, [q for q in prompts[s : s + per_batch] for _ in range(C)])
+                        score = score + standardised(sim.view(-1, C).float().cpu())
+                    if "likelihood" in judges:
+                        score = score + standardised(self.generator.log_likelihood(rows, t).view(-1, C).float().cpu())
+                    best = score.argmax(1).to(t.device)  # (b,)
                     pick = torch.arange(len(best), device=t.device) * C + best
                     t = t[pick]
                     pixels = pixels[pick.to(pixels.device)] if pixels is not None else self.vae.decode(t)

@@ -64,7 +64,8 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--candidates", type=positive_int,
                    help="draw this many per image and keep the best for the prompt (see --rerank)")
     p.add_argument("--rerank", choices=RERANKERS,
-                   help="how candidates are ranked: the model's likelihood or the model's CLIP (default: the model's)")
+                   help="how candidates are ranked: the model's likelihood, the model's CLIP, or both (each standardised "
+                   "over the candidates, summed); default: the model's")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="the generator's weights; bfloat16 samples faster where the CPU/GPU supports it")
     p.add_argument("--compile", action="store_true",

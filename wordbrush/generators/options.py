@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from ..errors import WordbrushError
 
 MAX_CANDIDATES = 64
-RERANKERS = ("likelihood", "clip")
+RERANKERS = ("likelihood", "clip", "clip+likelihood")
 
 
 @dataclass
@@ -21,7 +21,8 @@ class SampleOptions:
     steps: int = 12  # maskgit: parallel decoding steps (the others ignore it)
     choice_temperature: float = 4.5  # maskgit: noise on which tokens to keep at a step, annealed to 0 (MaskGIT: 4.5)
     candidates: int = 1  # draw this many per image and keep the best by `rerank`
-    rerank: str = "likelihood"  # "likelihood": the generator's log p(image | prompt); "clip": the pipeline's CLIP
+    rerank: str = "likelihood"  # "likelihood": the generator's log p(image | prompt); "clip": the pipeline's CLIP;
+    # "clip+likelihood": both, each standardised over an image's candidates, summed
 
     def validate(self, vocab: int | None = None) -> None:
         """Raise WordbrushError naming the first bad option. vocab: the image vocabulary that bounds top_k (None
