@@ -20,6 +20,7 @@ import weakref
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.flop_counter import register_flop_formula
 
 # WORDBRUSH_NO_PACKING=1 turns it off for a process (to compare: benchmarks/packed_linear.py)
 PACKING = (os.environ.get("WORDBRUSH_NO_PACKING", "") in ("", "0") and torch.backends.mkldnn.is_available()
@@ -50,6 +51,12 @@ def packed_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 @packed_linear.register_fake
 def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     return x.new_empty(x.shape[0], weight.shape[0])
+
+
+@register_flop_formula(torch.ops.wordbrush.packed_linear)
+def _flops(x_shape, w_shape, *args, **kwargs) -> int:
+    """What torch.utils.flop_counter counts for one call: a matmul's 2 M K N, as for aten.mm."""
+    return 2 * x_shape[0] * x_shape[1] * w_shape[0]
 
 
 def small_linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
