@@ -16,8 +16,9 @@ from wordbrush.utils.images import to_tensor
 
 SHAPES_MODELS = [n for n in BUILTIN if n.startswith("shapes")]
 FILES = {"emoji": ["README.md", "clip", "config.json", "dalle.safetensors", "tokenizer.json", "vae.safetensors"],
+         "shapes": ["clip", "config.json", "dalle.safetensors", "tokenizer.json", "vae.safetensors"],
          "shapes-gan": ["config.json", "gan.safetensors", "tokenizer.json"]}
-MAX_MB = {"emoji": 40}
+MAX_MB = {"emoji": 40, "shapes": 36}
 
 
 @pytest.fixture(scope="module", params=SHAPES_MODELS)

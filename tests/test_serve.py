@@ -377,8 +377,9 @@ def test_a_compiled_server_is_compiled_and_warmed_before_serving(monkeypatch):
     drawn = []
     monkeypatch.setattr(TextToImagePipeline, "draw", lambda self, prompts, seeds, *a, **kw: drawn.append(
         (len(prompts), kw.get("batch_size"), self.generator._compiled is not None)) or ([], None))
-    serve_app.load_pipeline(ServeSettings(model="shapes", max_batch=4, compile=True))
-    assert drawn == [(4, 16, True)]  # one full batch (shapes: 4 candidates an image), compiled, before any request
+    pipe = serve_app.load_pipeline(ServeSettings(model="shapes", max_batch=4, compile=True))
+    rows = 4 * pipe.sampling.candidates  # one full batch (shapes: 8 candidates an image), compiled, before any request
+    assert pipe.sampling.candidates > 1 and drawn == [(4, rows, True)]
 
 
 def test_command_help_imports_neither_torch_nor_fastapi():
