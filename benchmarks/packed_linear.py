@@ -1,6 +1,7 @@
 """The R1 decoding step's linears at batch 16, one after another as a step runs them (6 layers x qkv, proj, up, down,
 then the image head), through F.linear (MKL, which repacks each weight every call) and through nn/packed.py's
-oneDNN linear over weights packed once, in float32 and bfloat16. Cases interleaved round by round; median ms a step.
+oneDNN linear over weights packed once (its custom op, called directly: small_linear packs float32 only), in
+float32 and bfloat16. Cases interleaved round by round; median ms a step.
 
     python benchmarks/packed_linear.py [--threads 2] [--rounds 7]
 """
@@ -13,10 +14,13 @@ import time
 import torch
 from torch import nn
 
-from wordbrush.nn.packed import PACKING, small_linear
+from wordbrush.nn.packed import PACKING, packed_linear
 
 
 def step_fn(layers: list[nn.Linear], packed: bool):
+    def small_linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
+        return packed_linear(x.contiguous(), layer.weight, layer.bias)
+
     def step(x: torch.Tensor) -> torch.Tensor:
         for i in range(0, len(layers) - 1, 4):
             qkv, proj, up, down = layers[i : i + 4]
@@ -47,7 +51,7 @@ def main() -> None:
         layers.append(nn.Linear(d, 512, bias=False).to(dtype))
         x = torch.randn(args.rows, d, dtype=dtype)
         for packed in (False, True):
-            cases[f"{str(dtype)[6:]:8s} {'packed oneDNN' if packed else 'F.linear (MKL)'}"] = (step_fn(layers, packed), x)
+            cases[f"{str(dtype)[6:]:8s} {'packed oneDNN' if packed else 'F.linear'}"] = (step_fn(layers, packed), x)
     with torch.no_grad():
         for _ in range(args.rounds):
             for name, (step, x) in cases.items():

@@ -2,11 +2,13 @@
 
 A dalle decoding step multiplies 16 rows by each of 25 weight matrices (R1: 256 x 768 ... 1024 x 256). MKL's GEMM,
 which F.linear calls, repacks the weight into its panel layout on every call, and at 16 rows that copy costs more
-than the multiply: the 24 linears of an R1 step take ~3 ms in float32 on 2 Zen 4 cores. oneDNN's linear over a
-weight reordered once for that row count takes ~1.6 ms (bf16: ~1.9 -> ~1.0 ms; benchmarks/packed_linear.py).
+than the multiply. oneDNN's linear over a weight reordered once for that row count skips the copy, but each call
+has ~25 us of fixed cost, and the custom op ~12 us more: in float32 the 25 linears of an R1 step go from 2.7 to
+2.3 ms, and the compiled step samples 1.13x faster. In bfloat16 F.linear already runs oneDNN and packing loses
+(1.5 -> 1.7 ms; benchmarks/packed_linear.py), so only float32 is packed.
 
 `small_linear(x, layer)` is the layer's own F.linear wherever packing does not apply (autograd on, autocast, not
-the CPU, dtypes that differ, no oneDNN); otherwise the custom op `wordbrush::packed_linear`, which torch.compile
+the CPU, not float32, no oneDNN); otherwise the custom op `wordbrush::packed_linear`, which torch.compile
 keeps as one opaque call inside the compiled step. The packed copy is made on first use, kept per parameter
 (dropped with it) and remade when the weight changes in place (its version counter moves) or is replaced (another
 storage or dtype), so a packed layer never computes with stale weights. What it computes is the linear up to float
@@ -63,7 +65,7 @@ def small_linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
     """layer(x) for x (M, in) with few rows: through the packed oneDNN weight where that applies, else F.linear."""
     w, b = layer.weight, layer.bias
     if (x.dim() == 2 and x.device.type == "cpu" and not torch.is_grad_enabled()
-            and not torch.is_autocast_enabled("cpu") and x.dtype == w.dtype in (torch.float32, torch.bfloat16)
+            and not torch.is_autocast_enabled("cpu") and x.dtype == w.dtype == torch.float32
             and (b is None or b.dtype == w.dtype) and PACKING):
         return packed_linear(x.contiguous(), w, b)
     return F.linear(x, w, b)
