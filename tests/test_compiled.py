@@ -63,7 +63,8 @@ def test_compiled_dalle_draws_the_eager_tokens(rows, options, prime):
     assert m.compiled_rows(rows) == 4
     fast = m.sample(text, _gens(range(rows)), options, prime=p)
     assert torch.equal(fast, eager) and fast.shape == (rows, 9)
-    assert "decode_step" in m._compiled and not m._compiled["decode_step"].eager_only  # it really compiled
+    step = m._compiled["decode_step"]
+    assert not step.eager_only and step.ahead_of_time  # it really ran the AOTInductor package
 
 
 def test_compiled_maskgit_draws_the_eager_tokens():
@@ -99,14 +100,22 @@ def test_a_compile_failure_falls_back_to_eager(monkeypatch):
             raise RuntimeError("inductor: C++ compile error (test)")
         return fail
 
+    def broken_aot(*a, **kw):
+        raise RuntimeError("aoti: C++ compile error (test)")
+
     monkeypatch.setattr(torch, "compile", broken)
+    monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", broken_aot)
     torch.manual_seed(0)
     m = DALLE(TINY).eval()
     text = torch.randint(2, 40, (2, 6))
     eager = m.sample(text, _gens(range(2)))
     m.compile_sampling()
-    with pytest.warns(UserWarning, match="RuntimeError: inductor: C.. compile error"):
+    with pytest.warns(UserWarning) as caught:  # ahead of time fails, then torch.compile: the eager step
         assert torch.equal(m.sample(text, _gens(range(2))), eager)
+    said = [str(w.message) for w in caught]
+    assert any("not compiled ahead of time (RuntimeError: aoti: C++ compile error" in w for w in said), said
+    assert any("RuntimeError: inductor: C++ compile error" in w and "runs eager" in w for w in said), said
+    assert m._compiled["decode_step"].eager_only
 
 
 def test_a_copied_or_uncompiled_model_keeps_no_compiled_state():
@@ -115,7 +124,8 @@ def test_a_copied_or_uncompiled_model_keeps_no_compiled_state():
     m.compile_sampling()
     m.sample(torch.randint(2, 40, (2, 6)), _gens(range(2)))
     c = copy.deepcopy(m)
-    assert c._compiled["decode_step"].compiled is None and c._compiled["decode_step"].fn.__self__ is c
+    assert m._compiled["decode_step"].packages
+    assert not c._compiled["decode_step"].packages and c._compiled["decode_step"].fn.__self__ is c
     m.compile_sampling(False)
     assert m._compiled is None and m.compiled_rows(3) == 3
 
@@ -153,3 +163,17 @@ def test_a_bf16_decoder_draws_the_same_tokens_and_nearly_the_same_pixels():
         assert abs(np.asarray(x, dtype=int) - np.asarray(y, dtype=int)).max() <= 8
     with pytest.raises(WordbrushError, match="floating-point"):
         copy.deepcopy(pipe).to(decoder_dtype=torch.int8)
+
+
+def test_an_ahead_of_time_step_never_runs_stale_weights():
+    torch.manual_seed(0)
+    m = DALLE(TINY).eval()
+    text = torch.randint(2, 40, (4, 6))
+    m.compile_sampling()
+    before = m.sample(text, _gens(range(4)))
+    with torch.no_grad():  # in place, as an optimizer step does: every weight's version counter moves
+        for p in m.parameters():
+            p.mul_(-1.5)
+    after = m.sample(text, _gens(range(4)))
+    m.compile_sampling(False)
+    assert torch.equal(after, m.sample(text, _gens(range(4)))) and not torch.equal(after, before)

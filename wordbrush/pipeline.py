@@ -149,10 +149,11 @@ class TextToImagePipeline:
         return self
 
     def compile(self, enabled: bool = True) -> "TextToImagePipeline":
-        """Sample through torch.compile'd steps from now on (ImageGenerator.compile_sampling): each batch size
-        (rounded up to a power of two) and dtype compiles once per process on its first draw, seconds to a minute;
-        float32 tokens are those of the eager path (tests/test_compiled.py). Where no compiler works, one warning
-        and eager sampling."""
+        """Sample through compiled steps from now on (ImageGenerator.compile_sampling): each batch size (rounded up
+        to a power of two) and dtype compiles once per process on its first draw, seconds to a minute; a dalle's
+        decoding step on the CPU is compiled ahead of time (AOTInductor, weights frozen in and recompiled when they
+        change: nn/compiled.py), the other steps through torch.compile. float32 tokens are those of the eager path
+        (tests/test_compiled.py). Where no compiler works, one warning and eager sampling."""
         self.generator.compile_sampling(enabled)
         return self
 

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..config import check
 from ..errors import WordbrushError
-from ..nn.compiled import Compiled
+from ..nn.compiled import AheadOfTime, Compiled
 from .options import SampleOptions
 
 Output = Literal["codes", "pixels"]
@@ -44,7 +44,7 @@ class ImageGenerator(nn.Module):
     supports_likelihood: ClassVar[bool] = False  # log_likelihood() ranks candidates
 
     cfg: Any
-    _compiled: dict[str, Compiled] | None = None  # set by compile_sampling(): the compiled steps, by name
+    _compiled: dict[str, Compiled | AheadOfTime] | None = None  # set by compile_sampling(): the compiled steps, by name
 
     # ----------------------------------------------------------------------------------------- what it reads
 
@@ -104,12 +104,14 @@ class ImageGenerator(nn.Module):
         of two, so that one compiled graph serves every batch size up to it (the extra rows are dropped)."""
         return rows if self._compiled is None else 1 << (rows - 1).bit_length()
 
-    def fast(self, name: str, fn):
-        """fn itself, or its compiled form (one per name, kept) after compile_sampling()."""
+    def fast(self, name: str, fn, ahead_of_time: bool = False):
+        """fn itself, or its compiled form (one per name, kept) after compile_sampling(). ahead_of_time: on the CPU,
+        through AOTInductor with the weights frozen in (nn/compiled.py AheadOfTime; fn a method of a module)."""
         if self._compiled is None:
             return fn
         if name not in self._compiled:
-            self._compiled[name] = Compiled(fn, f"{self.kind} {name}")
+            aot = ahead_of_time and next(self.parameters()).device.type == "cpu"
+            self._compiled[name] = (AheadOfTime if aot else Compiled)(fn, f"{self.kind} {name}")
         return self._compiled[name]
 
     def log_likelihood(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:

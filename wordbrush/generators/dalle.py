@@ -181,7 +181,7 @@ class DALLE(TokenGenerator):
             cache = KVCache(cfg.depth, rows.shape[0], cfg.heads, T, dh, device, KVCache.storage_dtype(device, compute))
             h = self.trunk(self.embed(rows, primed), cache)[:, -1]  # (R, D)
             positions = torch.arange(T, device=device)
-            step = self.fast("decode_step", self.decode_step)
+            step = self.fast("decode_step", self.decode_step, ahead_of_time=True)
         logits = self.image_head(h).float() if use_cache else None  # (R, V)
         for i in range(n0, N):
             if not use_cache:

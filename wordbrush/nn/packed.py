@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import weakref
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -59,6 +60,17 @@ def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch
 def _flops(x_shape, w_shape, *args, **kwargs) -> int:
     """What torch.utils.flop_counter counts for one call: a matmul's 2 M K N, as for aten.mm."""
     return 2 * x_shape[0] * x_shape[1] * w_shape[0]
+
+
+@contextmanager
+def unpacked():
+    """small_linear is F.linear inside (nn/compiled.py's ahead-of-time export: inductor's freezing pass packs)."""
+    global PACKING
+    before, PACKING = PACKING, False
+    try:
+        yield
+    finally:
+        PACKING = before
 
 
 def small_linear(x: torch.Tensor, layer: nn.Linear) -> torch.Tensor:
