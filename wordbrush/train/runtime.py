@@ -11,8 +11,8 @@ model(s), its data and its step. The whole loop, written out (Runtime.run):
         every log_every:         metrics averaged over ranks -> log.jsonl (+ TensorBoard when installed), bar
         stage.periodic(step):    sample grids, held-out figures (rank 0)
         every checkpoint_every:  a checkpoint (checkpoints.py: complete or absent)
-        SIGTERM or Ctrl-C:       finish the step, write a checkpoint, stop (every rank at the same step); --resume
-                                 goes on from there (a second Ctrl-C stops at once)
+        SIGTERM or Ctrl-C:       (one process) finish the step, write a checkpoint, stop; --resume goes on from
+                                 there (a second Ctrl-C stops at once). Under torchrun its own restarts do this
     the last checkpoint; the final model folder (written beside, renamed into place); stage.finish -> summary
 
 Under `torchrun` every rank runs this same loop: `batch_size` is the global batch, `rt.share(b)` is the rank's
@@ -309,10 +309,11 @@ class Runtime:
     @contextmanager
     def _stop_on_signal(self):
         """SIGTERM or SIGINT asks the loop to stop after the current step (self.stop_signal names it); a second
-        SIGINT raises KeyboardInterrupt at once. The handlers before are restored after. Only the main thread can
-        take signals; elsewhere nothing is installed."""
+        SIGINT raises KeyboardInterrupt at once. The handlers before are restored after. Only for one process in
+        the main thread: under torchrun a rank that outlived a dead peer would hang in its next all-reduce, so
+        the ranks keep the default (die at once) and torchrun's restarts with --resume recover."""
         self.stop_signal: str | None = None
-        if threading.current_thread() is not threading.main_thread():
+        if self.world > 1 or threading.current_thread() is not threading.main_thread():
             yield
             return
 
@@ -327,14 +328,6 @@ class Runtime:
         finally:
             for s, handler in before.items():
                 signal.signal(s, handler)
-
-    def _stop_asked(self) -> bool:
-        """Whether any rank was asked to stop (one tiny all-reduce a step under torchrun, so all stop together)."""
-        if self.world == 1:
-            return self.stop_signal is not None
-        flag = torch.tensor([float(self.stop_signal is not None)], device=self.device)
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-        return bool(flag.item())
 
     def run(self, stage: Stage, desc: str) -> dict[str, Any]:
         with self._stop_on_signal():
@@ -386,13 +379,12 @@ class Runtime:
                 if step % cfg.checkpoint_every == 0:
                     self.checkpoint(stage, step, budget.elapsed)
                     last_saved = step
-                if self._stop_asked():
+                if self.stop_signal is not None:
                     bar.close()
                     if last_saved != step:
                         self.checkpoint(stage, step, budget.elapsed)
-                    raise WordbrushError(f"stopped by {self.stop_signal or 'a signal to another rank'} at step "
-                                         f"{step}; its checkpoint is written: run the same command with --resume "
-                                         "to go on")
+                    raise WordbrushError(f"stopped by {self.stop_signal} at step {step}; its checkpoint is written: "
+                                         "run the same command with --resume to go on")
             bar.close()
             if last_saved != step:
                 self.checkpoint(stage, step, budget.elapsed)
