@@ -25,10 +25,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import signal
-import threading
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -52,6 +49,7 @@ from .common import Budget, setup_torch
 from .config import TrainConfig
 from .distributed import Gather, init_distributed
 from .runfolder import RunLock, remove_leftovers
+from .signals import StopSignals
 
 LEGACY_STATE = "train_state.safetensors"  # the one in-place checkpoint of wordbrush before the runtime
 
@@ -306,31 +304,8 @@ class Runtime:
 
     # ------------------------------------------------------------------------------------------------ the loop
 
-    @contextmanager
-    def _stop_on_signal(self):
-        """SIGTERM or SIGINT asks the loop to stop after the current step (self.stop_signal names it); a second
-        SIGINT raises KeyboardInterrupt at once. The handlers before are restored after. Only for one process in
-        the main thread: under torchrun a rank that outlived a dead peer would hang in its next all-reduce, so
-        the ranks keep the default (die at once) and torchrun's restarts with --resume recover."""
-        self.stop_signal: str | None = None
-        if self.world > 1 or threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def ask(signum, _frame):
-            if self.stop_signal is not None and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            self.stop_signal = signal.Signals(signum).name
-
-        before = {s: signal.signal(s, ask) for s in (signal.SIGTERM, signal.SIGINT)}
-        try:
-            yield
-        finally:
-            for s, handler in before.items():
-                signal.signal(s, handler)
-
     def run(self, stage: Stage, desc: str) -> dict[str, Any]:
-        with self._stop_on_signal():
+        with StopSignals(enabled=self.world == 1) as self.stop:
             return self._run(stage, desc)
 
     def _run(self, stage: Stage, desc: str) -> dict[str, Any]:
@@ -379,11 +354,11 @@ class Runtime:
                 if step % cfg.checkpoint_every == 0:
                     self.checkpoint(stage, step, budget.elapsed)
                     last_saved = step
-                if self.stop_signal is not None:
+                if self.stop.name is not None:
                     bar.close()
                     if last_saved != step:
                         self.checkpoint(stage, step, budget.elapsed)
-                    raise WordbrushError(f"stopped by {self.stop_signal} at step {step}; its checkpoint is written: "
+                    raise WordbrushError(f"stopped by {self.stop.name} at step {step}; its checkpoint is written: "
                                          "run the same command with --resume to go on")
             bar.close()
             if last_saved != step:
