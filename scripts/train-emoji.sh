@@ -13,4 +13,6 @@ wordbrush train vae --config configs/vae-emoji.json --data "$data" --out "$runs/
 wordbrush train clip --config configs/clip-emoji.json --data "$data" --out "$runs/clip-emoji"
 wordbrush train dalle --config configs/dalle-emoji.json --data "$data" --vae "$runs/vae-emoji" \
   --clip "$runs/clip-emoji" --out "$runs/dalle-emoji"
+wordbrush rewriter build --model "$runs/dalle-emoji" --data "$data"   # everyday words -> its captions (5 min)
 wordbrush eval --model "$runs/dalle-emoji" --data "$data" --split heldout --out "$runs/eval-dalle-emoji"
+wordbrush eval --model "$runs/dalle-emoji" --data "$data" --everyday --out "$runs/everyday-dalle-emoji"

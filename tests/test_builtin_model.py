@@ -15,10 +15,11 @@ from wordbrush.eval.judge import judge
 from wordbrush.utils.images import to_tensor
 
 SHAPES_MODELS = [n for n in BUILTIN if n.startswith("shapes")]
-FILES = {"emoji": ["README.md", "clip", "config.json", "dalle.safetensors", "tokenizer.json", "vae.safetensors"],
+FILES = {"emoji": ["README.md", "clip", "config.json", "dalle.safetensors", "rewriter", "tokenizer.json",
+                   "vae.safetensors"],
          "shapes": ["clip", "config.json", "dalle.safetensors", "tokenizer.json", "vae.safetensors"],
          "shapes-gan": ["config.json", "gan.safetensors", "tokenizer.json"]}
-MAX_MB = {"emoji": 40, "shapes": 36}
+MAX_MB = {"emoji": 46, "shapes": 36}
 
 
 @pytest.fixture(scope="module", params=SHAPES_MODELS)
@@ -91,3 +92,17 @@ def test_a_builtin_name_wins_over_a_same_named_folder_without_a_model(tmp_path, 
     (tmp_path / "shapes").mkdir()  # e.g. the dataset a user rendered with `wordbrush data shapes --out shapes`
     monkeypatch.chdir(tmp_path)
     assert TextToImagePipeline.from_pretrained("shapes").generator.kind == "dalle"
+
+
+def test_emoji_reads_everyday_words_as_its_own_captions():
+    """The shipped rewriter (text/rewriter.py): a person's words reach the emoji the model learned under its
+    dataset's caption; the captions themselves, and a style asked for, are kept."""
+    pipe = TextToImagePipeline.from_pretrained("emoji")
+    asked = ["a steaming mug of coffee", "a little rocket flying to space", "a puppy", "the flag of Japan",
+             "grinning face; smileys and emotion; cheerful, cheery, face", "a slice of pizza in twitter style"]
+    drawn, notes = pipe.revise(asked)
+    heads = [d.split(";")[0] for d in drawn]
+    assert heads[:2] + heads[3:] == ["hot beverage", "rocket", "flag: Japan", "grinning face", "pizza"]
+    assert heads[2] in ("dog", "dog face")
+    assert drawn[4] == asked[4] and drawn[5].endswith("; twitter style") and len(notes) == 5
+    assert pipe.revise(asked, pipe.sampling_options(rewrite=False))[0] == asked

@@ -45,6 +45,7 @@ from .generators import registry
 from .generators.base import ImageGenerator
 from .generators.options import SampleOptions
 from .image.vae import DiscreteVAE, VAEConfig
+from .text.rewriter import REWRITER_FOLDER, PromptRewriter
 from .text.tokenizer import TextTokenizer, clean_prompt
 from .utils.hardware import cpu_has_fast_bf16
 from .utils.images import to_pil, to_tensor
@@ -71,6 +72,8 @@ class PipelineOutput:
     seeds: list[int]  # the seed of each image
     tokens: torch.Tensor  # (n_images, N) image code ids; (n_images, 0) from a gan, which has none
     warnings: list[str] = field(default_factory=list)
+    revised_prompts: list[str] = field(default_factory=list)  # what the model read for each image (the prompt,
+    # or the caption its rewriter read it as)
 
 
 def standardised(score: torch.Tensor) -> torch.Tensor:
@@ -89,10 +92,12 @@ def candidate_rng(seed: int, candidate: int) -> torch.Generator:
 
 class TextToImagePipeline:
     def __init__(self, tokenizer: TextTokenizer, generator: ImageGenerator, vae: DiscreteVAE | None = None,
-                 sampling: SampleOptions | None = None, clip: CLIPScorer | None = None):
+                 sampling: SampleOptions | None = None, clip: CLIPScorer | None = None,
+                 rewriter: PromptRewriter | None = None):
         """A generator that writes codes (output "codes": dalle, maskgit) needs the VAE whose codes it writes; one
         that draws pixels (the gan) takes none. clip: a CLIP to rerank candidates with (default: the one inside
-        the generator, if it carries one). sampling: the defaults of __call__ (default: the family's)."""
+        the generator, if it carries one). sampling: the defaults of __call__ (default: the family's). rewriter:
+        reads a prompt in a person's words as the nearest of the model's captions (text/rewriter.py)."""
         if generator.output == "codes":
             if vae is None:
                 raise ConfigError(f"a {generator.kind} generator needs the VAE whose codes it writes")
@@ -115,6 +120,7 @@ class TextToImagePipeline:
         self.text_len = generator.text_len
         self.tokenizer, self.generator, self.vae = tokenizer, generator.eval(), vae.eval() if vae is not None else None
         self.clip = clip  # optional: reranks candidates when sampling.rerank == "clip"
+        self.rewriter = rewriter  # optional: rewrites prompts when sampling.rewrite
         self.sampling = sampling or replace(generator.default_sampling)  # defaults of __call__, saved with the model
         self._check_options(self.sampling)
 
@@ -174,6 +180,8 @@ class TextToImagePipeline:
         self.tokenizer.save(folder)
         if self.clip is not None and self.clip.model is not generator.text_image_model():
             self.clip.save_pretrained(folder / CLIP_FOLDER)
+        if self.rewriter is not None:
+            self.rewriter.save_pretrained(folder / REWRITER_FOLDER)
         return folder
 
     @classmethod
@@ -210,8 +218,11 @@ class TextToImagePipeline:
         clip = None
         if os.path.lexists(folder / CLIP_FOLDER):  # a link counts too: part_path refuses one that leads out
             clip = CLIPScorer.from_pretrained(part_path(folder, CLIP_FOLDER, "clip", kind="dir"))
+        rewriter = None
+        if os.path.lexists(folder / REWRITER_FOLDER):
+            rewriter = PromptRewriter.from_pretrained(part_path(folder, REWRITER_FOLDER, "rewriter", kind="dir"))
         try:
-            pipe = cls(TextTokenizer.load(folder), generator, vae, sampling, clip)
+            pipe = cls(TextTokenizer.load(folder), generator, vae, sampling, clip, rewriter)
         except ValueError as e:
             raise CheckpointError(f"{folder}: {e}") from None
         return pipe.to(device, dtype)
@@ -256,7 +267,7 @@ class TextToImagePipeline:
                 raise WordbrushError(f"prompt {i} is empty (or only whitespace / control characters)")
         enc = self.tokenizer.encode(list(prompts), self.text_len)
         for i, p in enumerate(prompts):
-            short = clean_prompt(p)[:40] + ("…" if len(clean_prompt(p)) > 40 else "")
+            short = _short(p)
             if enc.truncated[i]:
                 notes.append(f"prompt {i} ({short!r}) is longer than {self.text_len} tokens "
                              f"and was truncated")
@@ -270,7 +281,7 @@ class TextToImagePipeline:
     def __call__(self, prompts: str | list[str], num_images_per_prompt: int = 1, seed: int = 0,
                  guidance_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
                  top_p: float | None = None, num_inference_steps: int | None = None, candidates: int | None = None,
-                 rerank: str | None = None, prime_images: list[Image.Image] | None = None, prime_rows: int = 0,
+                 rerank: str | None = None, rewrite: bool | None = None, prime_images: list[Image.Image] | None = None, prime_rows: int = 0,
                  batch_size: int = 64, use_cache: bool = True,
                  callback: Callable[[int, list[Image.Image]], None] | None = None) -> PipelineOutput:
         """Draw num_images_per_prompt images for each prompt. Image k (prompt-major) uses seed + k: the images of
@@ -282,11 +293,18 @@ class TextToImagePipeline:
         takes one step per image token). candidates: draw this many per image and keep the best (costs candidates
         times the sampling); rerank: by what, "likelihood" (the generator's log p(image | prompt)), "clip"
         (similarity to the prompt in the pipeline's CLIP, DALL·E's reranking) or "clip+likelihood" (both, each
-        standardised over the candidates). Sampling options left as None
+        standardised over the candidates). rewrite: read a prompt in a person's words as the nearest of the
+        model's own captions, where the model has a rewriter (`revise`). Sampling options left as None
         take the model's saved defaults (`pipe.sampling`, stored in config.json). callback(first, images) is
         called after each batch with the index of its first image, so that long runs can save as they go.
         """
         prompts, notes = self.check_prompts(prompts)
+        options = self.sampling_options(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k,
+                                        top_p=top_p, steps=num_inference_steps, candidates=candidates,
+                                        rerank=rerank, rewrite=rewrite)
+        drawn, revisions = self.revise(prompts, options)
+        if revisions:
+            notes = self.check_prompts(drawn)[1] + revisions  # the words that matter are the ones drawn
         for note in notes:
             warnings.warn(note, stacklevel=2)
         if isinstance(num_images_per_prompt, bool) or not isinstance(num_images_per_prompt, int) \
@@ -299,17 +317,31 @@ class TextToImagePipeline:
             raise WordbrushError(f"seed must be a non-negative integer below 2**63, got {seed!r}")
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise WordbrushError(f"batch_size must be a positive integer, got {batch_size!r}")
-        options = self.sampling_options(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k,
-                                        top_p=top_p, steps=num_inference_steps, candidates=candidates,
-                                        rerank=rerank)
         prime = None
         if prime_images is not None:
             prime = self._prime(prime_images, prime_rows, len(prompts)).repeat_interleave(num_images_per_prompt, 0)
         all_prompts = [p for p in prompts for _ in range(num_images_per_prompt)]
+        all_drawn = [p for p in drawn for _ in range(num_images_per_prompt)]
         seeds = [seed + k for k in range(len(all_prompts))]
-        images, tokens = self.draw(all_prompts, seeds, options, prime=prime, batch_size=batch_size,
+        images, tokens = self.draw(all_drawn, seeds, options, prime=prime, batch_size=batch_size,
                                    use_cache=use_cache, callback=callback)
-        return PipelineOutput(images=images, prompts=all_prompts, seeds=seeds, tokens=tokens, warnings=notes)
+        return PipelineOutput(images=images, prompts=all_prompts, seeds=seeds, tokens=tokens, warnings=notes,
+                              revised_prompts=all_drawn)
+
+    def revise(self, prompts: list[str], options: SampleOptions | None = None) -> tuple[list[str], list[str]]:
+        """What the model draws for each prompt, and a note for each one rewritten: with a rewriter and
+        options.rewrite, a prompt in a person's words becomes the nearest of the model's own captions when it is
+        close enough (text/rewriter.py); else every prompt is drawn as typed. Validated prompts (check_prompts)."""
+        options = options or self.sampling
+        if self.rewriter is None or not options.rewrite:
+            return list(prompts), []
+        drawn, notes = [], []
+        for i, r in enumerate(self.rewriter.rewrite(list(prompts))):
+            drawn.append(r.drawn)
+            if r.revised:
+                notes.append(f"prompt {i} ({_short(r.prompt)!r}) was read as the model's caption {r.drawn!r} "
+                             f"(similarity {r.similarity:.2f}; rewrite=False draws it as typed)")
+        return drawn, notes
 
     def _prime(self, images: list[Image.Image], rows: int, n_prompts: int) -> torch.Tensor:
         """The first `rows` token rows of each image: (P, rows * grid) code ids."""
@@ -396,3 +428,9 @@ class TextToImagePipeline:
         arr = np.stack([np.asarray(im.convert("RGB").resize((size, size), Image.BICUBIC)) for im in images])
         with torch.no_grad():
             return self.vae.encode(to_tensor(arr).to(self.device)).flatten(1)
+
+
+def _short(prompt: str) -> str:
+    """A prompt cut to 40 characters, for a message."""
+    p = clean_prompt(prompt)
+    return p[:40] + ("…" if len(p) > 40 else "")

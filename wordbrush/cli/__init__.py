@@ -10,10 +10,10 @@ import warnings
 
 from ..errors import WordbrushError
 from ..version import __version__
-from . import bench, data, evaluate, explain, generate, serve, train
+from . import bench, data, evaluate, explain, generate, rewriter, serve, train
 from .common import Parser, one_line_warning
 
-COMMANDS = (generate, train, evaluate, data, explain, bench, serve)
+COMMANDS = (generate, train, evaluate, data, explain, bench, serve, rewriter)
 
 
 def build_parser() -> Parser:

@@ -66,6 +66,9 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rerank", choices=RERANKERS,
                    help="how candidates are ranked: the model's likelihood, the model's CLIP, or both (each standardised "
                    "over the candidates, summed); default: the model's")
+    p.add_argument("--no-rewrite", dest="rewrite", action="store_false", default=None,
+                   help="draw each prompt as typed, even where the model's prompt rewriter would read it as the "
+                   "nearest of the model's own captions")
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                    help="the generator's weights; bfloat16 samples faster where the CPU/GPU supports it")
     p.add_argument("--compile", action="store_true",
@@ -76,13 +79,14 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
 def sampling_overrides(args: argparse.Namespace) -> dict:
     """The sampling flags as TextToImagePipeline keyword arguments (None = the model's default)."""
     return dict(guidance_scale=args.guidance, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                num_inference_steps=args.steps, candidates=args.candidates, rerank=args.rerank)
+                num_inference_steps=args.steps, candidates=args.candidates, rerank=args.rerank, rewrite=args.rewrite)
 
 
 def sampling_options(pipe, args: argparse.Namespace):
     """The SampleOptions these flags give with this model's saved defaults, validated."""
     return pipe.sampling_options(guidance_scale=args.guidance, temperature=args.temperature, top_k=args.top_k,
-                                 top_p=args.top_p, steps=args.steps, candidates=args.candidates, rerank=args.rerank)
+                                 top_p=args.top_p, steps=args.steps, candidates=args.candidates, rerank=args.rerank,
+                                 rewrite=args.rewrite)
 
 
 def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -73,9 +73,11 @@ def run_folder(parent: Path) -> Path:
             raise WordbrushError(f"cannot make the output folder {folder}: {e.strerror}") from None
 
 
-def image_text(prompt: str, seed: int, model: str, kind: str, size: int, options, dtype: str) -> dict[str, str]:
+def image_text(prompt: str, seed: int, model: str, kind: str, size: int, options, dtype: str,
+               drawn: str | None = None) -> dict[str, str]:
     """PNG text chunks: "parameters" in the form image tools read (prompt, then a line of settings), and
-    "wordbrush" as JSON with the command that draws this image again."""
+    "wordbrush" as JSON with the command that draws this image again. drawn: what the model read for the prompt
+    (its rewriter's revision), when that is not the prompt."""
     o = options
     settings = {"Seed": seed, "Size": f"{size}x{size}", "Model": model, "Generator": kind,
                 "CFG scale": o.guidance_scale,
@@ -87,7 +89,9 @@ def image_text(prompt: str, seed: int, model: str, kind: str, size: int, options
                "--candidates", str(o.candidates), "--rerank", o.rerank, "--dtype", dtype]
     command += ["--top-k", str(o.top_k)] if o.top_k is not None else []
     command += ["--top-p", f"{o.top_p:g}"] if o.top_p is not None else []
-    record = {"prompt": prompt, "seed": seed, "model": model, "generator": kind, "sampling": vars(o).copy(),
+    command += [] if o.rewrite else ["--no-rewrite"]
+    revised = {} if drawn in (None, prompt) else {"revised_prompt": drawn}
+    record = {"prompt": prompt, **revised, "seed": seed, "model": model, "generator": kind, "sampling": vars(o).copy(),
               "dtype": dtype, "wordbrush_version": __version__, "command": shlex.join(command)}
     return {"parameters": parameters, "wordbrush": json.dumps(record)}
 
@@ -108,13 +112,19 @@ def run(args: argparse.Namespace) -> None:
     kw = sampling_overrides(args)
     options = sampling_options(pipe, args)
     prompts, notes = pipe.check_prompts(args.prompts)
+    drawn, revisions = pipe.revise(prompts, options)  # a model's prompt rewriter: what each prompt is read as
+    if revisions:
+        notes = pipe.check_prompts(drawn)[1]  # the words that matter are the ones drawn
     for note in notes:
         print(f"wordbrush: warning: {note}", file=sys.stderr)
+    for note in revisions:
+        print(f"wordbrush: {note}", file=sys.stderr)
     total = len(prompts) * args.n
     screen = shutil.get_terminal_size()  # a terminal that reports no size (0 x 0) gets 80 x 24, not an empty bar
     bar = tqdm(total=total, unit="img", desc=f"drawing with {args.model}", file=sys.stderr, disable=None,
                ncols=min(screen.columns, 120), nrows=screen.lines)
     all_prompts = [p for p in prompts for _ in range(args.n)]
+    all_drawn = [p for p in drawn for _ in range(args.n)]
     made: list[Path] = []  # this call's folder, made when its first image is ready (a call that fails makes none)
 
     def save(first: int, images) -> None:  # called after each batch: the images are on disk as they are drawn
@@ -123,14 +133,15 @@ def run(args: argparse.Namespace) -> None:
         folder = made[0]
         for k, img in enumerate(images, start=first):
             prompt, seed = all_prompts[k], args.seed + k
-            text = image_text(prompt, seed, str(args.model), pipe.generator.kind, pipe.image_size, options, args.dtype)
+            text = image_text(prompt, seed, str(args.model), pipe.generator.kind, pipe.image_size, options, args.dtype,
+                              all_drawn[k])
             path = save_png(img, folder / f"{k:03d}-{slug(prompt)}-seed{seed}.png", text)
             bar.write(str(path), file=sys.stdout)
         bar.update(len(images))
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the notes were printed above, once, as one line each
-        out = pipe(prompts, num_images_per_prompt=args.n, seed=args.seed, callback=save, **kw)
+        out = pipe(drawn, num_images_per_prompt=args.n, seed=args.seed, callback=save, **{**kw, "rewrite": False})
     bar.close()
     shown = out.images[:GRID_MAX]  # a grid of thousands would be too big to look at
     print(save_grid(shown, made[0] / "grid.png", cols=min(args.n, 16), scale=4 if len(shown) <= 64 else 1))

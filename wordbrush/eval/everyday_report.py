@@ -91,9 +91,11 @@ def evaluate_everyday(pipe, refs: References, out_dir: str | Path, prompts=EVERY
     seeds = [seed + i * m + j for i in range(n) for j in range(m)]  # image j of prompt i, in every condition
     if progress:
         print(plan(n, m, options.candidates, len(refs)), file=sys.stderr)
-    everyday_images = _draw(pipe, [p.prompt for p in prompts for _ in range(m)], seeds, options,
+    read_as = pipe.revise([p.prompt for p in prompts], options)[0]  # as generate draws them (a model's rewriter)
+    captions = pipe.revise([r.caption for r in rows], options)[0]
+    everyday_images = _draw(pipe, [q for q in read_as for _ in range(m)], seeds, options,
                             "everyday: everyday prompts", progress)
-    structured_images = _draw(pipe, [r.caption for r in rows for _ in range(m)], seeds, options,
+    structured_images = _draw(pipe, [c for c in captions for _ in range(m)], seeds, options,
                               "everyday: dataset captions", progress)
     swap = derangement(n)
     per_image = [c for c in concepts for _ in range(m)]
@@ -107,11 +109,11 @@ def evaluate_everyday(pipe, refs: References, out_dir: str | Path, prompts=EVERY
     if all(o is not None for o in others):
         real = float(np.mean(target_ranks(refs, to_vectors([load_image(o) for o in others]), concepts) < k))
     rates = {name: float(h.mean()) for name, h in hit.items()}
-    unknown = pipe.tokenizer.encode([p.prompt for p in prompts], pipe.text_len).unknown_words
+    unknown = pipe.tokenizer.encode(read_as, pipe.text_len).unknown_words
     report: dict[str, Any] = {
         "benchmark": "emoji everyday prompts, pixel nearest-neighbour judge",
         "prompts": n, "images_per_prompt": m, "seed": seed, "k": k, "judge_size": JUDGE_SIZE,
-        "references": len(refs), "options": vars(options),
+        "references": len(refs), "options": vars(options), "rewriter": pipe.rewriter is not None and options.rewrite,
         "hit_rate": {name: round(v, 4) for name, v in rates.items()},
         "ratio_everyday_to_structured": _ratio(rates["everyday"], rates["structured"]),
         "ratio_everyday_to_shuffled": _ratio(rates["everyday"], rates["shuffled"]),
@@ -120,7 +122,7 @@ def evaluate_everyday(pipe, refs: References, out_dir: str | Path, prompts=EVERY
             {**asdict(p), "caption": rows[i].caption, "shuffled_against": concepts[swap[i]],
              **{f"{name}_hits": [bool(x) for x in hit[name][i]] for name in CONDITIONS},
              **{f"{name}_ranks": [int(x) for x in ranks[name].reshape(n, m)[i]] for name in CONDITIONS},
-             "unknown_words": list(dict.fromkeys(unknown[i]))}
+             "read_as": read_as[i], "unknown_words": list(dict.fromkeys(unknown[i]))}
             for i, p in enumerate(prompts)],
     }
     (out / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -163,16 +165,20 @@ def markdown(report: dict[str, Any], grid: str, grid_all: str) -> str:
     if real is not None:
         lines.append(f"- for scale, the judge on the dataset's other-style (twitter) image of each concept: "
                      f"{100 * real:.1f}% (a real drawing of the right emoji, not the reference's pixels)")
+    if report.get("rewriter"):
+        lines.append("- prompts went through the model's prompt rewriter (text/rewriter.py), as `wordbrush generate` "
+                     "draws them; the table lists what each was read as")
     lines += ["", f"Sampling: {report['options']}.", "",
               f"![16 everyday prompts, one image each]({grid})", "",
               f"Every prompt, its {m} images and (last) the reference: [{grid_all}]({grid_all})", "",
               "## Per prompt", "",
               f"Hits out of {m}; rank: the median rank of the intended emoji among all references (0 = nearest).", "",
               "| group | prompt | emoji | everyday | structured | shuffled | rank everyday | rank structured | "
-              "words the model never saw |", "|---|---|---|---|---|---|---|---|---|"]
+              "read as | words the model never saw |", "|---|---|---|---|---|---|---|---|---|---|"]
     for p in report["per_prompt"]:
         lines.append(
             f"| {p['group']} | {p['prompt']} | {p['label']} ({p['concept']}) | {sum(p['everyday_hits'])} | "
             f"{sum(p['structured_hits'])} | {sum(p['shuffled_hits'])} | {int(np.median(p['everyday_ranks']))} | "
-            f"{int(np.median(p['structured_ranks']))} | {', '.join(p['unknown_words'])} |")
+            f"{int(np.median(p['structured_ranks']))} | {'' if p.get('read_as', p['prompt']) == p['prompt'] else p['read_as']} | "
+            f"{', '.join(p['unknown_words'])} |")
     return "\n".join(lines) + "\n"

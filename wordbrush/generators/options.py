@@ -23,6 +23,8 @@ class SampleOptions:
     candidates: int = 1  # draw this many per image and keep the best by `rerank`
     rerank: str = "likelihood"  # "likelihood": the generator's log p(image | prompt); "clip": the pipeline's CLIP;
     # "clip+likelihood": both, each standardised over an image's candidates, summed
+    rewrite: bool = True  # a model with a prompt rewriter (text/rewriter.py) draws a prompt in a person's words as
+    # the nearest of its own captions; False draws every prompt as typed
 
     def validate(self, vocab: int | None = None) -> None:
         """Raise WordbrushError naming the first bad option. vocab: the image vocabulary that bounds top_k (None
@@ -43,6 +45,8 @@ class SampleOptions:
             raise WordbrushError(f"steps must be in 1..1024, got {self.steps!r}")
         if self.choice_temperature < 0:
             raise WordbrushError(f"choice_temperature must be >= 0, got {self.choice_temperature}")
+        if not isinstance(self.rewrite, bool):
+            raise WordbrushError(f"rewrite must be true or false, got {self.rewrite!r}")
         if self.rerank not in RERANKERS:
             raise WordbrushError(f"rerank must be one of {', '.join(RERANKERS)}, got {self.rerank!r}")
         if not (_is_int(self.candidates) and 1 <= self.candidates <= MAX_CANDIDATES):

@@ -42,7 +42,7 @@ PAGE_POLICY = "default-src 'self'; img-src 'self' data:; object-src 'none'; base
 
 
 class ImageRequest(BaseModel):
-    """OpenAI's image-generation request; the last four fields are wordbrush's (send them in `extra_body`)."""
+    """OpenAI's image-generation request; the last five fields are wordbrush's (send them in `extra_body`)."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -56,11 +56,14 @@ class ImageRequest(BaseModel):
     guidance_scale: float | None = Field(None, ge=0, allow_inf_nan=False)
     temperature: float | None = Field(None, gt=0, allow_inf_nan=False)
     candidates: int | None = Field(None, ge=1, description="draw this many per image and keep the likeliest")
+    rewrite: bool | None = Field(None, description="false: draw the prompt as typed, even where the model's prompt "
+                                 "rewriter would read it as one of its own captions (default: the model's)")
 
 
 class ImageData(BaseModel):
     b64_json: str
     seed: int
+    revised_prompt: str = Field(description="what the model drew: the prompt, or the caption its rewriter read it as")
 
 
 class ImagesResponse(BaseModel):
@@ -103,6 +106,7 @@ def load_pipeline(settings: ServeSettings):
         pipe.compile()
         pipe.draw(["warm-up"] * settings.max_batch, list(range(settings.max_batch)),
                   batch_size=settings.max_batch * pipe.sampling.candidates)
+    pipe.revise(["warm-up"])  # a model's prompt rewriter loads its reader now, not on the first request
     return pipe
 
 
@@ -123,7 +127,8 @@ class Server:
         return f"{self.pipe.image_size}x{self.pipe.image_size}"
 
     def prepare(self, req: ImageRequest) -> tuple[list[str], list[int], object, list[str]]:
-        """The request's prompts and seeds (one per image), sampling options and warnings; APIError if invalid."""
+        """The prompts the model draws and seeds (one per image), sampling options and warnings; APIError if
+        invalid."""
         lim = self.settings.limits
         if req.model is not None and req.model != self.name:
             raise APIError(404, f"model {req.model!r} is not served here; this server serves {self.name!r}",
@@ -149,11 +154,14 @@ class Server:
         try:
             prompts, notes = self.pipe.check_prompts([req.prompt])
             options = self.pipe.sampling_options(guidance_scale=req.guidance_scale, temperature=req.temperature,
-                                                 candidates=req.candidates)
+                                                 candidates=req.candidates, rewrite=req.rewrite)
+            drawn, revisions = self.pipe.revise(prompts, options)
+            if revisions:
+                notes = self.pipe.check_prompts(drawn)[1] + revisions
         except ValueError as e:  # WordbrushError and SampleOptions.validate's ValueError: the message says why
             raise APIError(400, str(e), None, "invalid_value") from None
         seed = secrets.randbelow(2**31) if req.seed is None else req.seed
-        return prompts * n, [seed + k for k in range(n)], options, notes
+        return drawn * n, [seed + k for k in range(n)], options, notes
 
 
 def check_prompt(prompt: str, max_chars: int) -> None:
@@ -224,7 +232,8 @@ async def generate(req: ImageRequest, request: Request, srv: Annotated[Server, D
     except Stopped as e:
         raise APIError(503, str(e), code="shutting_down") from None
     images = await until_drawn(request, future)
-    return ImagesResponse(created=int(time.time()), data=[ImageData(b64_json=b, seed=s) for b, s in zip(images, seeds)],
+    return ImagesResponse(created=int(time.time()), data=[ImageData(b64_json=b, seed=s, revised_prompt=p)
+                                                        for b, s, p in zip(images, seeds, prompts)],
                           warnings=notes)
 
 

@@ -1,0 +1,65 @@
+"""`wordbrush rewriter build|show`: give a model a prompt rewriter built from its training data, or show what a
+model reads prompts as (text/rewriter.py)."""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+from .common import Parser, finite_float
+
+
+def add_parser(sub) -> None:
+    rw = sub.add_parser("rewriter", help="read prompts in a person's words as a model's own captions")
+    rw_sub = rw.add_subparsers(dest="action", required=True, parser_class=Parser)
+    b = rw_sub.add_parser("build", help="build a model folder's rewriter/ from the data it was trained on",
+                          description="Read every caption (and, for a manifest with a label column, its everyday "
+                          "phrasings) of the training data with MiniLM; one point per caption; written into "
+                          "MODEL/rewriter/. Needs the minilm extra.")
+    b.add_argument("--model", required=True, help="a saved model folder (a training run folder or a built-in's folder)")
+    b.add_argument("--data", required=True, help="the dataset the model was trained on (folder or manifest)")
+    b.add_argument("--split", default="train", help="the manifest split it was trained on (default: train)")
+    b.add_argument("--min-similarity", type=finite_float, default=None,
+                   help="rewrite only prompts at least this close (cosine) to a training caption's point "
+                   "(default 0.4)")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    b.set_defaults(func=run_build)
+    s = rw_sub.add_parser("show", help="print what a model reads each prompt as")
+    s.add_argument("prompts", nargs="+", help="prompts, each in quotes")
+    s.add_argument("--model", default="emoji", help="built-in model name or folder (default: emoji)")
+    s.set_defaults(func=run_show)
+
+
+def run_build(args: argparse.Namespace) -> None:
+    from ..errors import WordbrushError
+    from ..pipeline import TextToImagePipeline
+    from ..text.rewriter import REWRITER_FOLDER, PromptRewriter
+    from ..utils.atomic import replace_into
+
+    folder = Path(args.model)
+    TextToImagePipeline.from_pretrained(folder)  # a folder that is not a model fails here, before the long part
+    low = {} if args.min_similarity is None else {"min_similarity": args.min_similarity}
+    rw = PromptRewriter.from_dataset(args.data, split=args.split, progress=not args.quiet, **low)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".rewriter-", dir=folder))
+    except OSError as e:
+        raise WordbrushError(f"cannot write into {folder}: {e.strerror}") from None
+    rw.save_pretrained(staging / REWRITER_FOLDER)
+    replace_into(staging, folder)  # the old rewriter/ (if any) is swapped out in one rename
+    print(f"wrote {folder / REWRITER_FOLDER}: {rw.cfg.points} captions from {args.data} "
+          f"(each drawn as typed; a prompt near one is read as it: min similarity {rw.cfg.min_similarity:g})")
+
+
+def run_show(args: argparse.Namespace) -> None:
+    from ..errors import WordbrushError
+    from ..pipeline import TextToImagePipeline
+
+    pipe = TextToImagePipeline.from_pretrained(args.model)
+    if pipe.rewriter is None:
+        raise WordbrushError(f"{args.model} has no prompt rewriter: it draws every prompt as typed "
+                             "(wordbrush rewriter build adds one)")
+    prompts, _ = pipe.check_prompts(args.prompts)
+    for r in pipe.rewriter.rewrite(prompts):
+        what = f"-> {r.drawn}" if r.revised else "(drawn as typed)"
+        print(f"{r.similarity:5.2f}  {r.prompt}  {what}")
