@@ -175,5 +175,10 @@ def test_an_ahead_of_time_step_never_runs_stale_weights():
         for p in m.parameters():
             p.mul_(-1.5)
     after = m.sample(text, _gens(range(4)))
+    head = next(mod for mod in m.modules() if isinstance(mod, torch.nn.Linear) and mod.out_features == TINY.image_vocab)
+    head.weight = torch.nn.Parameter(head.weight.detach().flip(0))  # a parameter replaced, not changed in place
+    replaced = m.sample(text, _gens(range(4)))
     m.compile_sampling(False)
+    assert torch.equal(replaced, m.sample(text, _gens(range(4)))) and not torch.equal(replaced, after)
+    head.weight = torch.nn.Parameter(head.weight.detach().flip(0))
     assert torch.equal(after, m.sample(text, _gens(range(4)))) and not torch.equal(after, before)

@@ -179,10 +179,12 @@ class DALLE(TokenGenerator):
                        else self.text_pos.dtype)
             T = cfg.text_len + N
             cache = KVCache(cfg.depth, rows.shape[0], cfg.heads, T, dh, device, KVCache.storage_dtype(device, compute))
-            h = self.trunk(self.embed(rows, primed), cache)[:, -1]  # (R, D)
+            # compiled with the scratch text encoder; a pretrained one (MiniLM's memo of captions) stays eager
+            prefill = self.fast("prefill", self.prefill, ahead_of_time=True) if cfg.text_encoder == "scratch" \
+                else self.prefill
+            logits = prefill(rows, primed, cache.k, cache.v)  # (R, V); the cache holds the first L + n0 positions
             positions = torch.arange(T, device=device)
             step = self.fast("decode_step", self.decode_step, ahead_of_time=True)
-        logits = self.image_head(h).float() if use_cache else None  # (R, V)
         for i in range(n0, N):
             if not use_cache:
                 so_far = tokens[:, :i].repeat(2, 1) if guided else tokens[:, :i]
@@ -196,6 +198,14 @@ class DALLE(TokenGenerator):
                 pos = positions[cfg.text_len + i : cfg.text_len + i + 1]  # (1,): where token i goes in the cache
                 logits = step(nxt, positions[i : i + 1], pos, positions <= pos, cache.k, cache.v)
         return tokens[:wanted]
+
+    def prefill(self, rows: torch.Tensor, primed: torch.Tensor, ks: list[torch.Tensor],
+                vs: list[torch.Tensor]) -> torch.Tensor:
+        """The prompt (and primed image tokens) through the trunk at once: rows (R, L) text ids, primed (R, n0)
+        image ids -> next-token logits (R, V_img) in float32, with every layer's keys/values of those L + n0
+        positions written into ks[i], vs[i] (R, h, T, d)."""
+        h = self.trunk(self.embed(rows, primed), KVCache.over(ks, vs))[:, -1]  # (R, D)
+        return self.image_head(h).float()
 
     def decode_step(self, token: torch.Tensor, t: torch.Tensor, pos: torch.Tensor, keep: torch.Tensor,
                     ks: list[torch.Tensor], vs: list[torch.Tensor]) -> torch.Tensor:

@@ -100,6 +100,10 @@ class AheadOfTime:
         self.weights: Any = None
         self.fallback: Compiled | None = None
         self.folder: str | None = None
+        # where each parameter lives (its module's _parameters and its name), found on the first call (a deep copy
+        # is still being built here): walking the module tree every call cost R1 ~0.2 ms a step of ~2.3 ms,
+        # reading its 69 slots ~0.02 ms
+        self.slots: list[tuple[dict, str]] | None = None
 
     def __deepcopy__(self, memo: dict) -> "AheadOfTime":  # a copied model compiles for itself
         return AheadOfTime(copy.deepcopy(self.fn, memo), self.what)
@@ -120,7 +124,10 @@ class AheadOfTime:
     def __call__(self, *args: Any) -> Any:
         if self.fallback is not None:
             return self.fallback(*args)
-        weights = [(p.data_ptr(), p._version) for p in self.module.parameters()]
+        if self.slots is None:
+            self.slots = [(m._parameters, n) for m in self.module.modules() for n, p in m._parameters.items()
+                          if p is not None]
+        weights = [(d[n].data_ptr(), d[n]._version) for d, n in self.slots]  # a parameter replaced is seen too
         if weights != self.weights:
             self.packages, self.weights = {}, weights
         key = tuple((tuple(a.shape), a.dtype) for a in tree_leaves(args))

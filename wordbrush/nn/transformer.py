@@ -66,6 +66,13 @@ class KVCache:
         self.v = [torch.zeros_like(k) for k in self.k]
         self.length = 0
 
+    @classmethod
+    def over(cls, k: list[torch.Tensor], v: list[torch.Tensor]) -> KVCache:
+        """A cache over existing per-layer tensors, empty (length 0): what a compiled step that fills them sees."""
+        cache = cls.__new__(cls)
+        cache.k, cache.v, cache.length = list(k), list(v), 0
+        return cache
+
     @staticmethod
     def storage_dtype(device: torch.device, compute: torch.dtype) -> torch.dtype:
         """float32 on the CPU, whatever the model computes in: one-query attention over a bf16 cache measured
