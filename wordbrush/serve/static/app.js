@@ -51,8 +51,9 @@ function addImages(prompt, data) {
     const fig = document.createElement("figure");
     const img = Object.assign(document.createElement("img"), { src, alt: prompt, className: "result" });
     const cap = document.createElement("figcaption");
+    const drawn = item.revised_prompt && item.revised_prompt !== prompt ? ` — drawn as: ${item.revised_prompt}` : "";
     const text = Object.assign(document.createElement("span"), { className: "prompt", textContent: prompt,
-                                                                 title: `${prompt} (seed ${item.seed})` });
+                                                                 title: `${prompt} (seed ${item.seed})${drawn}` });
     const link = Object.assign(document.createElement("a"), { href: src, textContent: "download",
                                                               download: `${slug(prompt)}-seed${item.seed}.png` });
     cap.append(text, link);
