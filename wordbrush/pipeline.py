@@ -298,13 +298,11 @@ class TextToImagePipeline:
         take the model's saved defaults (`pipe.sampling`, stored in config.json). callback(first, images) is
         called after each batch with the index of its first image, so that long runs can save as they go.
         """
-        prompts, notes = self.check_prompts(prompts)
         options = self.sampling_options(guidance_scale=guidance_scale, temperature=temperature, top_k=top_k,
                                         top_p=top_p, steps=num_inference_steps, candidates=candidates,
                                         rerank=rerank, rewrite=rewrite)
-        drawn, revisions = self.revise(prompts, options)
-        if revisions:
-            notes = self.check_prompts(drawn)[1] + revisions  # the words that matter are the ones drawn
+        prompts, drawn, notes, revisions = self.read_prompts(prompts, options)
+        notes = notes + revisions
         for note in notes:
             warnings.warn(note, stacklevel=2)
         if isinstance(num_images_per_prompt, bool) or not isinstance(num_images_per_prompt, int) \
@@ -327,6 +325,16 @@ class TextToImagePipeline:
                                    use_cache=use_cache, callback=callback)
         return PipelineOutput(images=images, prompts=all_prompts, seeds=seeds, tokens=tokens, warnings=notes,
                               revised_prompts=all_drawn)
+
+    def read_prompts(self, prompts: str | list[str], options: SampleOptions | None = None
+                     ) -> tuple[list[str], list[str], list[str], list[str]]:
+        """check_prompts, then revise: the prompts as a list, what the model draws for each, the warnings about
+        what it draws (words it never saw, truncation) and a note for each prompt rewritten."""
+        prompts, notes = self.check_prompts(prompts)
+        drawn, revisions = self.revise(prompts, options)
+        if revisions:
+            notes = self.check_prompts(drawn)[1]  # the words that matter are the ones drawn
+        return prompts, drawn, notes, revisions
 
     def revise(self, prompts: list[str], options: SampleOptions | None = None) -> tuple[list[str], list[str]]:
         """What the model draws for each prompt, and a note for each one rewritten: with a rewriter and

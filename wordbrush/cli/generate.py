@@ -111,10 +111,7 @@ def run(args: argparse.Namespace) -> None:
     pipe = TextToImagePipeline.from_pretrained(args.model, dtype=getattr(torch, args.dtype)).compile(args.compile)
     kw = sampling_overrides(args)
     options = sampling_options(pipe, args)
-    prompts, notes = pipe.check_prompts(args.prompts)
-    drawn, revisions = pipe.revise(prompts, options)  # a model's prompt rewriter: what each prompt is read as
-    if revisions:
-        notes = pipe.check_prompts(drawn)[1]  # the words that matter are the ones drawn
+    prompts, drawn, notes, revisions = pipe.read_prompts(args.prompts, options)  # drawn: as a rewriter reads them
     for note in notes:
         print(f"wordbrush: warning: {note}", file=sys.stderr)
     for note in revisions:

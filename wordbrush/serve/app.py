@@ -152,16 +152,13 @@ class Server:
             if value is not None and value > top:
                 raise APIError(400, f"{name} must be at most {top}, got {value}", name, "invalid_value")
         try:
-            prompts, notes = self.pipe.check_prompts([req.prompt])
             options = self.pipe.sampling_options(guidance_scale=req.guidance_scale, temperature=req.temperature,
                                                  candidates=req.candidates, rewrite=req.rewrite)
-            drawn, revisions = self.pipe.revise(prompts, options)
-            if revisions:
-                notes = self.pipe.check_prompts(drawn)[1] + revisions
+            _, drawn, notes, revisions = self.pipe.read_prompts([req.prompt], options)
         except ValueError as e:  # WordbrushError and SampleOptions.validate's ValueError: the message says why
             raise APIError(400, str(e), None, "invalid_value") from None
         seed = secrets.randbelow(2**31) if req.seed is None else req.seed
-        return drawn * n, [seed + k for k in range(n)], options, notes
+        return drawn * n, [seed + k for k in range(n)], options, notes + revisions
 
 
 def check_prompt(prompt: str, max_chars: int) -> None:
