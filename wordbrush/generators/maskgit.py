@@ -154,7 +154,9 @@ class MaskGIT(TokenGenerator):
         if prime is not None:
             tokens[:, :n0] = prime
         known = tokens != self.mask_id  # (B, N); every row has the same number known
-        trunk = self.fast("logits", self.logits)  # the same shapes every step: compiled after compile_sampling()
+        # the same shapes every step: after compile_sampling(), on the CPU compiled ahead of time (R1, batch 16,
+        # 12 steps: 1.16 s a batch through torch.compile, 0.98 s this way, the same tokens)
+        trunk = self.fast("logits", self.logits, ahead_of_time=True)
         for t in range(K):
             unknown = N - int(known[0].sum())
             if unknown == 0:
