@@ -43,6 +43,7 @@ def explain(pipe, prompt: str, seed: int = 0, layers: list[int] | None = None, *
     if not layers or any(not 0 <= i < depth for i in layers):
         raise WordbrushError(f"layers must be indices in 0..{depth - 1}, got {layers}")
     out = pipe(prompt, seed=seed, **sampling)
+    prompt = out.revised_prompts[0]  # what the model read (a rewriter's caption): its words are the ones attended to
     cfg = gen.cfg
     text = pipe.tokenizer.encode([prompt], cfg.text_len).ids.to(pipe.device)
     att = gen.text_attention(text, out.tokens.to(pipe.device), layers)[0].float().cpu()  # (N, L)
