@@ -178,7 +178,8 @@ class DALLE(TokenGenerator):
             compute = (torch.get_autocast_dtype(device.type) if torch.is_autocast_enabled(device.type)
                        else self.text_pos.dtype)
             T = cfg.text_len + N
-            cache = KVCache(cfg.depth, rows.shape[0], cfg.heads, T, dh, device, KVCache.storage_dtype(device, compute))
+            stored = KVCache.storage_dtype(device, compute, compiled=self._compiled is not None)
+            cache = KVCache(cfg.depth, rows.shape[0], cfg.heads, T, dh, device, stored)
             # compiled with the scratch text encoder; a pretrained one (MiniLM's memo of captions) stays eager
             prefill = self.fast("prefill", self.prefill, ahead_of_time=True) if cfg.text_encoder == "scratch" \
                 else self.prefill
