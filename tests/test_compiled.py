@@ -182,3 +182,20 @@ def test_an_ahead_of_time_step_never_runs_stale_weights():
     assert torch.equal(replaced, m.sample(text, _gens(range(4)))) and not torch.equal(replaced, after)
     head.weight = torch.nn.Parameter(head.weight.detach().flip(0))
     assert torch.equal(after, m.sample(text, _gens(range(4)))) and not torch.equal(after, before)
+
+
+def test_a_compiled_pipeline_decodes_the_eager_pixels():
+    from conftest import tiny_pipeline
+
+    pipe = tiny_pipeline()
+    prompts, seeds = ["a red circle", "two blue squares", "a green cross"], [0, 1, 2]
+    eager_images, eager_tokens = pipe.draw(prompts, seeds)
+    pipe.compile()
+    images, tokens = pipe.draw(prompts, seeds)  # 3 images: their codes decoded padded to 4 rows
+    assert torch.equal(tokens, eager_tokens)
+    for a, b in zip(images, eager_images):
+        assert np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() <= 1
+    if compiled.compiler_missing(torch.device("cpu")) is None:
+        assert pipe._decoder["decode"].ahead_of_time
+    pipe.compile(False)
+    assert pipe._decoder is None and pipe.draw(prompts, seeds)[1].equal(eager_tokens)

@@ -43,6 +43,7 @@ from .config import to_dict
 from .errors import CheckpointError, ConfigError, WordbrushError
 from .generators import registry
 from .generators.base import ImageGenerator
+from .nn.compiled import AheadOfTime, Compiled, pad_rows
 from .generators.options import SampleOptions
 from .image.vae import DiscreteVAE, VAEConfig
 from .text.rewriter import REWRITER_FOLDER, PromptRewriter
@@ -121,6 +122,7 @@ class TextToImagePipeline:
         self.tokenizer, self.generator, self.vae = tokenizer, generator.eval(), vae.eval() if vae is not None else None
         self.clip = clip  # optional: reranks candidates when sampling.rerank == "clip"
         self.rewriter = rewriter  # optional: rewrites prompts when sampling.rewrite
+        self._decoder: dict[str, AheadOfTime | Compiled] | None = None  # the compiled VAE decode, after compile()
         self.sampling = sampling or replace(generator.default_sampling)  # defaults of __call__, saved with the model
         self._check_options(self.sampling)
 
@@ -159,9 +161,23 @@ class TextToImagePipeline:
         to a power of two) and dtype compiles once per process on its first draw, seconds to a minute; a dalle's
         decoding step on the CPU is compiled ahead of time (AOTInductor, weights frozen in and recompiled when they
         change: nn/compiled.py), the other steps through torch.compile. float32 tokens are those of the eager path
-        (tests/test_compiled.py). Where no compiler works, one warning and eager sampling."""
+        (tests/test_compiled.py). The VAE's decoding of the codes is compiled too (ahead of time on the CPU: R1,
+        batch 16, 1.12x in bf16, 1.19x in float32; pixels within 1e-4 of eager's). Where no compiler works, one
+        warning and eager sampling."""
         self.generator.compile_sampling(enabled)
+        self._decoder = {} if enabled and self.vae is not None else None
         return self
+
+    def _decode(self, codes: torch.Tensor) -> torch.Tensor:
+        """(n, N) code ids -> (n, 3, H, W) pixels; after compile(), through the compiled decoder, the rows padded
+        to the generator's compiled row count (so that a few shapes compile, not one per batch size)."""
+        if self._decoder is None:
+            return self.vae.decode(codes)
+        if "decode" not in self._decoder:
+            aot = codes.device.type == "cpu"
+            self._decoder["decode"] = (AheadOfTime if aot else Compiled)(self.vae.decode, "vae decode")
+        n = codes.shape[0]
+        return self._decoder["decode"](pad_rows(codes, self.generator.compiled_rows(n)))[:n]
 
     # ------------------------------------------------------------------------------------------ save / load
 
@@ -407,7 +423,7 @@ class TextToImagePipeline:
                 judges = options.rerank.split("+") if C > 1 else []  # "clip", "likelihood" or both
                 if codes:  # out: (b*C, N) code ids; decoded now unless only the likeliest will be kept
                     t = out
-                    pixels = self.vae.decode(t) if C == 1 or "clip" in judges else None  # (b*C, 3, H, W)
+                    pixels = self._decode(t) if C == 1 or "clip" in judges else None  # (b*C, 3, H, W)
                 else:  # out: (b*C, 3, H, W) pixels, no codes
                     t, pixels = torch.zeros(len(rows), 0, dtype=torch.long, device=out.device), out
                 if C > 1:
@@ -420,7 +436,7 @@ class TextToImagePipeline:
                     best = score.argmax(1).to(t.device)  # (b,)
                     pick = torch.arange(len(best), device=t.device) * C + best
                     t = t[pick]
-                    pixels = pixels[pick.to(pixels.device)] if pixels is not None else self.vae.decode(t)
+                    pixels = pixels[pick.to(pixels.device)] if pixels is not None else self._decode(t)
                 batch = to_pil(pixels)
                 if callback is not None:
                     callback(len(images), batch)
