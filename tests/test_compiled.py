@@ -196,6 +196,6 @@ def test_a_compiled_pipeline_decodes_the_eager_pixels():
     for a, b in zip(images, eager_images):
         assert np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() <= 1
     if compiled.compiler_missing(torch.device("cpu")) is None:
-        assert pipe._decoder["decode"].ahead_of_time
+        assert pipe.vae._compiled["decode"].ahead_of_time
     pipe.compile(False)
-    assert pipe._decoder is None and pipe.draw(prompts, seeds)[1].equal(eager_tokens)
+    assert pipe.vae._compiled is None and pipe.draw(prompts, seeds)[1].equal(eager_tokens)

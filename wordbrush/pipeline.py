@@ -8,7 +8,8 @@
 A saved pipeline is a folder: config.json (kind "pipeline", which generator, the generator's and the VAE's configs,
 the default sampling options, the wordbrush version) + GENERATOR.safetensors (dalle, maskgit, gan, ...) + for a
 generator that writes codes vae.safetensors + tokenizer.json, and optionally clip/ (a CLIP with its own tokenizer,
-wordbrush/clip.py) to rerank candidates. The pipeline knows generators only through their contract
+wordbrush/clip.py) to rerank candidates and rewriter/ (text/rewriter.py) to read everyday words as the model's
+captions. The pipeline knows generators only through their contract
 (generators/base.py) and the registry (generators/registry.py): it has no branch on a family.
 """
 
@@ -43,16 +44,16 @@ from .config import to_dict
 from .errors import CheckpointError, ConfigError, WordbrushError
 from .generators import registry
 from .generators.base import ImageGenerator
-from .nn.compiled import AheadOfTime, Compiled, pad_rows
 from .generators.options import SampleOptions
+from .generators.sampling import candidate_rng, standardised
 from .image.vae import DiscreteVAE, VAEConfig
+from .text import prompts as reading
 from .text.rewriter import REWRITER_FOLDER, PromptRewriter
-from .text.tokenizer import TextTokenizer, clean_prompt
+from .text.tokenizer import TextTokenizer
 from .utils.hardware import cpu_has_fast_bf16
 from .utils.images import to_pil, to_tensor
 
 __all__ = ["BUILTIN", "PipelineOutput", "TextToImagePipeline", "builtin_path", "model_folder"]
-MAX_PROMPT_CHARS = 100_000  # longer input is refused outright rather than tokenised
 MAX_IMAGES = 10_000  # images one call may ask for (prompts x num_images_per_prompt)
 CLIP_FOLDER = "clip"
 
@@ -75,20 +76,6 @@ class PipelineOutput:
     warnings: list[str] = field(default_factory=list)
     revised_prompts: list[str] = field(default_factory=list)  # what the model read for each image (the prompt,
     # or the caption its rewriter read it as)
-
-
-def standardised(score: torch.Tensor) -> torch.Tensor:
-    """(b, C) scores -> each row shifted to mean 0 and scaled to standard deviation 1 (0 where all are equal), so
-    that two rerankers' scores on different scales can be summed."""
-    centred = score - score.mean(1, keepdim=True)
-    return centred / centred.std(1, keepdim=True, unbiased=False).clamp_min(1e-8)
-
-
-def candidate_rng(seed: int, candidate: int) -> torch.Generator:
-    """The random stream of one candidate of the image with this seed; candidate 0 is seeded with the seed itself."""
-    if candidate == 0:
-        return torch.Generator().manual_seed(seed)
-    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, candidate]).generate_state(1, np.uint64)[0]))
 
 
 class TextToImagePipeline:
@@ -122,7 +109,6 @@ class TextToImagePipeline:
         self.tokenizer, self.generator, self.vae = tokenizer, generator.eval(), vae.eval() if vae is not None else None
         self.clip = clip  # optional: reranks candidates when sampling.rerank == "clip"
         self.rewriter = rewriter  # optional: rewrites prompts when sampling.rewrite
-        self._decoder: dict[str, AheadOfTime | Compiled] | None = None  # the compiled VAE decode, after compile()
         self.sampling = sampling or replace(generator.default_sampling)  # defaults of __call__, saved with the model
         self._check_options(self.sampling)
 
@@ -161,23 +147,12 @@ class TextToImagePipeline:
         to a power of two) and dtype compiles once per process on its first draw, seconds to a minute; a dalle's
         decoding step on the CPU is compiled ahead of time (AOTInductor, weights frozen in and recompiled when they
         change: nn/compiled.py), the other steps through torch.compile. float32 tokens are those of the eager path
-        (tests/test_compiled.py). The VAE's decoding of the codes is compiled too (ahead of time on the CPU: R1,
-        batch 16, 1.12x in bf16, 1.19x in float32; pixels within 1e-4 of eager's). Where no compiler works, one
-        warning and eager sampling."""
+        (tests/test_compiled.py). The VAE's decoding of the codes is compiled too (DiscreteVAE.compile_decoding).
+        Where no compiler works, one warning and eager sampling."""
         self.generator.compile_sampling(enabled)
-        self._decoder = {} if enabled and self.vae is not None else None
+        if self.vae is not None:
+            self.vae.compile_decoding(enabled)
         return self
-
-    def _decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """(n, N) code ids -> (n, 3, H, W) pixels; after compile(), through the compiled decoder, the rows padded
-        to the generator's compiled row count (so that a few shapes compile, not one per batch size)."""
-        if self._decoder is None:
-            return self.vae.decode(codes)
-        if "decode" not in self._decoder:
-            aot = codes.device.type == "cpu"
-            self._decoder["decode"] = (AheadOfTime if aot else Compiled)(self.vae.decode, "vae decode")
-        n = codes.shape[0]
-        return self._decoder["decode"](pad_rows(codes, self.generator.compiled_rows(n)))[:n]
 
     # ------------------------------------------------------------------------------------------ save / load
 
@@ -268,37 +243,14 @@ class TextToImagePipeline:
     # ---------------------------------------------------------------------------------------------- call
 
     def check_prompts(self, prompts: str | list[str]) -> tuple[list[str], list[str]]:
-        """Validate prompts; return them as a list plus the warnings a user should see."""
-        if isinstance(prompts, str):
-            prompts = [prompts]
-        if not isinstance(prompts, (list, tuple)) or not prompts:
-            raise WordbrushError("prompts must be a string or a non-empty list of strings")
-        notes = []
-        for i, p in enumerate(prompts):
-            if not isinstance(p, str):
-                raise WordbrushError(f"prompt {i} is a {type(p).__name__}, not a string")
-            if len(p) > MAX_PROMPT_CHARS:
-                raise WordbrushError(f"prompt {i} has {len(p):,} characters; the limit is {MAX_PROMPT_CHARS:,}")
-            if not clean_prompt(p):
-                raise WordbrushError(f"prompt {i} is empty (or only whitespace / control characters)")
-        enc = self.tokenizer.encode(list(prompts), self.text_len)
-        for i, p in enumerate(prompts):
-            short = _short(p)
-            if enc.truncated[i]:
-                notes.append(f"prompt {i} ({short!r}) is longer than {self.text_len} tokens "
-                             f"and was truncated")
-            if enc.unknown_words[i]:
-                words = ", ".join(dict.fromkeys(enc.unknown_words[i]))
-                what = ("its text encoder cannot read" if self.tokenizer.pretrained
-                        else "the model never saw in training as whole words (it reads them in pieces)")
-                notes.append(f"prompt {i} has words {what}: {words}")
-        return list(prompts), notes
+        """Validate prompts; return them as a list plus the warnings a user should see (text/prompts.py)."""
+        return reading.check_prompts(self.tokenizer, self.text_len, prompts)
 
     def __call__(self, prompts: str | list[str], num_images_per_prompt: int = 1, seed: int = 0,
                  guidance_scale: float | None = None, temperature: float | None = None, top_k: int | None = None,
                  top_p: float | None = None, num_inference_steps: int | None = None, candidates: int | None = None,
-                 rerank: str | None = None, rewrite: bool | None = None, prime_images: list[Image.Image] | None = None, prime_rows: int = 0,
-                 batch_size: int = 64, use_cache: bool = True,
+                 rerank: str | None = None, rewrite: bool | None = None,
+                 prime_images: list[Image.Image] | None = None, prime_rows: int = 0, batch_size: int = 64, use_cache: bool = True,
                  callback: Callable[[int, list[Image.Image]], None] | None = None) -> PipelineOutput:
         """Draw num_images_per_prompt images for each prompt. Image k (prompt-major) uses seed + k: the images of
         prompt p get seeds seed + p * num_images_per_prompt, ... (so with 4 per prompt, the third prompt's are
@@ -344,28 +296,16 @@ class TextToImagePipeline:
 
     def read_prompts(self, prompts: str | list[str], options: SampleOptions | None = None
                      ) -> tuple[list[str], list[str], list[str], list[str]]:
-        """check_prompts, then revise: the prompts as a list, what the model draws for each, the warnings about
-        what it draws (words it never saw, truncation) and a note for each prompt rewritten."""
-        prompts, notes = self.check_prompts(prompts)
-        drawn, revisions = self.revise(prompts, options)
-        if revisions:
-            notes = self.check_prompts(drawn)[1]  # the words that matter are the ones drawn
-        return prompts, drawn, notes, revisions
+        """check_prompts, then revise (text/prompts.py): the prompts as a list, what the model draws for each, the
+        warnings about what it draws (words it never saw, truncation) and a note for each prompt rewritten."""
+        rewriter = self.rewriter if (options or self.sampling).rewrite else None
+        return reading.read_prompts(self.tokenizer, self.text_len, rewriter, prompts)
 
     def revise(self, prompts: list[str], options: SampleOptions | None = None) -> tuple[list[str], list[str]]:
-        """What the model draws for each prompt, and a note for each one rewritten: with a rewriter and
+        """What the model draws for each validated prompt, and a note for each one rewritten: with a rewriter and
         options.rewrite, a prompt in a person's words becomes the nearest of the model's own captions when it is
-        close enough (text/rewriter.py); else every prompt is drawn as typed. Validated prompts (check_prompts)."""
-        options = options or self.sampling
-        if self.rewriter is None or not options.rewrite:
-            return list(prompts), []
-        drawn, notes = [], []
-        for i, r in enumerate(self.rewriter.rewrite(list(prompts))):
-            drawn.append(r.drawn)
-            if r.revised:
-                notes.append(f"prompt {i} ({_short(r.prompt)!r}) was read as the model's caption {r.drawn!r} "
-                             f"(similarity {r.similarity:.2f}; rewrite=False draws it as typed)")
-        return drawn, notes
+        close enough (text/rewriter.py); else every prompt is drawn as typed."""
+        return reading.revise(self.rewriter if (options or self.sampling).rewrite else None, prompts)
 
     def _prime(self, images: list[Image.Image], rows: int, n_prompts: int) -> torch.Tensor:
         """The first `rows` token rows of each image: (P, rows * grid) code ids."""
@@ -412,6 +352,10 @@ class TextToImagePipeline:
         C = options.candidates
         codes = self.generator.output == "codes"
         per_batch = max(1, batch_size // C)  # images per batch
+
+        def decode(t: torch.Tensor) -> torch.Tensor:  # (n, N) codes -> (n, 3, H, W), as the sampler pads its rows
+            return self.vae.decode_batch(t, self.generator.compiled_rows(len(t)))
+
         images, tokens = [], []
         with torch.no_grad():
             text = self.tokenizer.encode(prompts, self.text_len).ids.to(self.device)  # (n, L)
@@ -423,7 +367,7 @@ class TextToImagePipeline:
                 judges = options.rerank.split("+") if C > 1 else []  # "clip", "likelihood" or both
                 if codes:  # out: (b*C, N) code ids; decoded now unless only the likeliest will be kept
                     t = out
-                    pixels = self._decode(t) if C == 1 or "clip" in judges else None  # (b*C, 3, H, W)
+                    pixels = decode(t) if C == 1 or "clip" in judges else None  # (b*C, 3, H, W)
                 else:  # out: (b*C, 3, H, W) pixels, no codes
                     t, pixels = torch.zeros(len(rows), 0, dtype=torch.long, device=out.device), out
                 if C > 1:
@@ -436,7 +380,7 @@ class TextToImagePipeline:
                     best = score.argmax(1).to(t.device)  # (b,)
                     pick = torch.arange(len(best), device=t.device) * C + best
                     t = t[pick]
-                    pixels = pixels[pick.to(pixels.device)] if pixels is not None else self._decode(t)
+                    pixels = pixels[pick.to(pixels.device)] if pixels is not None else decode(t)
                 batch = to_pil(pixels)
                 if callback is not None:
                     callback(len(images), batch)
@@ -452,9 +396,3 @@ class TextToImagePipeline:
         arr = np.stack([np.asarray(im.convert("RGB").resize((size, size), Image.BICUBIC)) for im in images])
         with torch.no_grad():
             return self.vae.encode(to_tensor(arr).to(self.device)).flatten(1)
-
-
-def _short(prompt: str) -> str:
-    """A prompt cut to 40 characters, for a message."""
-    p = clean_prompt(prompt)
-    return p[:40] + ("…" if len(p) > 40 else "")

@@ -1,8 +1,10 @@
 """The token families' draw over the image vocabulary: per-row Gumbel noise, temperature + top-k / top-p
-filtering, and the Gumbel-max pick."""
+filtering, and the Gumbel-max pick; and, for the pipeline's best-of-C, each candidate's random stream and the
+standardised scores its rerankers sum."""
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .options import SampleOptions
@@ -31,3 +33,17 @@ def filter_logits(logits: torch.Tensor, o: SampleOptions) -> torch.Tensor:
 def pick(logits: torch.Tensor, noise: torch.Tensor, o: SampleOptions) -> torch.Tensor:
     """One token per row of (..., V) logits: filtering, temperature, then the Gumbel-max trick."""
     return (filter_logits(logits, o) + noise).argmax(-1)
+
+
+def standardised(score: torch.Tensor) -> torch.Tensor:
+    """(b, C) scores -> each row shifted to mean 0 and scaled to standard deviation 1 (0 where all are equal), so
+    that two rerankers' scores on different scales can be summed."""
+    centred = score - score.mean(1, keepdim=True)
+    return centred / centred.std(1, keepdim=True, unbiased=False).clamp_min(1e-8)
+
+
+def candidate_rng(seed: int, candidate: int) -> torch.Generator:
+    """The random stream of one candidate of the image with this seed; candidate 0 is seeded with the seed itself."""
+    if candidate == 0:
+        return torch.Generator().manual_seed(seed)
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, candidate]).generate_state(1, np.uint64)[0]))

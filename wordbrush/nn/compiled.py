@@ -130,11 +130,12 @@ class AheadOfTime:
         weights = [(d[n].data_ptr(), d[n]._version) for d, n in self.slots]  # a parameter replaced is seen too
         if weights != self.weights:
             self.packages, self.weights = {}, weights
-        key = tuple((tuple(a.shape), a.dtype) for a in tree_leaves(args))
+        leaves = tree_leaves(args)
+        key = tuple((tuple(a.shape), a.dtype) for a in leaves)
         run = self.packages.get(key)
         if run is None:
             self.fallback = Compiled(self.fn, self.what)  # until the package is built; for good if it cannot be
-            if compiler_missing(next(a.device for a in tree_leaves(args))) is not None:
+            if compiler_missing(leaves[0].device) is not None:
                 return self.fallback(*args)  # which says why, once, and runs eager
             try:
                 run = self.packages[key] = self._build(args)

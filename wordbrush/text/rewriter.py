@@ -98,8 +98,8 @@ class PromptRewriter:
     # ------------------------------------------------------------------------------------------ reading
 
     def _sentences(self, texts: list[str], batch: int = 256) -> torch.Tensor:
-        """(len(texts), 384) MiniLM sentence vectors, unit length."""
-        if self._reader is None:
+        """(len(texts), 384) MiniLM sentence vectors, unit length (loads MiniLM on first use)."""
+        if not self._reader:
             self._reader = sentence_reader()
         tok, reader = self._reader
         out = [reader(tok.encode(texts[s:s + batch], READ_TOKENS).ids)[1] for s in range(0, len(texts), batch)]
@@ -111,20 +111,21 @@ class PromptRewriter:
         low = self.cfg.min_similarity if min_similarity is None else min_similarity
         out: list[Rewrite | None] = [Rewrite(p, p, 1.0) if clean_prompt(p) in self.keep else None for p in prompts]
         todo = [i for i, r in enumerate(out) if r is None]
-        if todo and self._reader is None:
+        if not todo:
+            return out  # type: ignore[return-value]
+        if self._reader is None:
             try:
                 self._reader = sentence_reader()
             except (ImportError, WordbrushError) as e:  # the minilm extra is not installed: draw as typed
                 warnings.warn(f"prompts are drawn as typed: the model's prompt rewriter reads them with MiniLM "
                               f"({str(e).splitlines()[0]})", stacklevel=3)
-                self._reader = ()
-        if todo and not self._reader:
+                self._reader = ()  # tried once: not again
+        if not self._reader:
             return [r or Rewrite(p, p, 0.0) for r, p in zip(out, prompts)]
-        if todo:
-            sims = self._sentences([prompts[i] for i in todo]) @ self.points.centroids.float().T  # (P, K)
-            best, k = sims.max(1)
-            for i, s, j in zip(todo, best.tolist(), k.tolist()):
-                out[i] = Rewrite(prompts[i], self.captions[j] if s >= low else prompts[i], s)
+        sims = self._sentences([prompts[i] for i in todo]) @ self.points.centroids.float().T  # (P, K)
+        best, k = sims.max(1)
+        for i, s, j in zip(todo, best.tolist(), k.tolist()):
+            out[i] = Rewrite(prompts[i], self.captions[j] if s >= low else prompts[i], s)
         return out  # type: ignore[return-value]
 
     # ------------------------------------------------------------------------------------------ building
