@@ -345,3 +345,60 @@ def test_gan_reading_through_minilm(tmp_path):
     assert pipe.tokenizer.vocab_size > 30000 and pipe.clip is not None and pipe.generator.clip is None
     out = pipe(["a red square", "a blue square"], num_images_per_prompt=2, seed=3, candidates=2, rerank="clip")
     assert len(out.images) == 4 and out.images[0].size == (32, 32)
+
+
+def test_transformer_trunk(tmp_path):
+    """trunk "transformer" (latent mode): the grid's positions as tokens write the code vectors; it trains, saves
+    with the VAE's codebook beside the decoder, samples each image from its own seed, snaps to the codebook when
+    asked, learns to redraw a fixed batch under the sharpened cross-entropy, and is refused without a VAE."""
+    torch.manual_seed(0)
+    scorer = tiny_scorer()
+    scorer.save_pretrained(tmp_path / "clip")
+    tiny_pipeline(image_size=32).save_pretrained(tmp_path / "dalle")
+    vae = load_vae(tmp_path / "dalle")
+    model = GANConfig(clip=CLIPConfig(image_size=32), **{**TINY, "disc_reads": "codes", "disc_channels": (8, 8, 16),
+                                                        "trunk": "transformer", "trunk_dim": 16, "trunk_depth": 2,
+                                                        "trunk_heads": 2, "trunk_mlp_ratio": 2})
+    cfg = GANTrainConfig(model=model, clip=str(tmp_path / "clip"), vae=str(tmp_path / "dalle"),
+                         data=DataConfig(size=32), out=str(tmp_path / "run"), batch_size=4, max_steps=2, log_every=1,
+                         sample_every=100, checkpoint_every=100, diversity_every=100, collapse_ratio=0.0,
+                         sample_prompts=("a red square",), recon_weight=1.0, recon_loss="codes",
+                         clip_weight=0.0)
+    assert train_gan(cfg, progress_bar=False)["steps"] == 2
+    pipe = TextToImagePipeline.from_pretrained(tmp_path / "run")
+    g = pipe.generator
+    assert not hasattr(g, "fc") and len(g.trunk.blocks) == 2
+    assert torch.equal(g.codebook, vae.quantizer.codebook)
+    ids = scorer.tokenizer.encode(["a red square", "a blue circle"], 8).ids
+    a = g.sample(ids, [torch.Generator().manual_seed(s) for s in (1, 2)])
+    b = g.sample(ids[1:], [torch.Generator().manual_seed(2)])
+    assert a.shape == (2, 3, 32, 32) and torch.allclose(a[1], b[0], atol=1e-5)
+    layout = g.layout(torch.randn(2, 8), g.read_text(ids))  # (2, D, 8, 8)
+    snapped = g.snapped(layout).permute(0, 2, 3, 1).reshape(-1, vae.cfg.code_dim)
+    rows = torch.cdist(snapped, vae.quantizer.codebook).min(1).values
+    assert layout.shape == (2, vae.cfg.code_dim, 8, 8) and rows.max() < 1e-5  # every vector is a code
+    g.cfg.snap_codes = True
+    assert not torch.allclose(g.sample(ids, [torch.Generator().manual_seed(s) for s in (1, 2)]), a)
+
+    g = GAN(replace(model, vae=vae.cfg))
+    g.clip.load_state_dict(scorer.model.state_dict())
+    g.codebook.copy_(vae.quantizer.codebook)
+    enc = NoiseEncoder(g.cfg)
+    codes = vae.quantizer.embed(vae.encode(torch.rand(4, 3, 32, 32)))
+    text = g.read_text(scorer.tokenizer.encode(["a red square", "a blue circle", "a", "two green stars"], 8).ids)
+    opt = torch.optim.Adam([p for p in g.parameters() if p.requires_grad] + list(enc.parameters()), lr=3e-3)
+    losses = []
+    for _ in range(40):
+        mu, logvar = enc(codes, text)
+        scores = g.code_scores(mu + (0.5 * logvar).exp() * torch.randn_like(mu), text)  # (4, 64, K)
+        terms = posterior_loss(g.mixture(scores), codes, mu, logvar, vae.quantizer.codebook, scores)
+        opt.zero_grad()
+        (terms["recon"] + 0.01 * terms["kl"]).backward()
+        opt.step()
+        losses.append(terms["recon"].item())
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+    with pytest.raises(ConfigError, match="trunk 'transformer' needs latent mode"):
+        GANTrainConfig(model=replace(model, disc_reads="pixels", disc_channels=TINY["disc_channels"]),
+                       data=DataConfig(size=32))
+    with pytest.raises(ConfigError, match="trunk must be"):
+        replace(model, trunk="unet")

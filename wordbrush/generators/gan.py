@@ -21,6 +21,13 @@ Latent mode (GANConfig.vae set; `wordbrush train gan --vae shapes`). The blocks 
 position; the VAE's decoder, frozen and carried inside the gan's weights, draws the pixels from them. The
 generator decides what goes where on a coarse grid, and the outlines come from a decoder that already draws them;
 D sees the real images passed through the same VAE.
+
+Transformer trunk (GANConfig.trunk "transformer", latent mode; gan_transformer.py). In place of the conv blocks,
+each of the grid's positions is a token: self-attention over them and cross-attention to the words, then a head
+that scores the VAE's codes at every position (B, g*g, K). The code vectors those scores weight (their softmax
+mixture) go to the decoder and D, so the adversarial game is unchanged, and the cVAE term is the cross-entropy of
+the real codes under the scores, as a classifier's. Sampling with snap_codes draws the nearest code at each
+position, as the decoder was trained to read.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ from ..image.vae import Decoder, VAEConfig
 from ..text.minilm import MiniLMReader
 from ..text.tokenizer import PAD_ID
 from .base import ImageGenerator
+from .gan_transformer import TransformerTrunk
 from .options import SampleOptions
 
 
@@ -68,6 +76,16 @@ class GANConfig:
     attn_resolutions: tuple[int, ...] = (16, 32)  # word-level attention at these sizes
     disc_attn_resolutions: tuple[int, ...] = ()  # the discriminator's features attend over the words at these
     attn_dim: int = 64
+    # what writes the output: "conv" (the fused up-sampling blocks above) or, in latent mode, "transformer"
+    # (gan_transformer.py: every grid position a token, self-attention over them, cross-attention to the words)
+    trunk: str = "conv"
+    trunk_dim: int = 128  # the transformer trunk's width, depth, heads and MLP ratio
+    trunk_depth: int = 4
+    trunk_heads: int = 4
+    trunk_mlp_ratio: int = 4
+    # sampling in latent mode: each written vector replaced by the nearest of the VAE's codes before the decoder
+    # draws it (what the decoder was trained on); training always decodes the vectors as written
+    snap_codes: bool = False
 
     @property
     def out_grid(self) -> int:
@@ -94,6 +112,9 @@ class GANConfig:
              f"gan image_size must be 4 times a power of two (8, 16, 32, 64, ...), got {self.image_size}")
         check(self.text_encoder in ("clip", "minilm"),
              f"text_encoder must be 'clip' or 'minilm', not {self.text_encoder!r}")
+        check(self.trunk in ("conv", "transformer"), f"trunk must be 'conv' or 'transformer', not {self.trunk!r}")
+        check(self.trunk_dim % self.trunk_heads == 0 and min(self.trunk_depth, self.trunk_mlp_ratio) >= 1,
+             "trunk_dim must be a multiple of trunk_heads, trunk_depth and trunk_mlp_ratio >= 1")
         check(self.disc_reads in ("pixels", "codes"),
              f"disc_reads must be 'pixels' or 'codes', not {self.disc_reads!r}")
         check(self.disc_reads == "codes" or len(self.disc_channels) == stages + 1,
@@ -110,7 +131,8 @@ class GANConfig:
                                                       f"the gan draws {self.image_size}px")
 
     def check_depth(self) -> None:
-        check(len(self.channels) >= self.up_stages + 1,
+        check(self.trunk == "conv" or self.vae is not None, "trunk 'transformer' needs latent mode (a VAE: --vae)")
+        check(self.trunk != "conv" or len(self.channels) >= self.up_stages + 1,
              f"gan: a {self.out_grid}x{self.out_grid} output needs at least {self.up_stages + 1} entries in "
              f"channels, got {len(self.channels)}")
         if self.disc_reads == "codes":
@@ -221,16 +243,23 @@ class GAN(ImageGenerator):
         self.clip = CLIP(cfg.clip).requires_grad_(False) if cfg.text_encoder == "clip" else None
         self.reader = MiniLMReader() if cfg.text_encoder == "minilm" else None
         chs, z, e, n_up = cfg.channels, cfg.noise_dim, cfg.sentence_dim, cfg.up_stages
-        self.fc = nn.Linear(z, chs[0] * 16)
-        sizes = [4 * 2 ** min(i + 1, n_up) for i in range(len(chs) - 1)]  # each block's output side
-        self.blocks = nn.ModuleList(UpBlock(chs[i], chs[i + 1], e + z, cfg.text_dim, cfg.attn_dim,
-                                            sizes[i] in cfg.attn_resolutions, up=i < n_up)
-                                    for i in range(len(chs) - 1))
-        if cfg.vae is None:
-            self.to_rgb = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(chs[-1], 3, 3, padding=1))
-        else:  # latent mode: code vectors for the frozen decoder (which travels in the weights, like the CLIP)
-            self.to_codes = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(chs[-1], cfg.vae.code_dim, 3, padding=1))
+        if cfg.trunk == "transformer":  # latent mode (checked): every grid position a token (gan_transformer.py)
+            self.trunk = TransformerTrunk(cfg.out_grid, z, e, cfg.text_dim, cfg.vae.num_codes, cfg.trunk_dim,
+                                          cfg.trunk_depth, cfg.trunk_heads, cfg.trunk_mlp_ratio)
+        else:
+            self.fc = nn.Linear(z, chs[0] * 16)
+            sizes = [4 * 2 ** min(i + 1, n_up) for i in range(len(chs) - 1)]  # each block's output side
+            self.blocks = nn.ModuleList(UpBlock(chs[i], chs[i + 1], e + z, cfg.text_dim, cfg.attn_dim,
+                                                sizes[i] in cfg.attn_resolutions, up=i < n_up)
+                                        for i in range(len(chs) - 1))
+            if cfg.vae is None:
+                self.to_rgb = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(chs[-1], 3, 3, padding=1))
+            else:  # latent mode: code vectors for the frozen decoder
+                self.to_codes = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(chs[-1], cfg.vae.code_dim, 3, padding=1))
+        if cfg.vae is not None:  # the frozen decoder travels in the weights, like the CLIP
             self.decoder = Decoder(cfg.vae)
+            if cfg.trunk == "transformer" or cfg.snap_codes:  # the VAE's codebook, to snap to (set with the decoder)
+                self.register_buffer("codebook", torch.zeros(cfg.vae.num_codes, cfg.vae.code_dim))
             for p in self.decoder.parameters():
                 p.requires_grad_(False)
 
@@ -274,6 +303,8 @@ class GAN(ImageGenerator):
         """noise (B, Z) + text -> what G writes: the images (B, 3, H, W) in pixel mode, the VAE's code vectors
         (B, D, g, g) in latent mode."""
         words, keep = text.words, text.keep
+        if self.cfg.trunk == "transformer":
+            return self.mixture(self.code_scores(z, text))
         c = torch.cat([text.sentence, z], dim=1)  # (B, E + Z)
         x = self.fc(z).view(len(z), -1, 4, 4).contiguous(memory_format=torch.channels_last)  # NHWC: ~3x on CPU
         for blk in self.blocks:
@@ -284,6 +315,30 @@ class GAN(ImageGenerator):
         """layout() -> images (B, 3, H, W): the frozen decoder draws the code vectors in latent mode."""
         return layout if self.cfg.vae is None else (self.decoder(layout) + 1) / 2
 
+    def code_scores(self, z: torch.Tensor, text: Text) -> torch.Tensor:
+        """The transformer trunk's logits over the VAE's codes at each grid position (B, g*g, K)."""
+        return self.trunk(z, text.sentence, text.words)
+
+    def mixture(self, scores: torch.Tensor) -> torch.Tensor:
+        """code_scores (B, g*g, K) -> the code vectors their softmax weights (B, D, g, g): what the decoder and D
+        read (a confident score picks one code; an unsure one blends, which D can tell from a real code)."""
+        B = len(scores)
+        v = scores.float().softmax(-1) @ self.codebook.float()  # (B, g*g, D)
+        return v.transpose(1, 2).reshape(B, -1, self.cfg.out_grid, self.cfg.out_grid).to(scores.dtype)
+
+    def snapped(self, layout: torch.Tensor) -> torch.Tensor:
+        """Code vectors (B, D, g, g) -> the nearest of the VAE's codes at each position (same shape)."""
+        B, D, h, w = layout.shape
+        v = layout.permute(0, 2, 3, 1).reshape(-1, D)
+        cb = self.codebook.to(v.dtype)
+        nearest = cb[torch.cdist(v.float(), cb.float()).argmin(1)]  # (B*h*w, D)
+        return nearest.view(B, h, w, D).permute(0, 3, 1, 2)
+
+    @property
+    def first_weight(self) -> torch.Tensor:
+        """A weight of the trunk: its device, and its dtype (float32, or bfloat16 after pipe.to(dtype=...))."""
+        return self.trunk.pos if self.cfg.trunk == "transformer" else self.fc.weight
+
     @torch.no_grad()
     def sample(self, text: torch.Tensor, rngs: list[torch.Generator], options: SampleOptions | None = None,
                prime: torch.Tensor | None = None, use_cache: bool = True) -> torch.Tensor:
@@ -291,8 +346,13 @@ class GAN(ImageGenerator):
         noise comes from rngs[i] alone, scaled by options.temperature (< 1 trades variety for fidelity, the
         truncation trick's simple form). Guidance, top-k / top-p and steps do not apply and are ignored."""
         options = self._start(text, rngs, options, prime, 0)
-        dtype = self.fc.weight.dtype  # float32, or bfloat16 after pipe.to(dtype=torch.bfloat16)
+        dtype = self.first_weight.dtype
         z = torch.stack([torch.randn(self.cfg.noise_dim, generator=g) for g in rngs]).to(text.device, dtype)
         t = self.read_text(text)
         t = Text(t.words.to(dtype), t.sentence.to(dtype), t.keep)
-        return self.fast("forward", self.forward)(z * options.temperature, t).float().clamp(0, 1)
+        return self.fast("forward", self.forward_sampling)(z * options.temperature, t).float().clamp(0, 1)
+
+    def forward_sampling(self, z: torch.Tensor, text: Text) -> torch.Tensor:
+        """forward() as sampling runs it: with snap_codes, the written vectors snapped to the VAE's codes."""
+        layout = self.layout(z, text)
+        return self.draw(self.snapped(layout) if self.cfg.snap_codes else layout)

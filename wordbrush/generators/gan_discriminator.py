@@ -134,13 +134,17 @@ class NoiseEncoder(nn.Module):
 
 
 def posterior_loss(redrawn: torch.Tensor, codes: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor,
-                   codebook: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                   codebook: torch.Tensor | None = None, logits: torch.Tensor | None = None
+                   ) -> dict[str, torch.Tensor]:
     """The cVAE's two terms (the brief's VAE objective) for G given E's noise: reconstruction and
     KL(q(z | x, t) || N(0, I)) in nats per image. Reconstruction: the squared distance from G's vectors
     (B, D, g, g) to the real code vectors `codes` (summed over D, mean over positions); or, given the VAE's
     `codebook` (K, D), the cross-entropy of the real code at each position under logits -||v - e_k||^2 (nats per
     position): a vector halfway between two codes costs as much as the wrong one, so a blend of two colours'
-    codes is not a cheap answer as it is under the squared distance."""
+    codes is not a cheap answer as it is under the squared distance. Given the generator's own `logits` over the
+    codebook (B, g*g, K) (the transformer trunk's head, of which `redrawn` is the mixture), their cross-entropy
+    instead: a classifier's head, free of the codebook's geometry (its codes lie close together: under
+    -||v - e_k||^2 even the exact vector of the shapes VAE's code costs 2.6 nats)."""
     if codebook is None:
         recon = (redrawn.float() - codes.float()).pow(2).sum(1).mean()
     else:
@@ -148,7 +152,8 @@ def posterior_loss(redrawn: torch.Tensor, codes: torch.Tensor, mu: torch.Tensor,
         target = codes.float().flatten(2).transpose(1, 2).reshape(-1, codebook.shape[1])
         cb = codebook.float()
         ids = torch.cdist(target, cb).argmin(1)  # the real codes' ids (the vectors are codebook rows)
-        recon = F.cross_entropy(-torch.cdist(v, cb).pow(2), ids)
+        scores = -torch.cdist(v, cb).pow(2) if logits is None else logits.float().reshape(len(ids), -1)
+        recon = F.cross_entropy(scores, ids)
     kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1).mean()
     return {"recon": recon, "kl": kl}
 

@@ -113,6 +113,8 @@ class GANTrainConfig(TrainConfig):
         check(self.recon_weight >= 0 and self.kl_weight >= 0, "recon_weight and kl_weight must be >= 0")
         check(self.recon_weight == 0 or bool(self.vae), "recon_weight needs latent mode (a VAE: --vae)")
         check(self.recon_loss in ("mse", "codes"), f"recon_loss must be 'mse' or 'codes', not {self.recon_loss!r}")
+        check(self.recon_loss == "codes" or self.model.trunk != "transformer" or self.recon_weight == 0,
+              "the transformer trunk scores the codes: its recon_loss is 'codes'")
         if not self.vae:
             self.model.check_depth()
         check(self.model.image_size == self.data.size,
@@ -147,6 +149,8 @@ class GANStage:
         self.tokenizer = clip.tokenizer if g.clip is not None else load_minilm_tokenizer()
         if vae is not None:
             g.decoder.load_state_dict(vae.decoder.state_dict())
+            if hasattr(g, "codebook"):
+                g.codebook.copy_(vae.quantizer.codebook)
         self.g, self.d = g, d = g.to(device), Discriminator(cfg.model).to(device)
         self.ema = ema = copy.deepcopy(g).eval()
         for p in ema.parameters():
@@ -205,8 +209,12 @@ class GANStage:
             else:  # one G pass for both: noise from the prior (D, CLIP) and from E (redraw the real codes)
                 mu, logvar = enc(codes, text)
                 z_post = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
-                both = Text(*(torch.cat([t, t]) for t in text))
-                layout, redrawn = g.layout(torch.cat([z, z_post.to(z.dtype)]), both).chunk(2)
+                both, z_both = Text(*(torch.cat([t, t]) for t in text)), torch.cat([z, z_post.to(z.dtype)])
+                if cfg.model.trunk == "transformer":  # its own scores over the codes: their cross-entropy
+                    scores = g.code_scores(z_both, both)
+                    (layout, redrawn), redrawn_scores = g.mixture(scores).chunk(2), scores.chunk(2)[1]
+                else:
+                    (layout, redrawn), redrawn_scores = g.layout(z_both, both).chunk(2), None
             fake = layout if d.reads_codes else g.draw(layout)  # what D judges
             ld = discriminator_loss(d, real, fake, text, cfg.gp_weight * cfg.gp_every * gp_now, cfg.gp_power,
                                     swapped, next_text, mismatch_norm)
@@ -218,7 +226,7 @@ class GANStage:
             lg = generator_loss(d, clip.model, fake, text, cfg.clip_weight, images=seen_by_clip, aim=aim)
             if enc is not None:
                 codebook = vae.quantizer.codebook if cfg.recon_loss == "codes" else None
-                lg |= posterior_loss(redrawn, codes, mu, logvar, codebook)
+                lg |= posterior_loss(redrawn, codes, mu, logvar, codebook, redrawn_scores)
                 lg["loss"] = lg["loss"] + cfg.recon_weight * lg["recon"] + cfg.kl_weight * lg["kl"]
         rt.update(lg["loss"], self.opt_g, self.g_params)
         d.requires_grad_(True)
@@ -276,7 +284,7 @@ class GANStage:
 
 def _read(g: GAN, tokenizer: TextTokenizer, captions: list[str]) -> Text:
     """Captions -> what the generator reads of them (its frozen reader's word states, sentence, mask)."""
-    return g.read_text(tokenizer.encode(captions, g.text_len).ids.to(g.fc.weight.device))
+    return g.read_text(tokenizer.encode(captions, g.text_len).ids.to(g.first_weight.device))
 
 
 @torch.no_grad()
@@ -313,7 +321,7 @@ def _diversity(gan: GAN, tokenizer: TextTokenizer, clip: CLIPScorer, probe: tupl
     prompt, real = probe
     was_training = gan.training
     gan.eval()
-    ids = tokenizer.encode([prompt] * 16, gan.text_len).ids.to(gan.fc.weight.device)
+    ids = tokenizer.encode([prompt] * 16, gan.text_len).ids.to(gan.first_weight.device)
     images = gan.sample(ids, [torch.Generator().manual_seed(k) for k in range(16)])
     gan.train(was_training)
     return diversity_ratio(images, real, clip)
@@ -334,7 +342,7 @@ def _write_redraws(g: GAN, enc: NoiseEncoder, vae: DiscreteVAE, tokenizer: TextT
     was_training = g.training
     g.eval()
     batch = data.batch(0, 8)
-    device = g.fc.weight.device
+    device = g.first_weight.device
     real = to_tensor(batch.images).to(device)
     text = _read(g, tokenizer, batch.captions)
     mu, _ = enc(vae.code_vectors(real), text)

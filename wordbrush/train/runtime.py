@@ -350,7 +350,8 @@ class Runtime:
                     stage.periodic(step, logged)  # may add figures to the record, or stop the run
                     if logged is not None:
                         self._log(logged)
-                        bar.set_postfix(loss=f"{logged.get('loss', float('nan')):.4f}", **budget.postfix())
+                        shown = {k: f"{logged[k]:.4f}" for k in ("loss", "d_loss", "g_loss") if k in logged}
+                        bar.set_postfix(**shown, **budget.postfix())  # the gan logs D's and G's loss
                 if step % cfg.checkpoint_every == 0:
                     self.checkpoint(stage, step, budget.elapsed)
                     last_saved = step
