@@ -377,6 +377,9 @@ def test_transformer_trunk(tmp_path):
     snapped = g.snapped(layout).permute(0, 2, 3, 1).reshape(-1, vae.cfg.code_dim)
     rows = torch.cdist(snapped, vae.quantizer.codebook).min(1).values
     assert layout.shape == (2, vae.cfg.code_dim, 8, 8) and rows.max() < 1e-5  # every vector is a code
+    scores = g.code_scores(torch.randn(2, 8), g.read_text(ids))  # (2, 64, K): snapping picks the likeliest code
+    picked = g.picked(scores).permute(0, 2, 3, 1).reshape(2, 64, -1)
+    assert torch.equal(picked, vae.quantizer.codebook[scores.argmax(-1)])
     g.cfg.snap_codes = True
     assert not torch.allclose(g.sample(ids, [torch.Generator().manual_seed(s) for s in (1, 2)]), a)
 

@@ -27,7 +27,7 @@ each of the grid's positions is a token: self-attention over them and cross-atte
 that scores the VAE's codes at every position (B, g*g, K). The code vectors those scores weight (their softmax
 mixture) go to the decoder and D, so the adversarial game is unchanged, and the cVAE term is the cross-entropy of
 the real codes under the scores, as a classifier's. Sampling with snap_codes draws the nearest code at each
-position, as the decoder was trained to read.
+position (its likeliest), as the decoder was trained to read.
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ class GANConfig:
     trunk_depth: int = 4
     trunk_heads: int = 4
     trunk_mlp_ratio: int = 4
-    # sampling in latent mode: each written vector replaced by the nearest of the VAE's codes before the decoder
-    # draws it (what the decoder was trained on); training always decodes the vectors as written
+    # sampling in latent mode: each written vector replaced by the nearest of the VAE's codes (the transformer
+    # trunk: its likeliest code) before the decoder draws it; training always decodes the vectors as written
     snap_codes: bool = False
 
     @property
@@ -326,6 +326,12 @@ class GAN(ImageGenerator):
         v = scores.float().softmax(-1) @ self.codebook.float()  # (B, g*g, D)
         return v.transpose(1, 2).reshape(B, -1, self.cfg.out_grid, self.cfg.out_grid).to(scores.dtype)
 
+    def picked(self, scores: torch.Tensor) -> torch.Tensor:
+        """code_scores (B, g*g, K) -> the vector of the likeliest code at each position (B, D, g, g)."""
+        B = len(scores)
+        v = self.codebook[scores.argmax(-1)]  # (B, g*g, D)
+        return v.transpose(1, 2).reshape(B, -1, self.cfg.out_grid, self.cfg.out_grid).to(scores.dtype)
+
     def snapped(self, layout: torch.Tensor) -> torch.Tensor:
         """Code vectors (B, D, g, g) -> the nearest of the VAE's codes at each position (same shape)."""
         B, D, h, w = layout.shape
@@ -354,5 +360,7 @@ class GAN(ImageGenerator):
 
     def forward_sampling(self, z: torch.Tensor, text: Text) -> torch.Tensor:
         """forward() as sampling runs it: with snap_codes, the written vectors snapped to the VAE's codes."""
+        if self.cfg.snap_codes and self.cfg.trunk == "transformer":  # its likeliest code at each position
+            return self.draw(self.picked(self.code_scores(z, text)))
         layout = self.layout(z, text)
         return self.draw(self.snapped(layout) if self.cfg.snap_codes else layout)
