@@ -322,15 +322,15 @@ class GAN(ImageGenerator):
     def mixture(self, scores: torch.Tensor) -> torch.Tensor:
         """code_scores (B, g*g, K) -> the code vectors their softmax weights (B, D, g, g): what the decoder and D
         read (a confident score picks one code; an unsure one blends, which D can tell from a real code)."""
-        B = len(scores)
-        v = scores.float().softmax(-1) @ self.codebook.float()  # (B, g*g, D)
-        return v.transpose(1, 2).reshape(B, -1, self.cfg.out_grid, self.cfg.out_grid).to(scores.dtype)
+        return self._as_grid(scores.float().softmax(-1) @ self.codebook.float()).to(scores.dtype)
 
     def picked(self, scores: torch.Tensor) -> torch.Tensor:
         """code_scores (B, g*g, K) -> the vector of the likeliest code at each position (B, D, g, g)."""
-        B = len(scores)
-        v = self.codebook[scores.argmax(-1)]  # (B, g*g, D)
-        return v.transpose(1, 2).reshape(B, -1, self.cfg.out_grid, self.cfg.out_grid).to(scores.dtype)
+        return self._as_grid(self.codebook[scores.argmax(-1)]).to(scores.dtype)
+
+    def _as_grid(self, v: torch.Tensor) -> torch.Tensor:
+        """One vector per grid position (B, g*g, D) -> the grid the decoder and D read (B, D, g, g)."""
+        return v.transpose(1, 2).reshape(len(v), -1, self.cfg.out_grid, self.cfg.out_grid)
 
     def snapped(self, layout: torch.Tensor) -> torch.Tensor:
         """Code vectors (B, D, g, g) -> the nearest of the VAE's codes at each position (same shape)."""
