@@ -26,6 +26,7 @@ from wordbrush.generators.gan_discriminator import (
 from wordbrush.image.vae import load_vae
 from wordbrush.pipeline import TextToImagePipeline
 from wordbrush.train.gan import GANTrainConfig, train_gan
+from wordbrush.train.gan_teacher import DalleTeacher
 
 TINY = dict(image_size=32, noise_dim=8, channels=(16, 16, 8, 8), disc_channels=(8, 8, 16, 16), attn_resolutions=(16,),
             attn_dim=8)
@@ -405,3 +406,52 @@ def test_transformer_trunk(tmp_path):
                        data=DataConfig(size=32))
     with pytest.raises(ConfigError, match="trunk must be"):
         replace(model, trunk="unet")
+
+
+def test_dalle_teacher(tmp_path):
+    """teacher (distillation): the dalle's expected NLL of G's grid is its exact log-likelihood where the scores
+    are certain, falls when the scores descend it, trains inside the gan, and is refused on another VAE's codes or
+    without the transformer trunk."""
+    torch.manual_seed(0)
+    scorer = tiny_scorer()
+    scorer.save_pretrained(tmp_path / "clip")
+    tiny_pipeline(image_size=32).save_pretrained(tmp_path / "dalle")
+    vae = load_vae(tmp_path / "dalle")
+    teacher = DalleTeacher(str(tmp_path / "dalle"), vae.quantizer.codebook, torch.device("cpu"))
+    captions = ["a red square", "two blue circles"]
+    text = teacher.text(captions)  # (2, L)
+    codes = torch.randint(0, vae.cfg.num_codes, (2, 64))
+    certain = torch.nn.functional.one_hot(codes, vae.cfg.num_codes).float() * 60.0  # softmax ~ one-hot
+    exact = -teacher.dalle.log_likelihood(text, codes).mean() / 64
+    assert torch.allclose(teacher.loss(text, certain), exact, atol=1e-4)
+    scores = torch.zeros(2, 64, vae.cfg.num_codes, requires_grad=True)
+    opt = torch.optim.Adam([scores], lr=0.1)
+    losses = []
+    for _ in range(30):
+        loss = teacher.loss(text, scores)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 0.1  # (the untrained teacher is near uniform: its floor is near the start)
+    assert teacher.dalle.image_emb.weight.grad is None  # frozen
+
+    model = GANConfig(clip=CLIPConfig(image_size=32), **{**TINY, "disc_reads": "codes", "disc_channels": (8, 8, 16),
+                                                        "trunk": "transformer", "trunk_dim": 16, "trunk_depth": 2,
+                                                        "trunk_heads": 2, "trunk_mlp_ratio": 2})
+    cfg = GANTrainConfig(model=model, clip=str(tmp_path / "clip"), vae=str(tmp_path / "dalle"),
+                         teacher=str(tmp_path / "dalle"), teacher_rows=2, data=DataConfig(size=32),
+                         out=str(tmp_path / "run"), batch_size=4, max_steps=2, log_every=1, sample_every=100, checkpoint_every=100,
+                         diversity_every=100, collapse_ratio=0.0, sample_prompts=("a red square",), clip_weight=0.0,
+                         recon_weight=1.0, recon_loss="codes")  # the teacher reads the redraws
+    assert train_gan(cfg, progress_bar=False)["steps"] == 2
+    logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert all(np.isfinite(r["g_teacher"]) and r["g_teacher"] > 0 for r in logged if "g_teacher" in r)
+    assert any("g_teacher" in r for r in logged)
+    with pytest.raises(ConfigError, match="needs the cVAE's redraws"):
+        replace(cfg, recon_weight=0.0)
+    with pytest.raises(ConfigError, match="needs trunk 'transformer'"):
+        GANTrainConfig(model=replace(model, trunk="conv"), vae="x", teacher="shapes", data=DataConfig(size=32))
+    other = codes.new_zeros(()).float() + torch.randn_like(vae.quantizer.codebook)
+    with pytest.raises(WordbrushError, match="another VAE's codes"):
+        DalleTeacher(str(tmp_path / "dalle"), other, torch.device("cpu"))

@@ -54,6 +54,7 @@ from ..utils.images import save_grid, to_pil, to_tensor
 from ..utils.plot import plot_curves
 from .common import autocast, frozen_vae, lr_at
 from .config import SAMPLE_PROMPTS, TrainConfig
+from .gan_teacher import DalleTeacher
 from .runtime import Runtime
 
 RAW_G = "generator_raw.safetensors"  # the generator's own weights (gan.safetensors holds their EMA)
@@ -93,6 +94,17 @@ class GANTrainConfig(TrainConfig):
     # "mse": the squared distance to the real code vectors; "codes": the cross-entropy of the real codes under
     # logits -||v - e_k||^2 over the VAE's codebook (generators/gan_discriminator.py: posterior_loss)
     recon_loss: str = "mse"
+    # distillation (transformer trunk): a trained dalle on the same VAE's codes (a built-in name or a folder)
+    # scores G's grid by its next-token likelihood, teacher_weight * that expected NLL a position joins G's loss
+    # (train/gan_teacher.py). "" = off
+    teacher: str = ""
+    teacher_weight: float = 1.0
+    teacher_rows: int = 0  # the teacher judges the first this many of each step's grids (its pass is the dearest
+    # part of a step: 0 = all of them)
+    # which grids: "samples" (from prior noise; alone its likeliest grid is an empty picture and G collapses onto
+    # it) or "redraws" (the cVAE's redraws of real images: the cross-entropy keeps them the real picture, the
+    # teacher asks for a grid it finds coherent)
+    teacher_reads: str = "redraws"
     ema_decay: float = 0.999  # of the generator's weights, which the saved pipeline samples with
     gp_every: int = 1  # MA-GP on every k-th discriminator step (lazy regularisation, StyleGAN2), times k
     sample_every: int = 500
@@ -115,6 +127,13 @@ class GANTrainConfig(TrainConfig):
         check(self.recon_loss in ("mse", "codes"), f"recon_loss must be 'mse' or 'codes', not {self.recon_loss!r}")
         check(self.recon_loss == "codes" or self.model.trunk != "transformer" or self.recon_weight == 0,
               "the transformer trunk scores the codes: its recon_loss is 'codes'")
+        check(not self.teacher or (self.model.trunk == "transformer" and bool(self.vae)),
+              "a teacher scores the transformer trunk's code scores: it needs trunk 'transformer' and a VAE")
+        check(self.teacher_weight >= 0 and self.teacher_rows >= 0, "teacher_weight and teacher_rows must be >= 0")
+        check(self.teacher_reads in ("samples", "redraws"),
+              f"teacher_reads must be 'samples' or 'redraws', not {self.teacher_reads!r}")
+        check(not self.teacher or self.teacher_reads == "samples" or self.recon_weight > 0,
+              "teacher_reads 'redraws' needs the cVAE's redraws: recon_weight > 0")
         if not self.vae:
             self.model.check_depth()
         check(self.model.image_size == self.data.size,
@@ -155,6 +174,7 @@ class GANStage:
         self.ema = ema = copy.deepcopy(g).eval()
         for p in ema.parameters():
             p.requires_grad_(False)
+        self.teacher = DalleTeacher(cfg.teacher, g.codebook, device) if cfg.teacher else None
         self.enc = enc = NoiseEncoder(cfg.model).to(device) if cfg.recon_weight > 0 else None
         self.g_params = [p for p in g.parameters() if p.requires_grad] + (list(enc.parameters()) if enc else [])
         self.opt_g = torch.optim.Adam(self.g_params, lr=cfg.lr_g, betas=tuple(cfg.betas))
@@ -204,15 +224,20 @@ class GANStage:
                 codes = vae.code_vectors(real)  # (B, D, g, g): the decoder's input
                 with torch.no_grad():
                     real = codes if d.reads_codes else ((vae.decoder(codes) + 1) / 2).float()
+            scores = None  # the transformer trunk's code scores of the prior samples (the teacher reads them)
             if enc is None:
-                layout = g.layout(z, text)
+                if cfg.model.trunk == "transformer":
+                    scores = g.code_scores(z, text)
+                    layout = g.mixture(scores)
+                else:
+                    layout = g.layout(z, text)
             else:  # one G pass for both: noise from the prior (D, CLIP) and from E (redraw the real codes)
                 mu, logvar = enc(codes, text)
                 z_post = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
                 both, z_both = Text(*(torch.cat([t, t]) for t in text)), torch.cat([z, z_post.to(z.dtype)])
                 if cfg.model.trunk == "transformer":  # its own scores over the codes: their cross-entropy
                     scores = g.code_scores(z_both, both)
-                    (layout, redrawn), redrawn_scores = g.mixture(scores).chunk(2), scores.chunk(2)[1]
+                    (layout, redrawn), (scores, redrawn_scores) = g.mixture(scores).chunk(2), scores.chunk(2)
                 else:
                     (layout, redrawn), redrawn_scores = g.layout(z_both, both).chunk(2), None
             fake = layout if d.reads_codes else g.draw(layout)  # what D judges
@@ -228,6 +253,11 @@ class GANStage:
                 codebook = vae.quantizer.codebook if cfg.recon_loss == "codes" else None
                 lg |= posterior_loss(redrawn, codes, mu, logvar, codebook, redrawn_scores)
                 lg["loss"] = lg["loss"] + cfg.recon_weight * lg["recon"] + cfg.kl_weight * lg["kl"]
+            if self.teacher is not None:
+                judged = scores if cfg.teacher_reads == "samples" else redrawn_scores
+                n = cfg.teacher_rows or len(judged)
+                lg["teacher"] = self.teacher.loss(self.teacher.text(captions[:n]), judged[:n])
+                lg["loss"] = lg["loss"] + cfg.teacher_weight * lg["teacher"]
         rt.update(lg["loss"], self.opt_g, self.g_params)
         d.requires_grad_(True)
         _ema_update(self.ema, g, min(cfg.ema_decay, (1 + step) / (10 + step)))  # warm-up: early EMA follows G
@@ -275,6 +305,7 @@ class GANStage:
         if self.enc is not None:
             _write_redraws(self.g, self.enc, self.vae, self.tokenizer, self.data, out / "samples" / "redraw_final.png")
         plot_curves(out / "log.jsonl", out / "curves.png", ["d_hinge", "d_gp", "g_adv", "g_clip", "g_recon", "g_kl",
+                                                            "g_teacher",
                                                             "diversity_ratio"], title=f"gan {out.name}")
         diversity = _diversity(self.ema, self.tokenizer, self.clip, self.probe)
         return {"steps": step, "train_minutes": round(elapsed / 60, 2), "samples_seen": step * cfg.batch_size,

@@ -1,0 +1,55 @@
+"""The dalle as the GAN's teacher: its next-token likelihood of the code grid the generator writes.
+
+The transformer trunk scores the VAE's codes at each of the 64 grid positions; their softmax q_i is a distribution
+over codes at position i. The frozen dalle (trained on the same VAE's codes) reads the caption and the generator's
+grid in raster order, each position as the q-weighted mixture of its code embeddings, and predicts every position
+from those before it. The term is the expected negative log-likelihood of G's grid under it:
+
+    L_teacher = mean_i  sum_k q_i(k) * -log p_dalle(k | caption, q_<i)            (nats a position)
+
+a one-step student fitted to a slow autoregressive teacher in the reverse direction (q against p, as adversarial
+and distribution-matching distillation fit one-step images to diffusion teachers): it asks for a grid the teacher
+finds likely, position by position, given everything G wrote before. It seeks the teacher's modes rather than
+averaging them (a blend of two colours' codes is scored by both colours' probabilities, not by their sum), and
+the noise decides which mode, since each position is judged on G's own earlier choices. D, on real data, keeps
+the variety the teacher alone would not ask for.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import WordbrushError
+from ..generators.dalle import DALLE
+from ..pipeline import TextToImagePipeline
+
+
+class DalleTeacher:
+    """A frozen dalle pipeline (a built-in name or a folder) that scores a GAN's soft code grids."""
+
+    def __init__(self, name_or_path: str, codebook: torch.Tensor, device: torch.device):
+        pipe = TextToImagePipeline.from_pretrained(name_or_path, device=device)
+        if not isinstance(pipe.generator, DALLE):
+            raise WordbrushError(f"teacher {name_or_path!r} is a {pipe.generator.kind!r} model: the teacher must be a "
+                                 f"dalle (its next-token likelihood is the term)")
+        vae = pipe.vae
+        if vae is None or tuple(vae.quantizer.codebook.shape) != tuple(codebook.shape) or not torch.equal(
+                vae.quantizer.codebook.to(codebook.device, codebook.dtype), codebook):
+            raise WordbrushError(f"teacher {name_or_path!r} was trained on another VAE's codes than the gan's "
+                                 f"(set vae to the teacher's: its grid is what the teacher reads)")
+        self.dalle: DALLE = pipe.generator.requires_grad_(False).eval()
+        self.tokenizer = pipe.tokenizer
+
+    def text(self, captions: list[str]) -> torch.Tensor:
+        """Captions -> the dalle's caption ids (B, L)."""
+        return self.tokenizer.encode(captions, self.dalle.cfg.text_len).ids.to(self.dalle.image_emb.weight.device)
+
+    def loss(self, text: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """text (B, L) from text(), scores (B, N, K) G's logits over the codes in raster order -> the mean
+        expected negative log-likelihood of G's grid a position (nats), differentiable in the scores."""
+        dalle, L = self.dalle, text.shape[1]
+        q = scores.float().softmax(-1)  # (B, N, K)
+        soft = (q[:, :-1] @ dalle.image_emb.weight.float()).to(scores.dtype)  # (B, N-1, D): mixture embeddings
+        x = torch.cat([dalle.embed(text), soft + dalle.image_pos(0, soft.shape[1])], 1)  # (B, L+N-1, D)
+        logp = dalle.image_head(dalle.trunk(x)[:, L - 1:]).float().log_softmax(-1)  # (B, N, K): predicts position i
+        return -(q * logp).sum(-1).mean()
