@@ -25,6 +25,7 @@ from wordbrush.generators.gan_discriminator import (
 )
 from wordbrush.image.vae import load_vae
 from wordbrush.pipeline import TextToImagePipeline
+from wordbrush.text.tokenizer import PAD_ID
 from wordbrush.train.gan import GANTrainConfig, train_gan
 from wordbrush.train.gan_teacher import DalleTeacher
 
@@ -424,6 +425,8 @@ def test_dalle_teacher(tmp_path):
     certain = torch.nn.functional.one_hot(codes, vae.cfg.num_codes).float() * 60.0  # softmax ~ one-hot
     exact = -teacher.dalle.log_likelihood(text, codes).mean() / 64
     assert torch.allclose(teacher.loss(text, certain), exact, atol=1e-4)
+    unconditional = -teacher.dalle.log_likelihood(torch.full_like(text, PAD_ID), codes).mean() / 64
+    assert torch.allclose(teacher.loss(text, certain, "pmi"), exact - unconditional, atol=1e-4)
     scores = torch.zeros(2, 64, vae.cfg.num_codes, requires_grad=True)
     opt = torch.optim.Adam([scores], lr=0.1)
     losses = []

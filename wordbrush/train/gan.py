@@ -105,6 +105,9 @@ class GANTrainConfig(TrainConfig):
     # it) or "redraws" (the cVAE's redraws of real images: the cross-entropy keeps them the real picture, the
     # teacher asks for a grid it finds coherent)
     teacher_reads: str = "redraws"
+    # "likelihood" (the caption's NLL) or "pmi" (the caption's pointwise mutual information with each code: how much
+    # more likely the caption makes G's grid than no caption; no empty-picture mode, so it may judge the samples)
+    teacher_objective: str = "likelihood"
     ema_decay: float = 0.999  # of the generator's weights, which the saved pipeline samples with
     gp_every: int = 1  # MA-GP on every k-th discriminator step (lazy regularisation, StyleGAN2), times k
     sample_every: int = 500
@@ -132,6 +135,8 @@ class GANTrainConfig(TrainConfig):
         check(self.teacher_weight >= 0 and self.teacher_rows >= 0, "teacher_weight and teacher_rows must be >= 0")
         check(self.teacher_reads in ("samples", "redraws"),
               f"teacher_reads must be 'samples' or 'redraws', not {self.teacher_reads!r}")
+        check(self.teacher_objective in ("likelihood", "pmi"),
+              f"teacher_objective must be 'likelihood' or 'pmi', not {self.teacher_objective!r}")
         check(not self.teacher or self.teacher_reads == "samples" or self.recon_weight > 0,
               "teacher_reads 'redraws' needs the cVAE's redraws: recon_weight > 0")
         if not self.vae:
@@ -256,7 +261,7 @@ class GANStage:
             if self.teacher is not None:
                 judged = scores if cfg.teacher_reads == "samples" else redrawn_scores
                 n = cfg.teacher_rows or len(judged)
-                lg["teacher"] = self.teacher.loss(self.teacher.text(captions[:n]), judged[:n])
+                lg["teacher"] = self.teacher.loss(self.teacher.text(captions[:n]), judged[:n], cfg.teacher_objective)
                 lg["loss"] = lg["loss"] + cfg.teacher_weight * lg["teacher"]
         rt.update(lg["loss"], self.opt_g, self.g_params)
         d.requires_grad_(True)

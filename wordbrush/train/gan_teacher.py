@@ -22,6 +22,7 @@ import torch
 from ..errors import WordbrushError
 from ..generators.dalle import DALLE
 from ..pipeline import TextToImagePipeline
+from ..text.tokenizer import PAD_ID
 
 
 class DalleTeacher:
@@ -44,12 +45,23 @@ class DalleTeacher:
         """Captions -> the dalle's caption ids (B, L)."""
         return self.tokenizer.encode(captions, self.dalle.cfg.text_len).ids.to(self.dalle.image_emb.weight.device)
 
-    def loss(self, text: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        """text (B, L) from text(), scores (B, N, K) G's logits over the codes in raster order -> the mean
-        expected negative log-likelihood of G's grid a position (nats), differentiable in the scores."""
-        dalle, L = self.dalle, text.shape[1]
+    def loss(self, text: torch.Tensor, scores: torch.Tensor, objective: str = "likelihood") -> torch.Tensor:
+        """text (B, L) from text(), scores (B, N, K) G's logits over the codes in raster order -> a mean over
+        positions (nats), differentiable in the scores: "likelihood" the expected negative log-likelihood of G's
+        grid given the caption; "pmi" minus its expected pointwise mutual information with the caption,
+        log p(code | caption, before) - log p(code | no caption, before) (the dalle's caption-dropout model: the
+        direction classifier-free guidance samples along; an empty picture scores 0 on it)."""
         q = scores.float().softmax(-1)  # (B, N, K)
-        soft = (q[:, :-1] @ dalle.image_emb.weight.float()).to(scores.dtype)  # (B, N-1, D): mixture embeddings
+        if objective == "likelihood":
+            return -(q * self._log_probs(text, q, scores.dtype)).sum(-1).mean()
+        both = self._log_probs(torch.cat([text, torch.full_like(text, PAD_ID)]), torch.cat([q, q]), scores.dtype)
+        conditional, unconditional = both.chunk(2)
+        return -(q * (conditional - unconditional)).sum(-1).mean()
+
+    def _log_probs(self, text: torch.Tensor, q: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """The dalle's log-probabilities of every code at every position (B, N, K), reading the caption and the
+        q-weighted code embeddings of the positions before."""
+        dalle, L = self.dalle, text.shape[1]
+        soft = (q[:, :-1] @ dalle.image_emb.weight.float()).to(dtype)  # (B, N-1, D): mixture embeddings
         x = torch.cat([dalle.embed(text), soft + dalle.image_pos(0, soft.shape[1])], 1)  # (B, L+N-1, D)
-        logp = dalle.image_head(dalle.trunk(x)[:, L - 1:]).float().log_softmax(-1)  # (B, N, K): predicts position i
-        return -(q * logp).sum(-1).mean()
+        return dalle.image_head(dalle.trunk(x)[:, L - 1:]).float().log_softmax(-1)  # (B, N, K): predicts position i
