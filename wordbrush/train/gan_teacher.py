@@ -7,12 +7,13 @@ from those before it. The term is the expected negative log-likelihood of G's gr
 
     L_teacher = mean_i  sum_k q_i(k) * -log p_dalle(k | caption, q_<i)            (nats a position)
 
-a one-step student fitted to a slow autoregressive teacher in the reverse direction (q against p, as adversarial
-and distribution-matching distillation fit one-step images to diffusion teachers): it asks for a grid the teacher
-finds likely, position by position, given everything G wrote before. It seeks the teacher's modes rather than
-averaging them (a blend of two colours' codes is scored by both colours' probabilities, not by their sum), and
-the noise decides which mode, since each position is judged on G's own earlier choices. D, on real data, keeps
-the variety the teacher alone would not ask for.
+a one-step student fitted to a slow autoregressive teacher in the reverse direction (q against p). Measured
+(docs/gan.md, session 17): on prior samples it seeks the teacher's single likeliest grid, an empty picture, and
+G collapses onto it within 500 steps (the per-sample loss has the same optimum for every noise, so nothing in it
+asks for variety); objective "pmi" (log p(code | caption) - log p(code | no caption)) has no empty mode but is
+unbounded, and G finds grids off the data that the two heads score apart. On the cVAE's redraws (the default)
+it does not collapse, but pulls against the cross-entropy. What is missing is the student's own distribution in
+the loss (distribution-matching distillation: a second model tracking G's grids).
 """
 
 from __future__ import annotations
