@@ -26,9 +26,11 @@ RECORDED = json.loads((Path(__file__).parent / "data" / "dalle_tokens.json").rea
 AMX = "amx_bf16" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else False
 
 
+TINY = DalleConfig(text_vocab=40, text_len=6, image_vocab=24, image_grid=3, dim=32, depth=2, heads=4)
+
+
 def _recorded(case):
     return case["tokens_amx"] if AMX and case["dtype"] == "bfloat16" else case["tokens"]
-TINY = DalleConfig(text_vocab=40, text_len=6, image_vocab=24, image_grid=3, dim=32, depth=2, heads=4)
 
 
 def _options(pipe, guidance):

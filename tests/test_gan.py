@@ -444,8 +444,8 @@ def test_dalle_teacher(tmp_path):
                                                         "trunk_heads": 2, "trunk_mlp_ratio": 2})
     cfg = GANTrainConfig(model=model, clip=str(tmp_path / "clip"), vae=str(tmp_path / "dalle"),
                          teacher=str(tmp_path / "dalle"), teacher_rows=2, data=DataConfig(size=32),
-                         out=str(tmp_path / "run"), batch_size=4, max_steps=2, log_every=1, sample_every=100, checkpoint_every=100,
-                         diversity_every=100, collapse_ratio=0.0, sample_prompts=("a red square",), clip_weight=0.0,
+                         out=str(tmp_path / "run"), batch_size=4, max_steps=2, log_every=1, sample_every=100,
+                         checkpoint_every=100, diversity_every=100, collapse_ratio=0.0, sample_prompts=("a red square",), clip_weight=0.0,
                          recon_weight=1.0, recon_loss="codes")  # the teacher reads the redraws
     assert train_gan(cfg, progress_bar=False)["steps"] == 2
     logged = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
@@ -455,6 +455,5 @@ def test_dalle_teacher(tmp_path):
         replace(cfg, recon_weight=0.0)
     with pytest.raises(ConfigError, match="needs trunk 'transformer'"):
         GANTrainConfig(model=replace(model, trunk="conv"), vae="x", teacher="shapes", data=DataConfig(size=32))
-    other = codes.new_zeros(()).float() + torch.randn_like(vae.quantizer.codebook)
     with pytest.raises(WordbrushError, match="another VAE's codes"):
-        DalleTeacher(str(tmp_path / "dalle"), other, torch.device("cpu"))
+        DalleTeacher(str(tmp_path / "dalle"), torch.randn_like(vae.quantizer.codebook), torch.device("cpu"))

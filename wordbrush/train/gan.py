@@ -230,12 +230,11 @@ class GANStage:
                 with torch.no_grad():
                     real = codes if d.reads_codes else ((vae.decoder(codes) + 1) / 2).float()
             scores = None  # the transformer trunk's code scores of the prior samples (the teacher reads them)
-            if enc is None:
-                if cfg.model.trunk == "transformer":
-                    scores = g.code_scores(z, text)
-                    layout = g.mixture(scores)
-                else:
-                    layout = g.layout(z, text)
+            if enc is None and cfg.model.trunk == "transformer":
+                scores = g.code_scores(z, text)
+                layout = g.mixture(scores)  # what g.layout() writes, with the scores kept
+            elif enc is None:
+                layout = g.layout(z, text)
             else:  # one G pass for both: noise from the prior (D, CLIP) and from E (redraw the real codes)
                 mu, logvar = enc(codes, text)
                 z_post = mu + (0.5 * logvar).exp() * torch.randn_like(mu)

@@ -35,8 +35,7 @@ class DalleTeacher:
             raise WordbrushError(f"teacher {name_or_path!r} is a {pipe.generator.kind!r} model: the teacher must be a "
                                  f"dalle (its next-token likelihood is the term)")
         vae = pipe.vae
-        if vae is None or tuple(vae.quantizer.codebook.shape) != tuple(codebook.shape) or not torch.equal(
-                vae.quantizer.codebook.to(codebook.device, codebook.dtype), codebook):
+        if vae is None or not torch.equal(vae.quantizer.codebook.to(codebook.device, codebook.dtype), codebook):
             raise WordbrushError(f"teacher {name_or_path!r} was trained on another VAE's codes than the gan's "
                                  f"(set vae to the teacher's: its grid is what the teacher reads)")
         self.dalle: DALLE = pipe.generator.requires_grad_(False).eval()
