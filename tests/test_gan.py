@@ -457,3 +457,34 @@ def test_dalle_teacher(tmp_path):
         GANTrainConfig(model=replace(model, trunk="conv"), vae="x", teacher="shapes", data=DataConfig(size=32))
     with pytest.raises(WordbrushError, match="another VAE's codes"):
         DalleTeacher(str(tmp_path / "dalle"), torch.randn_like(vae.quantizer.codebook), torch.device("cpu"))
+
+
+def test_gpu_script_runs_tiny_on_cpu(tmp_path):
+    """scripts/gpu-shapes-gan.sh must work the first time a GPU is lent (one device call, no second chance): run it
+    for seconds on the CPU, from the source tree as the device machine does, and check that what it brings back
+    reassembles into a model folder that loads and draws, beside the benchmark's report."""
+    import os
+    import subprocess
+    import sys
+    import tarfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    out = tmp_path / "out"
+    env = {**os.environ, "CLIP_MIN": "0.05", "GAN_MIN": "0.05", "PROMPTS": "1", "BATCH": "16",
+           "RUNS": str(tmp_path / "runs"), "PYTHON": sys.executable}
+    r = subprocess.run(["bash", str(root / "scripts" / "gpu-shapes-gan.sh"), str(out)], cwd=root, env=env,
+                       capture_output=True, text=True, timeout=600, check=False)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    files = sorted(p.name for p in out.iterdir())
+    assert len(files) <= 8 and all(p.stat().st_size <= 16 << 20 for p in out.iterdir())  # what the device returns
+    assert {"log.txt", "report.md", "report.json", "failures.png", "samples.png"} <= set(files)
+    parts = sorted(out.glob("model.tar.gz*"))
+    (tmp_path / "model.tar.gz").write_bytes(b"".join(p.read_bytes() for p in parts))
+    with tarfile.open(tmp_path / "model.tar.gz") as tar:
+        tar.extractall(tmp_path / "model", filter="data")
+    folder = tmp_path / "model" / "gan-shapes"
+    assert not (folder / "discriminator.safetensors").exists() and not (folder / "checkpoints").exists()
+    pipe = TextToImagePipeline.from_pretrained(folder)
+    assert pipe("two green triangles", seed=1).images[0].size == (64, 64)
+    assert "overall" in json.dumps(json.loads((out / "report.json").read_text()))
