@@ -13,7 +13,7 @@ out=${1:?usage: gpu-shapes-gan.sh OUT_DIR}
 mkdir -p "$out"
 runs=${RUNS:-runs-gpu}
 clip_min=${CLIP_MIN:-1.5}
-gan_min=${GAN_MIN:-6}
+gan_min=${GAN_MIN:-5}
 batch=${BATCH:-128}
 prompts=${PROMPTS:-20}
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
