@@ -26,16 +26,14 @@ RECORDED = json.loads((Path(__file__).parent / "data" / "dalle_tokens.json").rea
 # bfloat16): the bf16 cases compare against tokens recorded on a CPU of the same kind (float32 tokens are the same
 # on every machine seen)
 AMX = "amx_bf16" in Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else False
-EMULATED_BF16 = not cpu_has_fast_bf16()
+BF16_TOKENS = "tokens_amx" if AMX else "tokens" if cpu_has_fast_bf16() else "tokens_emulated"
 
 
 TINY = DalleConfig(text_vocab=40, text_len=6, image_vocab=24, image_grid=3, dim=32, depth=2, heads=4)
 
 
 def _recorded(case):
-    if case["dtype"] != "bfloat16":
-        return case["tokens"]
-    return case["tokens_amx"] if AMX else case["tokens_emulated"] if EMULATED_BF16 else case["tokens"]
+    return case[BF16_TOKENS] if case["dtype"] == "bfloat16" else case["tokens"]
 
 
 def _options(pipe, guidance):
