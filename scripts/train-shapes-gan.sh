@@ -1,16 +1,22 @@
 #!/usr/bin/env bash
-# The GAN recipe for shapes (docs/gan.md): the CLIP that judges, then the one-pass generator, then the benchmark.
-#   bash scripts/train-shapes-gan.sh [RUNS_DIR] [CONFIG]     (default runs/, configs/gan-shapes-codes.json)
-# The generator draws through the frozen decoder of the built-in `shapes` VAE, D judges its code grid, and the
-# CLIP's text tower reads the prompts: the best-scoring recipe so far (docs/gan.md; configs/gan-shapes-minilm.json
-# reads them through the frozen MiniLM, configs/gan-shapes-transformer.json writes the grid with a transformer
-# trained as a cVAE-GAN). On 2 CPU cores: 8 min (CLIP)
-# + the gan's max_minutes + a few minutes of evaluation; a killed or finished run continues with the same command
-# plus `--resume` (and a larger `--max-minutes`), exactly.
+# The GAN recipe for shapes (docs/gan.md), then the benchmark.
+#   bash scripts/train-shapes-gan.sh [RUNS_DIR] [CONFIG]     (default runs/, configs/gan-shapes-distill.json)
+# configs/gan-shapes-distill.json (distillation by coupled noise, train/gan_distill.py): the built-in `shapes` dalle
+# draws ~200k images with a quantile per position (~26 min on 2 cores with native bf16), then the one-step gan
+# learns to write each from the same noise against a discriminator on the code grid (the config's max_minutes),
+# reading prompts through the shipped reranking CLIP. Other configs (configs/gan-shapes-codes.json, session 7's
+# adversarial recipe; -minilm, -transformer) train their own CLIP first (8 min).
+# A killed or finished run continues with the same command (shards already written are kept; the gan resumes from
+# its newest checkpoint, exactly; a larger budget: `--max-minutes` in the config or on the train command).
 set -euo pipefail
 runs=${1:-runs}
-config=${2:-configs/gan-shapes-codes.json}
+config=${2:-configs/gan-shapes-distill.json}
 name=$(basename "$config" .json)
-[ -f "$runs/clip-shapes/config.json" ] || wordbrush train clip --config configs/clip-shapes.json --out "$runs/clip-shapes"
-wordbrush train gan --config "$config" --clip "$runs/clip-shapes" --out "$runs/$name"
+if grep -q '"distill"' "$config"; then
+  wordbrush data distill --teacher shapes --out "$runs/distill-shapes" -n 196608 -q
+  wordbrush train gan --config "$config" --set distill="$runs/distill-shapes" --out "$runs/$name" --resume -q
+else
+  [ -f "$runs/clip-shapes/config.json" ] || wordbrush train clip --config configs/clip-shapes.json --out "$runs/clip-shapes"
+  wordbrush train gan --config "$config" --clip "$runs/clip-shapes" --out "$runs/$name" --resume
+fi
 wordbrush eval --model "$runs/$name" --out "$runs/eval-$name"

@@ -1,4 +1,5 @@
-"""`wordbrush data shapes|emoji|inspect`: build the built-in datasets, or check a dataset on disk."""
+"""`wordbrush data shapes|emoji|distill|inspect`: build the built-in datasets, a dalle's distillation set for a
+one-step GAN, or check a dataset on disk."""
 
 from __future__ import annotations
 
@@ -38,6 +39,19 @@ def add_parser(sub) -> None:
                     help="colour behind transparent pixels (default: white)")
     em.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     em.set_defaults(func=run_emoji)
+    di = data_sub.add_parser("distill", help="a dalle's images drawn with a quantile per position, with their noise "
+                             "and captions: what `train gan` with distill reads (train/gan_distill.py)")
+    di.add_argument("--teacher", default="shapes", help="a dalle model: built-in name or folder (default: shapes)")
+    di.add_argument("--out", required=True, help="output folder (shards already there are kept: a rerun continues)")
+    di.add_argument("-n", "--samples", type=positive_int, default=196_608,
+                    help="images in all, rounded up to whole shards of 4096 (default 196608)")
+    di.add_argument("--data", metavar="PATH", help="where the captions come from: a dataset on disk (default: the "
+                    "shapes train split's captions)")
+    di.add_argument("--batch", type=positive_int, default=128, help="images a sampling call draws (default 128)")
+    di.add_argument("--threads", type=nonneg_int, default=0, help="torch threads (0 = torch's default)")
+    di.add_argument("--no-compile", action="store_true", help="sample eagerly (the compile takes ~30 s once)")
+    di.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    di.set_defaults(func=run_distill)
     ins = data_sub.add_parser("inspect", help="count the usable and skipped items of a dataset and write a grid")
     ins.add_argument("path", help="folder of images + .txt, .jsonl/.csv manifest, .tar shard or folder of shards")
     ins.add_argument("--size", type=positive_int, default=64, help="image side in pixels")
@@ -91,6 +105,16 @@ def run_emoji(args: argparse.Namespace) -> None:
         print(f"grid of {len(picks)} spread over the dataset: {grid}")
         for r in picks[:4]:
             print(f"  {r['file']}: {r['caption']}")
+
+
+def run_distill(args: argparse.Namespace) -> None:
+    from ..data.config import DataConfig
+    from ..train.gan_distill import write_distill_set
+
+    data = DataConfig(path=args.data) if args.data else None
+    res = write_distill_set(args.teacher, args.out, args.samples, data=data, batch=args.batch, threads=args.threads,
+                            compile=not args.no_compile, progress=not args.quiet)
+    print(f"{res['samples']} teacher images in {res['shards']} shards in {res['folder']} ({res['written']} written now)")
 
 
 def run_inspect(args: argparse.Namespace) -> None:

@@ -29,7 +29,7 @@ from ..text.minilm import MiniLMText
 from ..text.tokenizer import PAD_ID
 from .base import GeneratorLoss, TokenGenerator, check_token_config
 from .options import SampleOptions
-from .sampling import gumbel, pick
+from .sampling import gumbel, pick, pick_quantile
 
 
 @dataclass
@@ -149,10 +149,13 @@ class DALLE(TokenGenerator):
 
     @torch.no_grad()
     def sample(self, text: torch.Tensor, rngs: list[torch.Generator], options: SampleOptions | None = None,
-               prime: torch.Tensor | None = None, use_cache: bool = True) -> torch.Tensor:
+               prime: torch.Tensor | None = None, use_cache: bool = True,
+               quantiles: torch.Tensor | None = None) -> torch.Tensor:
         """text (B, L) ids -> image code ids (B, N), one token per step (the contract: generators/base.py).
 
         rngs: one random stream per row (its own seed); prime: (B, n) first image tokens to keep (image priming).
+        quantiles: (B, N) uniforms in [0, 1), one per position, drawn by sampling.pick_quantile instead of the
+        rows' Gumbel noise: the image then is a fixed function of the caption and these (distillation's data).
         """
         cfg = self.cfg
         N = cfg.image_len
@@ -160,7 +163,11 @@ class DALLE(TokenGenerator):
         B, n0 = text.shape[0], 0 if prime is None else prime.shape[1]
         device = text.device
         # Gumbel noise for every (row, step, code), from each row's own generator: sampling = argmax(logits + g)
-        noise = gumbel(rngs, (N, cfg.image_vocab), device)  # (B, N, V)
+        if quantiles is None:
+            noise = gumbel(rngs, (N, cfg.image_vocab), device)  # (B, N, V)
+        else:
+            check(quantiles.shape == (B, N), f"quantiles must be (rows, {N}), got {tuple(quantiles.shape)}")
+            noise = quantiles.to(device, torch.float32)  # (B, N)
         wanted, B = B, self.compiled_rows(B) if use_cache else B
         if B > wanted:  # rows repeating the last one, dropped at the end (rows never mix)
             text, noise = pad_rows(text, B), pad_rows(noise, B)
@@ -193,7 +200,8 @@ class DALLE(TokenGenerator):
             if guided:
                 c, u = logits.chunk(2)
                 logits = u + options.guidance_scale * (c - u)
-            tokens[:, i] = pick(logits, noise[:, i], options)
+            tokens[:, i] = (pick(logits, noise[:, i], options) if quantiles is None
+                            else pick_quantile(logits, noise[:, i], options))
             if use_cache and i + 1 < N:
                 nxt = tokens[:, i].repeat(2) if guided else tokens[:, i]  # (R,)
                 pos = positions[cfg.text_len + i : cfg.text_len + i + 1]  # (1,): where token i goes in the cache

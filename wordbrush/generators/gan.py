@@ -83,6 +83,9 @@ class GANConfig:
     trunk_depth: int = 4
     trunk_heads: int = 4
     trunk_mlp_ratio: int = 4
+    # the transformer trunk reads one noise value per grid position (noise_dim = grid * grid): the student of a
+    # dalle drawn with a quantile per position (train/gan_distill.py, gan_transformer.py)
+    grid_noise: bool = False
     # sampling in latent mode: each written vector replaced by the nearest of the VAE's codes (the transformer
     # trunk: its likeliest code) before the decoder draws it; training always decodes the vectors as written
     snap_codes: bool = False
@@ -113,6 +116,7 @@ class GANConfig:
         check(self.text_encoder in ("clip", "minilm"),
              f"text_encoder must be 'clip' or 'minilm', not {self.text_encoder!r}")
         check(self.trunk in ("conv", "transformer"), f"trunk must be 'conv' or 'transformer', not {self.trunk!r}")
+        check(not self.grid_noise or self.trunk == "transformer", "grid_noise needs trunk 'transformer'")
         check(self.trunk_dim % self.trunk_heads == 0 and min(self.trunk_depth, self.trunk_mlp_ratio) >= 1,
              "trunk_dim must be a multiple of trunk_heads, trunk_depth and trunk_mlp_ratio >= 1")
         check(self.disc_reads in ("pixels", "codes"),
@@ -132,6 +136,8 @@ class GANConfig:
 
     def check_depth(self) -> None:
         check(self.trunk == "conv" or self.vae is not None, "trunk 'transformer' needs latent mode (a VAE: --vae)")
+        check(not self.grid_noise or self.noise_dim == self.out_grid**2,
+              f"grid_noise needs noise_dim = grid * grid ({self.out_grid**2}), got {self.noise_dim}")
         check(self.trunk != "conv" or len(self.channels) >= self.up_stages + 1,
              f"gan: a {self.out_grid}x{self.out_grid} output needs at least {self.up_stages + 1} entries in "
              f"channels, got {len(self.channels)}")
@@ -245,7 +251,7 @@ class GAN(ImageGenerator):
         chs, z, e, n_up = cfg.channels, cfg.noise_dim, cfg.sentence_dim, cfg.up_stages
         if cfg.trunk == "transformer":  # latent mode (checked): every grid position a token (gan_transformer.py)
             self.trunk = TransformerTrunk(cfg.out_grid, z, e, cfg.text_dim, cfg.vae.num_codes, cfg.trunk_dim,
-                                          cfg.trunk_depth, cfg.trunk_heads, cfg.trunk_mlp_ratio)
+                                          cfg.trunk_depth, cfg.trunk_heads, cfg.trunk_mlp_ratio, cfg.grid_noise)
         else:
             self.fc = nn.Linear(z, chs[0] * 16)
             sizes = [4 * 2 ** min(i + 1, n_up) for i in range(len(chs) - 1)]  # each block's output side
@@ -326,7 +332,11 @@ class GAN(ImageGenerator):
 
     def picked(self, scores: torch.Tensor) -> torch.Tensor:
         """code_scores (B, g*g, K) -> the vector of the likeliest code at each position (B, D, g, g)."""
-        return self._as_grid(self.codebook[scores.argmax(-1)]).to(scores.dtype)
+        return self.codes_of(scores.argmax(-1)).to(scores.dtype)
+
+    def codes_of(self, ids: torch.Tensor) -> torch.Tensor:
+        """Code ids (B, g*g) in raster order -> their vectors as the grid the decoder and D read (B, D, g, g)."""
+        return self._as_grid(self.codebook[ids])
 
     def _as_grid(self, v: torch.Tensor) -> torch.Tensor:
         """One vector per grid position (B, g*g, D) -> the grid the decoder and D read (B, D, g, g)."""

@@ -35,6 +35,17 @@ def pick(logits: torch.Tensor, noise: torch.Tensor, o: SampleOptions) -> torch.T
     return (filter_logits(logits, o) + noise).argmax(-1)
 
 
+def pick_quantile(logits: torch.Tensor, u: torch.Tensor, o: SampleOptions) -> torch.Tensor:
+    """One token per row of (..., V) logits, chosen by a uniform u (...,) in [0, 1): after the same filtering and
+    temperature as pick(), the codes in descending order of probability, and the one whose cumulative share
+    passes u (u near 0: the likeliest code). A draw from the same distribution as pick()'s, but a fixed function
+    of u: with u given for every position, a dalle's image is a deterministic map of (caption, u), which a one-step
+    student can learn (train/gan_distill.py)."""
+    probs, order = filter_logits(logits.float(), o).softmax(-1).sort(-1, descending=True)
+    index = (probs.cumsum(-1) <= u[..., None]).sum(-1).clamp_max(probs.shape[-1] - 1)  # (...,)
+    return order.gather(-1, index[..., None])[..., 0]
+
+
 def standardised(score: torch.Tensor) -> torch.Tensor:
     """(b, C) scores -> each row shifted to mean 0 and scaled to standard deviation 1 (0 where all are equal), so
     that two rerankers' scores on different scales can be summed."""

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..checkpoint import save_part
 from ..clip import CLIPScorer
@@ -54,6 +55,7 @@ from ..utils.images import save_grid, to_pil, to_tensor
 from ..utils.plot import plot_curves
 from .common import autocast, frozen_vae, lr_at
 from .config import SAMPLE_PROMPTS, TrainConfig
+from .gan_distill import DistillSet
 from .gan_teacher import DalleTeacher
 from .runtime import Runtime
 
@@ -108,6 +110,13 @@ class GANTrainConfig(TrainConfig):
     # "likelihood" (the caption's NLL) or "pmi" (the caption's pointwise mutual information with each code: how much
     # more likely the caption makes G's grid than no caption; no empty-picture mode, so it may judge the samples)
     teacher_objective: str = "likelihood"
+    # distillation by coupled noise (train/gan_distill.py): a folder of a dalle's images drawn with a quantile per
+    # position (`wordbrush data distill`). Each step reads its captions, noise and the teacher's tokens: G, given
+    # that noise, is trained to write those tokens (distill_weight * their cross-entropy under G's scores, nats a
+    # position) beside the adversarial term, and D takes the teacher's grids as its reals. Needs the transformer
+    # trunk with grid_noise. "" = off (the data's images are the reals)
+    distill: str = ""
+    distill_weight: float = 1.0
     ema_decay: float = 0.999  # of the generator's weights, which the saved pipeline samples with
     gp_every: int = 1  # MA-GP on every k-th discriminator step (lazy regularisation, StyleGAN2), times k
     sample_every: int = 500
@@ -139,6 +148,11 @@ class GANTrainConfig(TrainConfig):
               f"teacher_objective must be 'likelihood' or 'pmi', not {self.teacher_objective!r}")
         check(not self.teacher or self.teacher_reads == "samples" or self.recon_weight > 0,
               "teacher_reads 'redraws' needs the cVAE's redraws: recon_weight > 0")
+        check(not self.distill or (self.model.grid_noise and bool(self.vae) and self.recon_weight == 0
+                                   and self.model.disc_reads == "codes"),
+              "distill needs model.grid_noise (the transformer trunk, noise_dim = grid * grid), a VAE, D on the codes "
+              "(model.disc_reads 'codes') and no cVAE term (recon_weight 0)")
+        check(self.distill_weight >= 0, "distill_weight must be >= 0")
         if not self.vae:
             self.model.check_depth()
         check(self.model.image_size == self.data.size,
@@ -180,6 +194,11 @@ class GANStage:
         for p in ema.parameters():
             p.requires_grad_(False)
         self.teacher = DalleTeacher(cfg.teacher, g.codebook, device) if cfg.teacher else None
+        self.distill = DistillSet(cfg.distill, cfg.seed) if cfg.distill else None
+        if self.distill is not None:
+            check(self.distill.image_len == cfg.model.noise_dim, f"{cfg.distill}: its images have "
+                  f"{self.distill.image_len} positions, the gan's grid {cfg.model.noise_dim}")
+            rt.say(f"distill: {len(self.distill)} teacher images from {cfg.distill}")
         self.enc = enc = NoiseEncoder(cfg.model).to(device) if cfg.recon_weight > 0 else None
         self.g_params = [p for p in g.parameters() if p.requires_grad] + (list(enc.parameters()) if enc else [])
         self.opt_g = torch.optim.Adam(self.g_params, lr=cfg.lr_g, betas=tuple(cfg.betas))
@@ -204,8 +223,13 @@ class GANStage:
                 group["lr"] = lr_at(step, progress, lr, 0, 1.0)  # constant: GANs are trained at a fixed rate
         b = cfg.batch_size
         mine = rt.share(b)
-        batch = self.data.batch(step, b)  # the global batch; this rank takes its share
-        real = to_tensor(batch.images[mine]).to(device)  # (b, 3, H, W) in [0, 1]
+        targets = None  # distillation: the teacher's code ids (b, N) for this noise
+        if self.distill is not None:
+            batch = self.distill.batch(step, b)  # captions, noise and the teacher's tokens; no images
+            targets = batch.tokens[mine].to(device)
+        else:
+            batch = self.data.batch(step, b)  # the global batch; this rank takes its share
+            real = to_tensor(batch.images[mine]).to(device)  # (b, 3, H, W) in [0, 1]
         captions = batch.captions[mine]
         text = _read(g, self.tokenizer, captions)
         aim = clip.embed_texts(captions) if g.clip is None and cfg.clip_weight > 0 else None  # the CLIP's view
@@ -221,11 +245,16 @@ class GANStage:
         if rt.world > 1:  # the next item's caption may be the next rank's first: the whole batch's pairs
             next_text = _read(g, self.tokenizer, batch.captions[mine.start + 1 : mine.stop + 1])
             mismatch_norm = (b - 1 + n_swaps) / rt.world
-        z = torch.randn(b, cfg.model.noise_dim, generator=self.noise_gen)[mine].to(device)
+        if targets is not None:
+            z = batch.z[mine].to(device)
+        else:
+            z = torch.randn(b, cfg.model.noise_dim, generator=self.noise_gen)[mine].to(device)
 
         gp_now = step % cfg.gp_every == 0
         with autocast(device, cfg.bf16):
-            if vae is not None:  # D compares like with like: reals and fakes both drawn by the decoder, or both codes
+            if targets is not None:  # the teacher's grids are D's reals: the exact code vectors the decoder reads
+                real = g.codes_of(targets)
+            elif vae is not None:  # D compares like with like: reals and fakes both drawn by the decoder, or both codes
                 codes = vae.code_vectors(real)  # (B, D, g, g): the decoder's input
                 with torch.no_grad():
                     real = codes if d.reads_codes else ((vae.decoder(codes) + 1) / 2).float()
@@ -257,6 +286,9 @@ class GANStage:
                 codebook = vae.quantizer.codebook if cfg.recon_loss == "codes" else None
                 lg |= posterior_loss(redrawn, codes, mu, logvar, codebook, redrawn_scores)
                 lg["loss"] = lg["loss"] + cfg.recon_weight * lg["recon"] + cfg.kl_weight * lg["kl"]
+            if targets is not None:
+                lg["distill"] = F.cross_entropy(scores.float().flatten(0, 1), targets.flatten())
+                lg["loss"] = lg["loss"] + cfg.distill_weight * lg["distill"]
             if self.teacher is not None:
                 judged = scores if cfg.teacher_reads == "samples" else redrawn_scores
                 n = cfg.teacher_rows or len(judged)
@@ -309,7 +341,7 @@ class GANStage:
         if self.enc is not None:
             _write_redraws(self.g, self.enc, self.vae, self.tokenizer, self.data, out / "samples" / "redraw_final.png")
         plot_curves(out / "log.jsonl", out / "curves.png", ["d_hinge", "d_gp", "g_adv", "g_clip", "g_recon", "g_kl",
-                                                            "g_teacher",
+                                                            "g_teacher", "g_distill",
                                                             "diversity_ratio"], title=f"gan {out.name}")
         diversity = _diversity(self.ema, self.tokenizer, self.clip, self.probe)
         return {"steps": step, "train_minutes": round(elapsed / 60, 2), "samples_seen": step * cfg.batch_size,
