@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # The GAN recipe for shapes (docs/gan.md), then the benchmark.
-#   bash scripts/train-shapes-gan.sh [RUNS_DIR] [CONFIG]     (default runs/, configs/gan-shapes-distill.json)
-# configs/gan-shapes-distill.json (distillation by coupled noise, train/gan_distill.py): the built-in `shapes` dalle
-# draws ~200k images with a quantile per position (~26 min on 2 cores with native bf16), then the one-step gan
-# learns to write each from the same noise against a discriminator on the code grid (the config's max_minutes),
-# reading prompts through the shipped reranking CLIP. Other configs (configs/gan-shapes-codes.json, session 7's
-# adversarial recipe; -minilm, -transformer) train their own CLIP first (8 min).
+#   bash scripts/train-shapes-gan.sh [RUNS_DIR] [CONFIG]     (default runs/, configs/gan-shapes-codes.json)
+# The default, configs/gan-shapes-codes.json (session 7's adversarial recipe with D on the code grid, the best so
+# far), and -minilm, -transformer train their own CLIP first (8 min). configs/gan-shapes-distill.json (distillation
+# by coupled noise, train/gan_distill.py): the built-in `shapes` dalle draws ~200k images with a quantile per
+# position (28 min on 2 cores with native bf16), then the one-step gan learns to write each from the same noise
+# against D on the code grid, reading prompts through the shipped reranking CLIP (docs/gan.md, session 19).
 # A killed or finished run continues with the same command (shards already written are kept; the gan resumes from
 # its newest checkpoint, exactly; a larger budget: `--max-minutes` in the config or on the train command).
 set -euo pipefail
 runs=${1:-runs}
-config=${2:-configs/gan-shapes-distill.json}
+config=${2:-configs/gan-shapes-codes.json}
 name=$(basename "$config" .json)
 if grep -q '"distill"' "$config"; then
   wordbrush data distill --teacher shapes --out "$runs/distill-shapes" -n 196608 -q
