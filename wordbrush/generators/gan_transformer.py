@@ -34,7 +34,6 @@ class TransformerTrunk(nn.Module):
     def __init__(self, grid: int, noise_dim: int, sentence_dim: int, text_dim: int, num_codes: int, dim: int,
                  depth: int, heads: int, mlp_ratio: int, grid_noise: bool = False):
         super().__init__()
-        self.grid_noise = grid_noise
         self.grid, self.dim = grid, dim
         # unit scale: every position gets the same content (the noise and the sentence), so the position embedding
         # alone tells them apart; at ViT's 0.02 it was drowned by the content and all 64 positions wrote one code

@@ -6,7 +6,8 @@
                     (--vae) also the frozen VAE: its decoder into the generator, and the whole VAE to pass the
                     real images through, so that D sees reals and fakes drawn by the same decoder (or, with
                     disc_reads "codes", the VAE's code vectors of the reals against the generator's vectors)
-    for each step:  a batch of real images + captions -> the frozen reader reads the captions
+    for each step:  a batch of real images + captions -> the frozen reader reads the captions (with distill: a
+                    batch of a dalle's images for given noise, train/gan_distill.py: G also learns to write them)
                     D step: fakes (detached from G) -> hinge on real/fake/mismatched + MA-GP -> Adam
                     G step: the same fakes, through the updated D -> fool D + CLIP alignment -> Adam -> EMA
                     with recon_weight (cVAE-GAN): E reads the real codes + caption into a noise z ~ q(z|x,t); the
