@@ -31,6 +31,18 @@ SHUFFLE_BUFFER = 2048  # tar shards: samples held to shuffle the stream
 TOKENIZER_SEED_OFFSET = 3_000_000  # shapes: the BPE's captions come from their own seed
 
 
+def epoch_order(seed: int, n: int, step: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+    """Items step*b .. step*b+b-1 of a stream that reads n items in a fresh permutation each epoch (from the seed
+    and the epoch): their item ids (b,) and epochs (b,). Addressed by the step, so a resumed run reads the same."""
+    pos = np.arange(step * b, (step + 1) * b)
+    epochs, offsets = pos // n, pos % n
+    index = np.empty(b, dtype=np.int64)
+    for e in np.unique(epochs):  # at most two epochs meet in one batch (more if b > n)
+        perm = np.random.default_rng([seed, int(e)]).permutation(n)
+        index[epochs == e] = perm[offsets[epochs == e]]
+    return index, epochs
+
+
 @dataclass
 class Batch:
     images: np.ndarray  # (B, H, W, 3) uint8
@@ -120,13 +132,7 @@ class TrainingData:
             return Batch(np.stack([it[0] for it in items]), [it[1] for it in items], None)
         if self.stream is not None:
             return self._stream_batch(b)
-        n = len(self.images)
-        pos = np.arange(step * b, (step + 1) * b)
-        epochs, offsets = pos // n, pos % n
-        index = np.empty(b, dtype=np.int64)
-        for e in np.unique(epochs):  # at most two epochs meet in one batch (more if b > n)
-            perm = np.random.default_rng([self.cfg.seed, int(e)]).permutation(n)
-            index[epochs == e] = perm[offsets[epochs == e]]
+        index, epochs = epoch_order(self.cfg.seed, len(self.images), step, b)
         captions = [self._caption(int(i), int(e)) for i, e in zip(index, epochs)]
         return Batch(self.images[index], captions, index)
 

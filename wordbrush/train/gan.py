@@ -34,7 +34,6 @@ import torch.nn.functional as F
 from ..checkpoint import save_part
 from ..clip import CLIPScorer
 from ..config import check
-from ..data.specs import ObjSpec, PromptSpec, render_spec
 from ..data.training import TrainingData
 from ..errors import ConfigError, WordbrushError
 from ..generators.gan import GAN, GANConfig, Text
@@ -43,7 +42,6 @@ from ..generators.gan_discriminator import (
     NoiseEncoder,
     discriminator_loss,
     generator_loss,
-    mean_pairwise_distance,
     posterior_loss,
 )
 from ..generators.options import SampleOptions
@@ -56,6 +54,7 @@ from ..utils.images import save_grid, to_pil, to_tensor
 from ..utils.plot import plot_curves
 from .common import autocast, frozen_vae, lr_at
 from .config import SAMPLE_PROMPTS, TrainConfig
+from .gan_collapse import collapse_probe, seed_diversity
 from .gan_distill import DistillSet
 from .gan_teacher import DalleTeacher
 from .runtime import Runtime
@@ -63,7 +62,6 @@ from .runtime import Runtime
 RAW_G = "generator_raw.safetensors"  # the generator's own weights (gan.safetensors holds their EMA)
 DISC = "discriminator.safetensors"
 ENCODER = "noise_encoder.safetensors"  # the cVAE-GAN's encoder (recon_weight > 0), trained with G
-COLLAPSE_SEED = 4_000_000
 
 
 @dataclass
@@ -205,7 +203,7 @@ class GANStage:
         self.opt_g = torch.optim.Adam(self.g_params, lr=cfg.lr_g, betas=tuple(cfg.betas))
         self.opt_d = torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=tuple(cfg.betas))
         self.pipe = TextToImagePipeline(self.tokenizer, ema, None, cfg.sampling, clip if g.clip is None else None)
-        self.probe = _collapse_probe(cfg, self.data)
+        self.probe = collapse_probe(cfg.data, self.data)
         self.noise_gen = torch.Generator().manual_seed(cfg.seed * 1000)
         self.swap_rng = np.random.default_rng([cfg.seed, 0])
         self.modules: dict[str, torch.nn.Module] = {"generator": g, "ema": ema, "discriminator": d}
@@ -309,7 +307,7 @@ class GANStage:
                 raise WordbrushError(f"training diverged at step {step}: {', '.join(bad)} not finite (state saved "
                                      f"to {out / 'diverged'}; lower lr_d / lr_g or raise gp_weight and resume)")
             if step % cfg.diversity_every == 0:  # on G itself: it is G that collapses (the EMA lags behind it)
-                diversity = _diversity(self.g, self.tokenizer, self.clip, self.probe)
+                diversity = seed_diversity(self.g, self.tokenizer, self.clip, self.probe)
                 record["diversity_ratio"] = diversity
                 if diversity < cfg.collapse_ratio:
                     self._dump(out / "collapsed")
@@ -344,7 +342,7 @@ class GANStage:
         plot_curves(out / "log.jsonl", out / "curves.png", ["d_hinge", "d_gp", "g_adv", "g_clip", "g_recon", "g_kl",
                                                             "g_teacher", "g_distill",
                                                             "diversity_ratio"], title=f"gan {out.name}")
-        diversity = _diversity(self.ema, self.tokenizer, self.clip, self.probe)
+        diversity = seed_diversity(self.ema, self.tokenizer, self.clip, self.probe)
         return {"steps": step, "train_minutes": round(elapsed / 60, 2), "samples_seen": step * cfg.batch_size,
                 "parameters": self.n_params, "diversity_ratio": round(diversity, 4),
                 "data": self.data.summary(), "skipped_items": self.data.skipped_count()}
@@ -360,39 +358,6 @@ def _ema_update(ema: GAN, g: GAN, decay: float) -> None:
     for pe, pg in zip(ema.parameters(), g.parameters()):
         if pg.requires_grad:
             pe.lerp_(pg, 1 - decay)
-
-
-def _collapse_probe(cfg: GANTrainConfig, data: TrainingData) -> tuple[str, torch.Tensor]:
-    """A prompt and 16 real images of it: shapes renders 16 scenes of one caption; a dataset on disk gives the
-    first caption and the first 16 images (spread of real data, a looser reference)."""
-    if not cfg.data.path:
-        return shapes_probe(cfg.data.size)
-    b = data.batch(0, 16)
-    return b.captions[0], to_tensor(b.images)
-
-
-def shapes_probe(size: int = 64, prompt: str = "a red circle") -> tuple[str, torch.Tensor]:
-    """A shapes prompt and 16 real renders of it (random positions and sizes), the reference spread."""
-    spec = PromptSpec("colors", prompt, (ObjSpec("circle", "red"),))
-    return prompt, to_tensor(np.stack([render_spec(spec, np.random.default_rng([COLLAPSE_SEED, k]), size)
-                                       for k in range(16)]))
-
-
-def diversity_ratio(images: torch.Tensor, real: torch.Tensor, clip: CLIPScorer) -> float:
-    """Mean pairwise distance of the images' CLIP features over that of the real images'."""
-    return mean_pairwise_distance(clip.image_features(images)) / max(mean_pairwise_distance(clip.image_features(real)),
-                                                                     1e-12)
-
-
-@torch.no_grad()
-def _diversity(gan: GAN, tokenizer: TextTokenizer, clip: CLIPScorer, probe: tuple[str, torch.Tensor]) -> float:
-    prompt, real = probe
-    was_training = gan.training
-    gan.eval()
-    ids = tokenizer.encode([prompt] * 16, gan.text_len).ids.to(gan.first_weight.device)
-    images = gan.sample(ids, [torch.Generator().manual_seed(k) for k in range(16)])
-    gan.train(was_training)
-    return diversity_ratio(images, real, clip)
 
 
 def _write_samples(pipe: TextToImagePipeline, cfg: GANTrainConfig, path: Path) -> None:

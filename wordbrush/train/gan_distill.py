@@ -25,14 +25,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save
 from tqdm import tqdm
 
 from ..data.config import DataConfig
-from ..data.training import TrainingData
+from ..data.training import TrainingData, epoch_order
 from ..errors import WordbrushError
 from ..generators.dalle import DALLE
 from ..pipeline import TextToImagePipeline
@@ -78,7 +77,7 @@ def write_distill_set(teacher: str, folder: str | Path, samples: int, data: Data
     dalle: DALLE = pipe.generator
     options = pipe.sampling
     N = dalle.cfg.image_len
-    stream = TrainingData(data or DataConfig(size=dalle_image_size(pipe), split="train"))
+    stream = TrainingData(data or DataConfig(size=pipe.vae.cfg.image_size, split="train"))  # a dalle has a VAE
     shards = -(-samples // SHARD)
     todo = [k for k in range(shards) if not shard_path(folder, k).exists()]
     bar = tqdm(total=len(todo) * SHARD, desc=f"distill {teacher}", unit="img", disable=not progress)
@@ -99,10 +98,6 @@ def write_distill_set(teacher: str, folder: str | Path, samples: int, data: Data
     return {"folder": str(folder), "shards": shards, "written": len(todo), "samples": shards * SHARD}
 
 
-def dalle_image_size(pipe: TextToImagePipeline) -> int:
-    return pipe.vae.cfg.image_size if pipe.vae is not None else 64
-
-
 class DistillSet:
     """A distillation set written by write_distill_set, held in memory (int16 tokens: 64 positions x 2 bytes a row)."""
 
@@ -116,10 +111,8 @@ class DistillSet:
         for p in paths:
             try:
                 part = load_file(p)
-                with open(p, "rb") as f:  # the header's metadata: the captions
-                    n = int.from_bytes(f.read(8), "little")
-                    meta = json.loads(f.read(n)).get("__metadata__", {})
-                captions = json.loads(meta["captions"])
+                with safe_open(str(p), "pt") as f:  # the header's metadata: the captions
+                    captions = json.loads((f.metadata() or {})["captions"])
             except (SafetensorError, OSError, KeyError, ValueError) as e:
                 raise WordbrushError(f"{p}: not a distillation shard ({e})") from None
             if part["z"].shape != part["tokens"].shape or len(captions) != len(part["z"]):
@@ -139,12 +132,6 @@ class DistillSet:
 
     def batch(self, step: int, b: int) -> DistillBatch:
         """Rows step*b .. step*b+b-1 of the epochs' permutations (each epoch its own, from the seed)."""
-        n = len(self)
-        at = np.arange(step * b, step * b + b)
-        epochs, pos = at // n, at % n
-        index = np.empty(b, dtype=np.int64)
-        for e in np.unique(epochs):
-            perm = np.random.default_rng([self.seed, int(e)]).permutation(n)
-            index[epochs == e] = perm[pos[epochs == e]]
+        index, _ = epoch_order(self.seed, len(self), step, b)
         t = torch.from_numpy(index)
         return DistillBatch([self.captions[i] for i in index], self.z[t], self.tokens[t].long())
