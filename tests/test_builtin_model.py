@@ -17,7 +17,7 @@ from wordbrush.utils.images import to_tensor
 SHAPES_MODELS = [n for n in BUILTIN if n.startswith("shapes")]
 FILES = {"emoji": ["README.md", "clip", "config.json", "dalle.safetensors", "rewriter", "tokenizer.json",
                    "vae.safetensors"],
-         "shapes": ["clip", "config.json", "dalle.safetensors", "tokenizer.json", "vae.safetensors"],
+         "shapes": ["clip", "config.json", "dalle.safetensors", "rewriter", "tokenizer.json", "vae.safetensors"],
          "shapes-gan": ["config.json", "gan.safetensors", "tokenizer.json"]}
 MAX_MB = {"emoji": 46, "shapes": 36}
 

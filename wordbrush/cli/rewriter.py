@@ -7,7 +7,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from .common import Parser, finite_float
+from .common import Parser, finite_float, positive_int
 
 
 def add_parser(sub) -> None:
@@ -25,6 +25,18 @@ def add_parser(sub) -> None:
                    "(default 0.4)")
     b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     b.set_defaults(func=run_build)
+    lx = rw_sub.add_parser("lexicon", help="give a model folder's rewriter/ a lexicon: words it never saw read as "
+                           "words it knows", description="Map colour names (XKCD survey, CSS) and WordNet's "
+                           "synonyms and kinds of the model's words to those words (text/lexicon_build.py), so that "
+                           "'a crimson disc beneath a navy box' is drawn as 'a red circle below a blue square'. "
+                           "Needs nltk with WordNet (python -m nltk.downloader wordnet, or Debian's wordnet-base "
+                           "and wordnet-sense-index) and the minilm extra; drawing with it needs neither.")
+    lx.add_argument("--model", required=True, help="a saved model folder with a scratch BPE tokenizer")
+    lx.add_argument("--data", required=True, help="what the model was trained on: 'shapes' (the built-in dataset) "
+                    "or a dataset folder or manifest; its captions' words are the words the model knows")
+    lx.add_argument("--captions", type=positive_int, default=20_000,
+                    help="shapes captions to read the words from (default 20,000)")
+    lx.set_defaults(func=run_lexicon)
     s = rw_sub.add_parser("show", help="print what a model reads each prompt as")
     s.add_argument("prompts", nargs="+", help="prompts, each in quotes")
     s.add_argument("--model", default="emoji", help="built-in model name or folder (default: emoji)")
@@ -49,6 +61,49 @@ def run_build(args: argparse.Namespace) -> None:
     replace_into(staging, folder)  # the old rewriter/ (if any) is swapped out in one rename
     print(f"wrote {folder / REWRITER_FOLDER}: {rw.cfg.points} captions from {args.data} "
           f"(each drawn as typed; a prompt near one is read as it: min similarity {rw.cfg.min_similarity:g})")
+
+
+def training_captions(data: str, n: int) -> list[str]:
+    """The captions a model was trained on: n of the shapes dataset's, or every caption of a dataset."""
+    if data == "shapes":
+        from ..data.shapes import ShapesDataset
+
+        ds = ShapesDataset(n, seed=1, split="train")
+        return [ds.item_arrays(i)[1] for i in range(n)]
+    from ..data.folder import open_dataset
+
+    ds = open_dataset(data, split="all")
+    return [c for _, caps in getattr(ds, "items", []) for c in caps]
+
+
+def run_lexicon(args: argparse.Namespace) -> None:
+    from ..errors import WordbrushError
+    from ..pipeline import TextToImagePipeline
+    from ..text.lexicon_build import build_lexicon
+    from ..text.rewriter import REWRITER_FOLDER, CaptionPoints, PromptRewriter, RewriterConfig
+    from ..utils.atomic import replace_into
+
+    folder = Path(args.model)
+    pipe = TextToImagePipeline.from_pretrained(folder)  # a folder that is not a model fails here
+    captions = training_captions(args.data, args.captions)
+    if not captions:
+        raise WordbrushError(f"{args.data}: no captions to read the model's words from")
+    lexicon = build_lexicon(pipe.tokenizer, captions)
+    old = pipe.rewriter  # a caption index stays beside the new lexicon
+    cfg = RewriterConfig(old.cfg.points if old else 0, lexicon=True,
+                         **({"min_similarity": old.cfg.min_similarity} if old else {}))
+    points = CaptionPoints(cfg)
+    if old is not None:
+        points.load_state_dict(old.points.state_dict())
+    rw = PromptRewriter(points, old.captions if old else [], lexicon)
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".rewriter-", dir=folder))
+    except OSError as e:
+        raise WordbrushError(f"cannot write into {folder}: {e.strerror}") from None
+    rw.save_pretrained(staging / REWRITER_FOLDER)
+    replace_into(staging, folder)
+    print(f"wrote {folder / REWRITER_FOLDER / 'lexicon.json'}: {len(lexicon.table):,} words and phrases read as "
+          f"the model's {len(lexicon.known)} words")
 
 
 def run_show(args: argparse.Namespace) -> None:

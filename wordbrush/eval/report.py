@@ -37,8 +37,8 @@ def evaluate_pipeline(pipe, out_dir: str | Path, n_per_category: int = 20, image
     out.mkdir(parents=True, exist_ok=True)
     options = options or SampleOptions(guidance_scale=3.0)
 
-    def draw(prompts: list[str], seeds: list[int]):
-        return pipe.draw(prompts, seeds, options)[0]
+    def draw(prompts: list[str], seeds: list[int]):  # each prompt as the model reads it (its rewriter, if any)
+        return pipe.draw(pipe.revise(prompts, options)[0], seeds, options)[0]
 
     report: dict[str, Any] = {"options": vars(options), "n_per_category": n_per_category,
                               "images_per_prompt": images_per_prompt, "prompt_seed": seed}

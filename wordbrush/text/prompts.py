@@ -55,8 +55,9 @@ def revise(rewriter: PromptRewriter | None, prompts: list[str]) -> tuple[list[st
     for i, r in enumerate(rewriter.rewrite(list(prompts))):
         drawn.append(r.drawn)
         if r.revised:
-            notes.append(f"prompt {i} ({short(r.prompt)!r}) was read as the model's caption {r.drawn!r} "
-                         f"(similarity {r.similarity:.2f}; rewrite=False draws it as typed)")
+            how = (f"the model's caption {r.drawn!r} (similarity {r.similarity:.2f}" if rewriter.cfg.points
+                   else f"{r.drawn!r} (in the words the model knows")
+            notes.append(f"prompt {i} ({short(r.prompt)!r}) was read as {how}; rewrite=False draws it as typed)")
     return drawn, notes
 
 

@@ -42,6 +42,7 @@ from ..checkpoint import (
 from ..config import check, to_dict
 from ..errors import CheckpointError, WordbrushError
 from ..utils.atomic import write_json
+from .lexicon import Lexicon
 from .tokenizer import clean_prompt
 
 REWRITER_FOLDER = "rewriter"
@@ -53,12 +54,15 @@ DEFAULT_MIN_SIMILARITY = 0.4  # everyday prompts for emoji concepts: 95% above 0
 
 @dataclass
 class RewriterConfig:
-    points: int  # K: how many points (training captions) the index holds
+    points: int  # K: how many points (training captions) the index holds; 0: none (a lexicon only)
     width: int = 384  # the sentence vectors' size (all-MiniLM-L6-v2's)
     min_similarity: float = DEFAULT_MIN_SIMILARITY  # rewrite prompts at least this close (cosine) to a point
+    lexicon: bool = False  # lexicon.json: read prompts word by word into the model's words first (text/lexicon.py)
 
     def __post_init__(self):
-        check(isinstance(self.points, int) and self.points >= 1, "rewriter.points must be a positive integer")
+        check(isinstance(self.points, int) and self.points >= 0, "rewriter.points must be a non-negative integer")
+        check(isinstance(self.lexicon, bool), "rewriter.lexicon must be true or false")
+        check(self.points >= 1 or self.lexicon, "a rewriter needs caption points, a lexicon or both")
         check(self.width == 384, "rewriter.width must be 384 (all-MiniLM-L6-v2's sentence vectors)")
         check(-1 <= self.min_similarity <= 1, "rewriter.min_similarity must be in [-1, 1]")
 
@@ -66,8 +70,8 @@ class RewriterConfig:
 @dataclass(frozen=True)
 class Rewrite:
     prompt: str  # as typed
-    drawn: str  # what the model reads: a training caption, or the prompt itself
-    similarity: float  # cosine to the nearest point (1.0 for a prompt that is a training caption)
+    drawn: str  # what the model reads: a training caption, the prompt in the model's words, or the prompt itself
+    similarity: float  # cosine to the nearest point (1.0 for a prompt that is a training caption or has no points)
 
     @property
     def revised(self) -> bool:
@@ -84,10 +88,13 @@ class CaptionPoints(nn.Module):
 
 
 class PromptRewriter:
-    def __init__(self, points: CaptionPoints, captions: list[str]):
+    def __init__(self, points: CaptionPoints, captions: list[str], lexicon: Lexicon | None = None):
         if len(captions) != points.cfg.points:
             raise WordbrushError(f"the rewriter has {points.cfg.points} points but {len(captions)} captions")
-        self.points, self.captions = points, list(captions)
+        if points.cfg.lexicon != (lexicon is not None):
+            raise WordbrushError("the rewriter's config says lexicon "
+                                 f"{str(points.cfg.lexicon).lower()}, but it was given {'none' if lexicon is None else 'one'}")
+        self.points, self.captions, self.lexicon = points, list(captions), lexicon
         self.keep = {clean_prompt(c) for c in captions}  # drawn as typed
         self._reader: tuple | None = None  # (MiniLM tokenizer, MiniLMReader), loaded on first use; () if absent
 
@@ -109,23 +116,31 @@ class PromptRewriter:
         """Each prompt with what the model should read for it (see the module docstring); min_similarity: this
         call's threshold instead of the saved one."""
         low = self.cfg.min_similarity if min_similarity is None else min_similarity
-        out: list[Rewrite | None] = [Rewrite(p, p, 1.0) if clean_prompt(p) in self.keep else None for p in prompts]
+        lex = self.lexicon
+        out: list[Rewrite | None] = [Rewrite(p, p, 1.0) if clean_prompt(p) in self.keep
+                                     or (lex is not None and lex.reads_as_typed(p)) else None for p in prompts]
         todo = [i for i, r in enumerate(out) if r is None]
         if not todo:
             return out  # type: ignore[return-value]
         if self._reader is None:
             try:
                 self._reader = sentence_reader()
-            except (ImportError, WordbrushError) as e:  # the minilm extra is not installed: draw as typed
-                warnings.warn(f"prompts are drawn as typed: the model's prompt rewriter reads them with MiniLM "
+            except (ImportError, WordbrushError) as e:  # the minilm extra is not installed
+                what = ("words its lexicon does not know are dropped" if lex is not None and not self.cfg.points
+                        else "prompts are drawn as typed")
+                warnings.warn(f"{what}: the model's prompt rewriter reads prompts with MiniLM "
                               f"({str(e).splitlines()[0]})", stacklevel=3)
                 self._reader = ()  # tried once: not again
-        if not self._reader:
-            return [r or Rewrite(p, p, 0.0) for r, p in zip(out, prompts)]
-        sims = self._sentences([prompts[i] for i in todo]) @ self.points.centroids.float().T  # (P, K)
+        sentences = self._sentences if self._reader else None
+        seen = {i: (lex.read(prompts[i], sentences) or prompts[i]) if lex is not None else prompts[i] for i in todo}
+        if not self.cfg.points or sentences is None:
+            for i in todo:
+                out[i] = Rewrite(prompts[i], seen[i], 0.0 if self.cfg.points else 1.0)
+            return out  # type: ignore[return-value]
+        sims = sentences([seen[i] for i in todo]) @ self.points.centroids.float().T  # (P, K)
         best, k = sims.max(1)
         for i, s, j in zip(todo, best.tolist(), k.tolist()):
-            out[i] = Rewrite(prompts[i], self.captions[j] if s >= low else prompts[i], s)
+            out[i] = Rewrite(prompts[i], self.captions[j] if s >= low else seen[i], s)
         return out  # type: ignore[return-value]
 
     # ------------------------------------------------------------------------------------------ building
@@ -182,8 +197,11 @@ class PromptRewriter:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         write_json(folder / "config.json", model_header("rewriter", to_dict(self.cfg)))
-        save_part(self.points, folder / "centroids.safetensors")
-        write_json(folder / "captions.json", {"captions": self.captions})
+        if self.cfg.points:
+            save_part(self.points, folder / "centroids.safetensors")
+            write_json(folder / "captions.json", {"captions": self.captions})
+        if self.lexicon is not None:
+            self.lexicon.save(folder)
         return folder
 
     @classmethod
@@ -191,6 +209,9 @@ class PromptRewriter:
         """A saved rewriter folder, checked like every model folder (checkpoint.py); every fault is one line."""
         folder = Path(folder)
         cfg = read_model_config(folder, "rewriter", RewriterConfig, "prompt rewriter")
+        lexicon = Lexicon.load(folder) if cfg.lexicon else None
+        if not cfg.points:
+            return cls(CaptionPoints(cfg), [], lexicon)
         points = build_part(lambda: CaptionPoints(cfg), part_path(folder, "centroids.safetensors", "rewriter"),
                             "rewriter")
         path = part_path(folder, "captions.json", "rewriter")
@@ -201,7 +222,7 @@ class PromptRewriter:
         if len(captions) != cfg.points:
             raise CheckpointError(f"{path}: {len(captions)} captions for the {cfg.points} points of "
                                   f"{folder / 'config.json'}")
-        return cls(points, captions)
+        return cls(points, captions, lexicon)
 
 
 def sentence_reader():
