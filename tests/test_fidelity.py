@@ -281,13 +281,19 @@ def test_shapes_items_are_the_recorded_ones():
 # --- `wordbrush eval` on shapes: what it will take, labelled bars, captioned grids -----------------
 
 class BlackPipe:
-    """A stand-in pipeline whose draw gives black images (every one a failure) and counts them."""
+    """A stand-in pipeline whose draw gives black images (every one a failure) and counts them; it reads each prompt
+    as "<prompt> (read)", as a pipeline's rewriter would rewrite it."""
 
     def __init__(self):
         self.drawn = 0
+        self.unread = 0  # prompts drawn as given rather than as read
+
+    def revise(self, prompts, options=None):
+        return [p + " (read)" for p in prompts], []
 
     def draw(self, prompts, seeds, options=None):
         self.drawn += len(prompts)
+        self.unread += sum(not p.endswith(" (read)") for p in prompts)
         return [Image.new("RGB", (64, 64)) for _ in prompts], None
 
 
@@ -300,7 +306,7 @@ def test_eval_says_what_it_will_take_and_draws_exactly_that(tmp_path, capsys):
                          "holdout 4 categories × 2 prompts × 3 images = 24; "
                          "paraphrase 6 categories × 2 prompts × 3 images = 36: 96 images from the model "
                          "(+ the oracle and shuffled baselines, rendered)")
-    assert pipe.drawn == 96
+    assert pipe.drawn == 96 and pipe.unread == 0  # every prompt drawn as the pipeline reads it
     for split in ("all", "holdout", "paraphrase"):  # one labelled bar per prompt set
         assert f"fidelity {split}:" in err
         assert report[split]["model"]["overall"] == 0.0 and report[split]["oracle"]["overall"] == 1.0

@@ -1,21 +1,25 @@
-"""Reading a prompt word by word into a model's own vocabulary: "please draw a crimson disc beneath a navy box" ->
-"draw a red circle below a blue square".
+"""Reading a prompt word by word into a model's own words: "please draw a crimson disc beneath a navy box" ->
+"drawing a red circle below a blue square".
 
-A model trained on a small, fixed caption vocabulary (the shapes captions use ~100 words) cannot read a word it
+A model trained on a small, fixed caption vocabulary (the shapes captions use ~70 words) cannot read a word it
 never saw: the scratch BPE splits "crimson" into pieces that mean nothing to it. A person, though, writes the
 words they know. A `Lexicon` holds, for every word or short phrase that some knowledge source ties to one of
-the model's words, that word: colour names by their colour (the XKCD colour survey's 949 names and CSS's, each
-mapped to the nearest of the model's colour words by hue), and WordNet's synonyms, hyponyms and, where those do
-not decide, definitions read by MiniLM (text/lexicon_build.py builds the table; reading needs neither).
+the model's words, that word: colour names by their colour (the XKCD colour survey's names and CSS's, each
+mapped to the nearest of the model's colour words by hue), WordNet's synonyms and kinds of the model's words and,
+where those do not decide, definitions read by MiniLM (text/lexicon_build.py builds it; reading needs none of them).
+It also holds the model's connecting phrases (the runs of words its captions put between what they name: "and",
+"to the left of", "a drawing of").
 
-    prompt -> words -> the longest phrase (3, 2, 1 words) at each place that the table knows -> its word;
-              a word the model knows -> itself; any other word -> dropped (the model reads it only as noise)
+    prompt -> words -> at each place, the longest phrase (3, 2, 1 words) the table knows -> its word;
+              a word the model knows -> itself;
+              a run of other words -> with MiniLM: of the SHORTLIST phrases nearest to the run, the one (or none)
+                                      that keeps the whole prompt nearest to what was typed ("as well as" -> "and");
+                                      without it: dropped (the model reads such words only as noise)
 
-A prompt whose words the model all knows is drawn as typed. The table can only name words of the model's
-vocabulary, so reading never invents a concept the model was not trained on; a word it cannot tie to one is
-dropped, and the prompt says so (PromptRewriter's note names what was drawn).
+A prompt whose words the model all knows is drawn as typed. The table and the phrases hold only the model's
+words, so reading never invents a concept the model was not trained on; PromptRewriter's note says what was drawn.
 
-File: rewriter/lexicon.json, {"known": [the model's words], "table": {phrase: word}}.
+File: rewriter/lexicon.json, {"known": [the model's words], "table": {phrase: its words}, "phrases": [...]}.
 """
 
 from __future__ import annotations

@@ -2,18 +2,19 @@
 
 1. colour names: matplotlib's copy of the XKCD colour survey (949 names people gave colours) and the CSS names.
    A name whose last word is one of the model's colour words is that colour ("royal blue" is a blue); any other is
-   the model's colour word nearest in hue (achromatic ones by lightness: "ivory" is white).
-2. WordNet (through nltk), in the domains the model speaks of (`NOUN_DOMAINS`: shapes and quantities, plus
-   adjectives and adverbs): a synonym of a model's word is that word ("rhomb" -> diamond, "couple" -> two,
-   "beneath" -> below, "tiny" -> small); a kind of it is that word ("wedge", a kind of triangle); "a pair of" is a
-   quantity phrase for "two".
-3. For a shape that WordNet ties to none of the model's words ("ball" is a kind of sphere, "box" of rectangle), its
-   definitions and the model's shape words' definitions are read by MiniLM and the nearest one is taken, when close
-   enough (`MIN_GLOSS_SIMILARITY`).
+   the model's colour word nearest in CIELAB hue (achromatic ones by lightness: "ivory" is white).
+2. WordNet (through nltk): a synonym of a model's word in a sense it heads is that word ("rhomb" -> rhombus,
+   "couple" -> two, "beneath" -> below, "snowy" -> white); an adjective's satellites ("tiny" is similar to
+   "small"); among figures and numbers (`NOUN_DOMAINS`, `KIND_NAMES`) a kind of a model's word is that word
+   ("wedge" is a kind of triangle); "a pair of" is a quantity phrase for "two".
+3. For a figure that WordNet ties to none of the model's words ("ball" is a kind of sphere, "box" of rectangle), its
+   definition and the model's figures' definitions are read by MiniLM and the nearest is taken when close enough
+   (`MIN_GLOSS_SIMILARITY`); a figure that is a kind above some of the model's ("quadrilateral") picks among those.
+4. The connecting phrases: the runs of 1-4 words the captions put between what they name (`connecting_phrases`).
 
 Plurals follow their singular ("discs" -> circles). Needs nltk with WordNet 3.0 (`nltk.download("wordnet")`, or
 Debian's wordnet-base + wordnet-sense-index, found in /usr/share/wordnet) and the minilm extra; reading a built
-lexicon needs neither.
+lexicon needs none of them.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ KIND_NAMES = ("figure.n.06", "solid.n.03", "round_shape.n.01", "number.n.02")  #
 MIN_GLOSS_SIMILARITY = 0.4  # MiniLM cosine between a shape's definition and the nearest shape word's
 WHITE_LIGHTNESS = 0.85  # HLS lightness from which a colour name reads as the achromatic colour nearest in lightness
 GREY_CHROMA = 0.15  # below this chroma (max - min of RGB in [0, 1]) a colour is achromatic
+ARTICLES = ("a", "an", "the")  # a connecting phrase does not end in one: the prompt brings its own
 DEBIAN_WORDNET = Path("/usr/share/wordnet")
 LEXNAMES = ("adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body "
             "noun.cognition noun.communication noun.event noun.feeling noun.food noun.group noun.location "
@@ -49,12 +51,12 @@ LEXNAMES = ("adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifa
 
 
 def plural(phrase: str) -> str:
-    head = phrase
-    if head.endswith(("s", "x", "z", "ch", "sh")):
-        return head + "es"
-    if head.endswith("y") and head[-2:-1] not in "aeiou":
-        return head[:-1] + "ies"
-    return head + "s"
+    """English's regular plural of a phrase's last word: "plus sign" -> "plus signs", "box" -> "boxes"."""
+    if phrase.endswith(("s", "x", "z", "ch", "sh")):
+        return phrase + "es"
+    if phrase.endswith("y") and phrase[-2:-1] not in "aeiou":
+        return phrase[:-1] + "ies"
+    return phrase + "s"
 
 
 def phrase_of(lemma: str) -> str | None:
@@ -226,7 +228,7 @@ def content_words(wn, known: set[str]) -> set[str]:
 def connecting_phrases(captions: list[str], known: set[str], content: set[str]) -> list[str]:
     """The phrases of 1 to MAX_FILL_WORDS words that the training captions use between what they name ("to the
     left of", "together with", "a picture of"): every such run of non-content words seen at least once in 2,000
-    captions (and at least 5 times)."""
+    captions (and at least 5 times), but for those that end in an article (the prompt brings its own)."""
     counts: Counter[str] = Counter()
     for caption in captions:
         words = words_of(caption)
@@ -236,7 +238,7 @@ def connecting_phrases(captions: list[str], known: set[str], content: set[str]) 
                 if all(w in known and w not in content for w in run):
                     counts[" ".join(run)] += 1
     need = max(5, len(captions) // 2000)
-    return sorted(p for p, c in counts.items() if c >= need)
+    return sorted(p for p, c in counts.items() if c >= need and p.split()[-1] not in ARTICLES)
 
 
 def build_lexicon(tokenizer: TextTokenizer, captions: Iterable[str], use_minilm: bool = True) -> Lexicon:

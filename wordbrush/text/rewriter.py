@@ -11,13 +11,16 @@ captions (in any case or spacing), or near none, is drawn as typed. DALL·E 3 re
 before drawing it, and the OpenAI Images API returns what was drawn as `revised_prompt`; wordbrush does the
 same, with a retrieval in place of a language model, so the revision can only name a concept the model was
 trained on (a prompt asking for two of them is read as the nearer one): it suits a model of many fixed concepts
-(emoji), not one that composes scenes (shapes), which ships none.
+(emoji). A model that composes scenes from a small vocabulary (shapes) instead has a lexicon (text/lexicon.py),
+which reads the prompt word by word into the model's words and keeps the scene; with both, the lexicon reads first.
 
-    prompts -> MiniLM sentence vectors (P, 384), unit length -> cosine with the caption points (K, 384)
-            -> best point k, similarity s -> captions[k] where s >= min_similarity, else the prompt
+    prompts -> [lexicon: the model's words] -> MiniLM sentence vectors (P, 384), unit length -> cosine with the
+            caption points (K, 384) -> best point k, similarity s -> captions[k] where s >= min_similarity, else
+            the prompt as read
 
-Folder: rewriter/config.json (kind "rewriter", RewriterConfig), rewriter/centroids.safetensors (the (K, 384)
-points, float16), rewriter/captions.json ({"captions": the K captions}).
+Folder: rewriter/config.json (kind "rewriter", RewriterConfig); with caption points, rewriter/centroids.safetensors
+(the (K, 384) points, float16) and rewriter/captions.json ({"captions": the K captions}); with a lexicon,
+rewriter/lexicon.json.
 """
 
 from __future__ import annotations
