@@ -126,3 +126,15 @@ def test_the_server_draws_the_revision_and_answers_it_as_revised_prompt(rewriter
     assert typed.json()["data"][0]["revised_prompt"] == "a cute puppy"
     assert [c[0] for c in spy.calls] == [[caption, caption], ["a cute puppy"]]  # what the model drew
     assert bad.status_code == 400 and "rewrite" in bad.json()["error"]["message"]
+
+
+def test_a_lexicon_reads_first_and_the_caption_index_after(rewriter, tmp_path):
+    from wordbrush.text.lexicon import Lexicon
+
+    lex = Lexicon(frozenset("a cute puppy cup of hot coffee".split()), {"pup": "puppy", "java": "coffee"})
+    both = PromptRewriter.reading_through(lex, rewriter)
+    assert both.cfg.points == rewriter.cfg.points and both.cfg.lexicon
+    back = PromptRewriter.from_pretrained(both.save_pretrained(tmp_path / REWRITER_FOLDER))
+    assert torch.equal(back.points.centroids, rewriter.points.centroids) and back.lexicon.table == lex.table
+    got = back.rewrite(["a cute pup", "a cup of hot java"])
+    assert [r.drawn for r in got] == [CONCEPTS["dog face"][0], CONCEPTS["hot beverage"][0]]

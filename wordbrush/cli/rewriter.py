@@ -44,23 +44,31 @@ def add_parser(sub) -> None:
 
 
 def run_build(args: argparse.Namespace) -> None:
-    from ..errors import WordbrushError
     from ..pipeline import TextToImagePipeline
-    from ..text.rewriter import REWRITER_FOLDER, PromptRewriter
-    from ..utils.atomic import replace_into
+    from ..text.rewriter import PromptRewriter
 
     folder = Path(args.model)
     TextToImagePipeline.from_pretrained(folder)  # a folder that is not a model fails here, before the long part
     low = {} if args.min_similarity is None else {"min_similarity": args.min_similarity}
     rw = PromptRewriter.from_dataset(args.data, split=args.split, progress=not args.quiet, **low)
+    path = write_rewriter(rw, folder)
+    print(f"wrote {path}: {rw.cfg.points} captions from {args.data} "
+          f"(each drawn as typed; a prompt near one is read as it: min similarity {rw.cfg.min_similarity:g})")
+
+
+def write_rewriter(rw, folder: Path) -> Path:
+    """Save rw as folder/rewriter/, swapping out the old one (if any) in one rename."""
+    from ..errors import WordbrushError
+    from ..text.rewriter import REWRITER_FOLDER
+    from ..utils.atomic import replace_into
+
     try:
         staging = Path(tempfile.mkdtemp(prefix=".rewriter-", dir=folder))
     except OSError as e:
         raise WordbrushError(f"cannot write into {folder}: {e.strerror}") from None
     rw.save_pretrained(staging / REWRITER_FOLDER)
-    replace_into(staging, folder)  # the old rewriter/ (if any) is swapped out in one rename
-    print(f"wrote {folder / REWRITER_FOLDER}: {rw.cfg.points} captions from {args.data} "
-          f"(each drawn as typed; a prompt near one is read as it: min similarity {rw.cfg.min_similarity:g})")
+    replace_into(staging, folder)
+    return folder / REWRITER_FOLDER
 
 
 def training_captions(data: str, n: int) -> list[str]:
@@ -80,8 +88,7 @@ def run_lexicon(args: argparse.Namespace) -> None:
     from ..errors import WordbrushError
     from ..pipeline import TextToImagePipeline
     from ..text.lexicon_build import build_lexicon
-    from ..text.rewriter import REWRITER_FOLDER, CaptionPoints, PromptRewriter, RewriterConfig
-    from ..utils.atomic import replace_into
+    from ..text.rewriter import PromptRewriter
 
     folder = Path(args.model)
     pipe = TextToImagePipeline.from_pretrained(folder)  # a folder that is not a model fails here
@@ -89,21 +96,9 @@ def run_lexicon(args: argparse.Namespace) -> None:
     if not captions:
         raise WordbrushError(f"{args.data}: no captions to read the model's words from")
     lexicon = build_lexicon(pipe.tokenizer, captions)
-    old = pipe.rewriter  # a caption index stays beside the new lexicon
-    cfg = RewriterConfig(old.cfg.points if old else 0, lexicon=True,
-                         **({"min_similarity": old.cfg.min_similarity} if old else {}))
-    points = CaptionPoints(cfg)
-    if old is not None:
-        points.load_state_dict(old.points.state_dict())
-    rw = PromptRewriter(points, old.captions if old else [], lexicon)
-    try:
-        staging = Path(tempfile.mkdtemp(prefix=".rewriter-", dir=folder))
-    except OSError as e:
-        raise WordbrushError(f"cannot write into {folder}: {e.strerror}") from None
-    rw.save_pretrained(staging / REWRITER_FOLDER)
-    replace_into(staging, folder)
-    print(f"wrote {folder / REWRITER_FOLDER / 'lexicon.json'}: {len(lexicon.table):,} words and phrases read as "
-          f"the model's {len(lexicon.known)} words")
+    path = write_rewriter(PromptRewriter.reading_through(lexicon, pipe.rewriter), folder)  # an index stays
+    print(f"wrote {path / 'lexicon.json'}: {len(lexicon.table):,} words and phrases read as the model's "
+          f"{len(lexicon.known)} words, {len(lexicon.phrases)} of its phrases for the runs of words it does not know")
 
 
 def run_show(args: argparse.Namespace) -> None:

@@ -26,7 +26,7 @@ rewriter/lexicon.json.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -95,8 +95,8 @@ class PromptRewriter:
         if len(captions) != points.cfg.points:
             raise WordbrushError(f"the rewriter has {points.cfg.points} points but {len(captions)} captions")
         if points.cfg.lexicon != (lexicon is not None):
-            raise WordbrushError("the rewriter's config says lexicon "
-                                 f"{str(points.cfg.lexicon).lower()}, but it was given {'none' if lexicon is None else 'one'}")
+            raise WordbrushError(f"the rewriter's config says lexicon {str(points.cfg.lexicon).lower()}, but it was "
+                                 f"given {'none' if lexicon is None else 'one'}")
         self.points, self.captions, self.lexicon = points, list(captions), lexicon
         self.keep = {clean_prompt(c) for c in captions}  # drawn as typed
         self._reader: tuple | None = None  # (MiniLM tokenizer, MiniLMReader), loaded on first use; () if absent
@@ -151,6 +151,15 @@ class PromptRewriter:
         return out  # type: ignore[return-value]
 
     # ------------------------------------------------------------------------------------------ building
+
+    @classmethod
+    def reading_through(cls, lexicon: Lexicon, index: PromptRewriter | None = None) -> PromptRewriter:
+        """A rewriter that reads prompts through `lexicon`, then through `index`'s caption points if given."""
+        cfg = replace(index.cfg, lexicon=True) if index is not None else RewriterConfig(0, lexicon=True)
+        points = CaptionPoints(cfg)
+        if index is not None:
+            points.centroids.copy_(index.points.centroids)
+        return cls(points, index.captions if index is not None else [], lexicon)
 
     @classmethod
     def build(cls, texts_of: dict[str, list[str]], min_similarity: float = DEFAULT_MIN_SIMILARITY,
