@@ -152,6 +152,11 @@ def open_wordnet():
     return wordnet
 
 
+def own_senses(wn, word: str, pos: str, head: bool = False) -> list:
+    """The WordNet senses of the word itself (not of its stem: "circles"); head: only those it is the first word of."""
+    return [s for s in wn.synsets(word, pos=pos) if word in [n.lower() for n in s.lemma_names()[: 1 if head else None]]]
+
+
 def wordnet_table(wn, known: set[str], read=None) -> dict[str, str]:
     """phrase -> the model's word, from WordNet (see the module docstring). read(texts) -> unit sentence vectors
     (MiniLM) settles the figures that WordNet's relations leave open; None skips that step."""
@@ -164,21 +169,16 @@ def wordnet_table(wn, known: set[str], read=None) -> dict[str, str]:
             if p and len(p) > 2 and p not in table and not all(w in known for w in p.split()):
                 table[p] = word
 
-    def synsets(word: str, pos: str, head: bool = False) -> list:
-        """The senses of the word itself (not of its stem: "circles"); head: only those it is the first word of."""
-        return [s for s in wn.synsets(word, pos=pos)
-                if word in [n.lower() for n in s.lemma_names()[: 1 if head else None]]]
-
     # adjectives and adverbs: the synonyms in the senses a model's word heads ("small, little"; "white, snowy"), and
     # the satellites of the first of them ("tiny" is similar to "small")
     for word in sorted(known):
         for pos in ("a", "r"):
-            for rank, s in enumerate(synsets(word, pos, head=True)):
+            for rank, s in enumerate(own_senses(wn, word, pos, head=True)):
                 add(s.lemma_names(), word)
                 for sat in s.similar_tos() if pos == "a" and rank == 0 else []:
                     add(sat.lemma_names(), word)
     # nouns: a synonym or a kind of a model's word, among the figures and the numbers
-    senses = {s: w for w in sorted(known) for s in synsets(w, "n") if s.lexname() in NOUN_DOMAINS}
+    senses = {s: w for w in sorted(known) for s in own_senses(wn, w, "n") if s.lexname() in NOUN_DOMAINS}
     open_figures = []
     for s in wn.all_synsets("n"):
         if s.lexname() not in NOUN_DOMAINS:
@@ -197,9 +197,10 @@ def wordnet_table(wn, known: set[str], read=None) -> dict[str, str]:
         figures = sorted({w for s, w in senses.items() if s.lexname() == "noun.shape"})
         defs = {w: [f"a {w}"] + [f"{w}: {s.definition()}" for s, v in senses.items() if v == w] for w in figures}
         ref = F.normalize(torch.stack([read(defs[w]).mean(0) for w in figures]), dim=-1)  # (W, 384)
+        above_of = {h: set(h.closure(lambda x: x.hypernyms())) for h, w in senses.items() if w in figures}
         queries = {}  # phrase -> (the definition of its first open sense, the figures that are kinds of it)
         for s in open_figures:
-            below = {w for h, w in senses.items() if w in figures and s in h.closure(lambda x: x.hypernyms())}
+            below = {senses[h] for h, up in above_of.items() if s in up}
             for lemma in s.lemma_names():
                 p = phrase_of(lemma)
                 if p is not None and p not in table:
@@ -220,8 +221,7 @@ def content_words(wn, known: set[str]) -> set[str]:
     """The model's words that name what it draws (colours, figures, numbers) and their plurals: never filler."""
     names = colour_names()
     content = {w for w in known if w in names or w.isdigit()
-               or any(s.lexname() in NOUN_DOMAINS and w in [n.lower() for n in s.lemma_names()]
-                      for s in wn.synsets(w, pos="n"))}
+               or any(s.lexname() in NOUN_DOMAINS for s in own_senses(wn, w, "n"))}
     return content | {w for w in known if any(plural(c) == w for c in content)}
 
 
@@ -250,12 +250,12 @@ def build_lexicon(tokenizer: TextTokenizer, captions: Iterable[str], use_minilm:
                              "a scratch BPE's words; a pretrained tokenizer's model reads any word)")
     read = None
     if use_minilm:
-        from .rewriter import READ_TOKENS, sentence_reader
+        from .rewriter import sentence_reader, sentence_vectors
 
         tok, reader = sentence_reader()
 
         def read(texts: list[str]) -> torch.Tensor:
-            return reader(tok.encode(texts, READ_TOKENS).ids)[1]
+            return sentence_vectors(tok, reader, texts)
     wn = open_wordnet()
     table = colour_table(known)
     for phrase, word in wordnet_table(wn, known, read).items():

@@ -111,13 +111,7 @@ class PromptRewriter:
         """(len(texts), 384) MiniLM sentence vectors, unit length (loads MiniLM on first use)."""
         if not self._reader:
             self._reader = sentence_reader()
-        tok, reader = self._reader
-        out = []
-        for s in range(0, len(texts), batch):
-            ids = tok.encode(texts[s:s + batch], READ_TOKENS).ids  # (B, READ_TOKENS)
-            width = max(1, int((ids != PAD_ID).sum(1).max()))  # BERT masks the padding: past the longest row it
-            out.append(reader(ids[:, :width])[1])  # is only cost (a short prompt: 5x less)
-        return torch.cat(out)
+        return sentence_vectors(*self._reader, texts, batch)
 
     def rewrite(self, prompts: list[str], min_similarity: float | None = None) -> list[Rewrite]:
         """Each prompt with what the model should read for it (see the module docstring); min_similarity: this
@@ -239,6 +233,16 @@ class PromptRewriter:
             raise CheckpointError(f"{path}: {len(captions)} captions for the {cfg.points} points of "
                                   f"{folder / 'config.json'}")
         return cls(points, captions, lexicon)
+
+
+def sentence_vectors(tok, reader, texts: list[str], batch: int = 256) -> torch.Tensor:
+    """(len(texts), 384) unit sentence vectors of texts through sentence_reader()'s tokenizer and reader."""
+    out = []
+    for s in range(0, len(texts), batch):
+        ids = tok.encode(texts[s:s + batch], READ_TOKENS).ids  # (B, READ_TOKENS)
+        width = max(1, int((ids != PAD_ID).sum(1).max()))  # BERT masks the padding: past the longest row it is
+        out.append(reader(ids[:, :width])[1])  # only cost (a short prompt: 5x less)
+    return torch.cat(out)
 
 
 def sentence_reader():
