@@ -211,3 +211,40 @@ def test_a_compiled_pipeline_decodes_the_eager_pixels():
         assert pipe.vae._compiled["decode"].ahead_of_time
     pipe.compile(False)
     assert pipe.vae._compiled is None and pipe.draw(prompts, seeds)[1].equal(eager_tokens)
+
+
+@pytest.mark.parametrize("guidance", [1.0, 3.0])
+def test_a_repeated_prompt_is_prefilled_once_with_the_eager_tokens(guidance):
+    torch.manual_seed(0)
+    m = DALLE(TINY).eval()
+    text = torch.randint(2, 40, (2, 6)).repeat(4, 1)  # 2 prompts x 4 images; with guidance + 1 unconditional row
+    options = SampleOptions(guidance_scale=guidance)
+    eager = m.sample(text, _gens(range(8)), options)
+    m.compile_sampling()
+    assert torch.equal(m.sample(text, _gens(range(8)), options), eager)
+    if compiled.compiler_missing(torch.device("cpu")) is None:
+        prefill = m._compiled["prefill"]
+        distinct = 2 if guidance == 1.0 else 4  # 3 distinct rows run as 4
+        assert prefill.ahead_of_time and [key[0][0][0] for key in prefill.packages] == [distinct]
+
+
+def test_an_ahead_of_time_step_reads_inputs_of_any_strides():
+    class Step(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.lin(x) + x[:, :1]
+
+    if compiled.compiler_missing(torch.device("cpu")) is not None:
+        pytest.skip("no C++ compiler")
+    torch.manual_seed(0)
+    step = Step().eval()
+    run = compiled.AheadOfTime(step.forward, "test step")
+    rows = torch.randn(4, 8)
+    columns = torch.randn(8, 4).t()  # (4, 8) too, its elements laid out by column
+    with torch.no_grad():
+        for x in (rows, columns, rows, columns):
+            assert torch.allclose(run(x), step(x), atol=1e-5)
+    assert run.ahead_of_time and len(run.packages) == 2  # one package per layout

@@ -190,7 +190,10 @@ class DALLE(TokenGenerator):
             # compiled with the scratch text encoder; a pretrained one (MiniLM's memo of captions) stays eager
             prefill = self.fast("prefill", self.prefill, ahead_of_time=True) if cfg.text_encoder == "scratch" \
                 else self.prefill
-            logits = prefill(rows, primed, cache.k, cache.v)  # (R, V); the cache holds the first L + n0 positions
+            if self._compiled is None:
+                logits = prefill(rows, primed, cache.k, cache.v)  # (R, V); the cache holds the first L + n0 positions
+            else:
+                logits = self._prefill_distinct(prefill, rows, primed, cache)
             positions = torch.arange(T, device=device)
             step = self.fast("decode_step", self.decode_step, ahead_of_time=True)
         for i in range(n0, N):
@@ -207,6 +210,25 @@ class DALLE(TokenGenerator):
                 pos = positions[cfg.text_len + i : cfg.text_len + i + 1]  # (1,): where token i goes in the cache
                 logits = step(nxt, positions[i : i + 1], pos, positions <= pos, cache.k, cache.v)
         return tokens[:wanted]
+
+    def _prefill_distinct(self, prefill, rows: torch.Tensor, primed: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """prefill(rows, primed, cache) run once per distinct row: the images of one prompt, and guidance's
+        unconditional rows, share one prompt, so its keys and values are computed once and copied to each of its
+        rows (R1, batch 16 as 4 prompts x 4 images: the prefill 17 -> 6 ms in bfloat16). Only for the compiled
+        steps (eager sampling keeps one prefill per row, as recorded in tests/data/dalle_tokens.json; a row's
+        result does not depend on the others, but a smaller batch may round differently in some CPUs' kernels)."""
+        seq = torch.cat([rows, primed], 1)  # (R, L + n0)
+        distinct, inverse = torch.unique(seq, dim=0, return_inverse=True)  # (U, L + n0), (R,)
+        if len(distinct) == len(seq):
+            return prefill(rows, primed, cache.k, cache.v)
+        U, L = self.compiled_rows(len(distinct)), rows.shape[1]
+        distinct = pad_rows(distinct, U)
+        k0 = cache.k[0]
+        few = KVCache(len(cache.k), U, k0.shape[1], k0.shape[2], k0.shape[3], k0.device, k0.dtype)
+        logits = prefill(distinct[:, :L], distinct[:, L:], few.k, few.v)  # (U, V)
+        for full, part in zip(cache.k + cache.v, few.k + few.v):
+            torch.index_select(part, 0, inverse, out=full)
+        return logits.index_select(0, inverse)  # (R, V)
 
     def prefill(self, rows: torch.Tensor, primed: torch.Tensor, ks: list[torch.Tensor],
                 vs: list[torch.Tensor]) -> torch.Tensor:

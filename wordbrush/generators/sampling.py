@@ -13,7 +13,7 @@ from .options import SampleOptions
 def gumbel(rngs: list[torch.Generator], shape: tuple[int, ...], device: torch.device) -> torch.Tensor:
     """Gumbel noise of `shape` for each row, each from its own random stream: (len(rngs), *shape)."""
     u = torch.stack([torch.rand(shape, generator=g) for g in rngs])
-    return (-torch.log(-torch.log(u.clamp_(1e-20, 1.0)))).to(device)
+    return u.clamp_(1e-20, 1.0).log_().neg_().log_().neg_().to(device)  # -log(-log u), in place
 
 
 def filter_logits(logits: torch.Tensor, o: SampleOptions) -> torch.Tensor:
