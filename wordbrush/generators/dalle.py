@@ -190,10 +190,7 @@ class DALLE(TokenGenerator):
             # compiled with the scratch text encoder; a pretrained one (MiniLM's memo of captions) stays eager
             prefill = self.fast("prefill", self.prefill, ahead_of_time=True) if cfg.text_encoder == "scratch" \
                 else self.prefill
-            if self._compiled is None:
-                logits = prefill(rows, primed, cache.k, cache.v)  # (R, V); the cache holds the first L + n0 positions
-            else:
-                logits = self._prefill_distinct(prefill, rows, primed, cache)
+            logits = self._prefill_distinct(prefill, rows, primed, cache)  # (R, V); the cache holds L + n0 positions
             positions = torch.arange(T, device=device)
             step = self.fast("decode_step", self.decode_step, ahead_of_time=True)
         for i in range(n0, N):
@@ -217,6 +214,8 @@ class DALLE(TokenGenerator):
         rows (R1, batch 16 as 4 prompts x 4 images: the prefill 17 -> 6 ms in bfloat16). Only for the compiled
         steps (eager sampling keeps one prefill per row, as recorded in tests/data/dalle_tokens.json; a row's
         result does not depend on the others, but a smaller batch may round differently in some CPUs' kernels)."""
+        if self._compiled is None:
+            return prefill(rows, primed, cache.k, cache.v)
         seq = torch.cat([rows, primed], 1)  # (R, L + n0)
         distinct, inverse = torch.unique(seq, dim=0, return_inverse=True)  # (U, L + n0), (R,)
         if len(distinct) == len(seq):
