@@ -225,8 +225,9 @@ class DALLE(TokenGenerator):
         k0 = cache.k[0]
         few = KVCache(len(cache.k), U, k0.shape[1], k0.shape[2], k0.shape[3], k0.device, k0.dtype)
         logits = prefill(distinct[:, :L], distinct[:, L:], few.k, few.v)  # (U, V)
+        P = seq.shape[1]  # the positions prefilled; the rest of every row stays zero
         for full, part in zip(cache.k + cache.v, few.k + few.v):
-            torch.index_select(part, 0, inverse, out=full)
+            full[:, :, :P] = part[:, :, :P].index_select(0, inverse)
         return logits.index_select(0, inverse)  # (R, V)
 
     def prefill(self, rows: torch.Tensor, primed: torch.Tensor, ks: list[torch.Tensor],
