@@ -77,6 +77,7 @@ def test_compiled_dalle_draws_the_eager_tokens(rows, options, prime):
     assert torch.equal(fast, eager) and fast.shape == (rows, 9)
     step = m._compiled["decode_step"]
     assert not step.eager_only and step.ahead_of_time  # it really ran the AOTInductor package
+    assert len(step.packages) == 1  # one package for every length of the filled prefix
 
 
 def test_compiled_maskgit_draws_the_eager_tokens():
@@ -138,6 +139,7 @@ def test_a_copied_or_uncompiled_model_keeps_no_compiled_state():
     c = copy.deepcopy(m)
     assert m._compiled["decode_step"].packages
     assert not c._compiled["decode_step"].packages and c._compiled["decode_step"].fn.__self__ is c
+    assert c._compiled["decode_step"].dynamic.__self__ is c
     m.compile_sampling(False)
     assert m._compiled is None and m.compiled_rows(3) == 3
 
@@ -248,3 +250,38 @@ def test_an_ahead_of_time_step_reads_inputs_of_any_strides():
         for x in (rows, columns, rows, columns):
             assert torch.allclose(run(x), step(x), atol=1e-5)
     assert run.ahead_of_time and len(run.packages) == 2  # one package per layout
+
+
+def test_an_ahead_of_time_step_with_a_variable_dimension_builds_once():
+    class Step(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor, bank: torch.Tensor) -> torch.Tensor:  # x (4, 8), bank (n, 8)
+            return self.lin(x) @ bank.t()  # (4, n)
+
+        def dims(self, x: torch.Tensor, bank: torch.Tensor) -> tuple:
+            return None, {0: torch.export.Dim("n", min=2, max=64)}
+
+    if compiled.compiler_missing(torch.device("cpu")) is not None:
+        pytest.skip("no C++ compiler")
+    torch.manual_seed(0)
+    step = Step().eval()
+    run = compiled.AheadOfTime(step.forward, "test step", step.dims)
+    x, bank = torch.randn(4, 8), torch.randn(64, 8)
+    with torch.no_grad():
+        for n in (5, 17, 40, 5):
+            assert torch.allclose(run(x, bank[:n]), step(x, bank[:n]), atol=1e-5)
+    assert run.ahead_of_time and len(run.packages) == 1
+
+
+def test_prefix_attention_attends_as_the_masked_whole_cache_does():
+    from wordbrush.nn.transformer import decode_attention, prefix_attention
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 2, 1, 8), torch.randn(3, 2, 10, 8), torch.randn(3, 2, 10, 8)
+    for n in (1, 4, 10):
+        keep = torch.arange(10) < n
+        kt = k.transpose(-1, -2).contiguous()[..., :n]  # (B, h, d, n): a prefix_only cache's keys
+        assert torch.allclose(prefix_attention(q, kt, v[:, :, :n]), decode_attention(q, k, v, keep), atol=1e-6)

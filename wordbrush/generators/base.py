@@ -104,14 +104,18 @@ class ImageGenerator(nn.Module):
         of two, so that one compiled graph serves every batch size up to it (the extra rows are dropped)."""
         return rows if self._compiled is None else 1 << (rows - 1).bit_length()
 
-    def fast(self, name: str, fn, ahead_of_time: bool = False):
+    def fast(self, name: str, fn, ahead_of_time: bool = False, dynamic=None):
         """fn itself, or its compiled form (one per name, kept) after compile_sampling(). ahead_of_time: on the CPU,
-        through AOTInductor with the weights frozen in (nn/compiled.py AheadOfTime; fn a method of a module)."""
+        through AOTInductor with the weights frozen in (nn/compiled.py AheadOfTime; fn a method of a module);
+        dynamic: a method giving torch.export's dynamic_shapes for fn's arguments (AheadOfTime)."""
         if self._compiled is None:
             return fn
         if name not in self._compiled:
-            aot = ahead_of_time and next(self.parameters()).device.type == "cpu"
-            self._compiled[name] = (AheadOfTime if aot else Compiled)(fn, f"{self.kind} {name}")
+            what = f"{self.kind} {name}"
+            if ahead_of_time and next(self.parameters()).device.type == "cpu":
+                self._compiled[name] = AheadOfTime(fn, what, dynamic)
+            else:
+                self._compiled[name] = Compiled(fn, what, None if dynamic else False)
         return self._compiled[name]
 
     def log_likelihood(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:

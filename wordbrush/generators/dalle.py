@@ -186,13 +186,15 @@ class DALLE(TokenGenerator):
                        else self.text_pos.dtype)
             T = cfg.text_len + N
             stored = KVCache.storage_dtype(device, compute, compiled=self._compiled is not None)
-            cache = KVCache(cfg.depth, rows.shape[0], cfg.heads, T, dh, device, stored)
+            prefix = self._prefix_steps(device)
+            cache = KVCache(cfg.depth, rows.shape[0], cfg.heads, T, dh, device, stored, prefix_only=prefix)
             # compiled with the scratch text encoder; a pretrained one (MiniLM's memo of captions) stays eager
             prefill = self.fast("prefill", self.prefill, ahead_of_time=True) if cfg.text_encoder == "scratch" \
                 else self.prefill
             logits = self._prefill_distinct(prefill, rows, primed, cache)  # (R, V); the cache holds L + n0 positions
             positions = torch.arange(T, device=device)
-            step = self.fast("decode_step", self.decode_step, ahead_of_time=True)
+            step = self.fast("decode_step", self.decode_step, ahead_of_time=True,
+                             dynamic=self._prefix_dims if prefix else None)
         for i in range(n0, N):
             if not use_cache:
                 so_far = tokens[:, :i].repeat(2, 1) if guided else tokens[:, :i]
@@ -204,8 +206,12 @@ class DALLE(TokenGenerator):
                             else pick_quantile(logits, noise[:, i], options))
             if use_cache and i + 1 < N:
                 nxt = tokens[:, i].repeat(2) if guided else tokens[:, i]  # (R,)
-                pos = positions[cfg.text_len + i : cfg.text_len + i + 1]  # (1,): where token i goes in the cache
-                logits = step(nxt, positions[i : i + 1], pos, positions <= pos, cache.k, cache.v)
+                at = cfg.text_len + i  # where token i goes in the cache
+                pos = positions[at : at + 1]  # (1,)
+                if prefix:  # views of the filled prefix, token i's position last
+                    logits = step(nxt, positions[i : i + 1], pos, *cache.prefix(at + 1))
+                else:
+                    logits = step(nxt, positions[i : i + 1], pos, cache.k, cache.v, positions <= pos)
         return tokens[:wanted]
 
     def _prefill_distinct(self, prefill, rows: torch.Tensor, primed: torch.Tensor, cache: KVCache) -> torch.Tensor:
@@ -222,12 +228,11 @@ class DALLE(TokenGenerator):
             return prefill(rows, primed, cache.k, cache.v)
         U, L = self.compiled_rows(len(distinct)), rows.shape[1]
         distinct = pad_rows(distinct, U)
-        k0 = cache.k[0]
-        few = KVCache(len(cache.k), U, k0.shape[1], k0.shape[2], k0.shape[3], k0.device, k0.dtype)
+        v0 = cache.v[0]  # (R, h, T, d)
+        few = KVCache(len(cache.k), U, v0.shape[1], v0.shape[2], v0.shape[3], v0.device, v0.dtype,
+                      prefix_only=cache.prefix_only)
         logits = prefill(distinct[:, :L], distinct[:, L:], few.k, few.v)  # (U, V)
-        P = seq.shape[1]  # the positions prefilled; the rest of every row stays zero
-        for full, part in zip(cache.k + cache.v, few.k + few.v):
-            full[:, :, :P] = part[:, :, :P].index_select(0, inverse)
+        cache.copy_rows(few, inverse, seq.shape[1])  # the positions prefilled; the rest of every row as it was
         return logits.index_select(0, inverse)  # (R, V)
 
     def prefill(self, rows: torch.Tensor, primed: torch.Tensor, ks: list[torch.Tensor],
@@ -235,14 +240,31 @@ class DALLE(TokenGenerator):
         """The prompt (and primed image tokens) through the trunk at once: rows (R, L) text ids, primed (R, n0)
         image ids -> next-token logits (R, V_img) in float32, with every layer's keys/values of those L + n0
         positions written into ks[i], vs[i] (R, h, T, d)."""
-        h = self.trunk(self.embed(rows, primed), KVCache.over(ks, vs))[:, -1]  # (R, D)
+        cache = KVCache.over(ks, vs, prefix_only=self._prefix_steps(rows.device))
+        h = self.trunk(self.embed(rows, primed), cache)[:, -1]  # (R, D)
         return self.image_head(h).float()
 
-    def decode_step(self, token: torch.Tensor, t: torch.Tensor, pos: torch.Tensor, keep: torch.Tensor,
-                    ks: list[torch.Tensor], vs: list[torch.Tensor]) -> torch.Tensor:
-        """One sampling step with fixed shapes (what torch.compile sees after compile_sampling()): image
-        token (R,) at grid index t (1,), written at sequence position pos (1,) of every layer's cache ks[i], vs[i]
-        (R, h, T, d), attending where keep (T,) is set -> next-token logits (R, V_img) in float32."""
+    def _prefix_steps(self, device: torch.device) -> bool:
+        """Whether sampling's decoding steps attend over the filled prefix alone (KVCache prefix_only): the CPU's
+        compiled step, one ahead-of-time package with the prefix length as a variable (the average prefix is two
+        thirds of the cache, and prefix_attention's scores vectorise over the keys; R1, batch 16, bfloat16: a draw
+        130.4 -> 125.0 ms, float32 unchanged: docs/benchmarks.md). Eager steps and the GPU's keep the whole cache
+        and a mask (eager tokens are recorded per CPU kind in tests/data/dalle_tokens.json)."""
+        return self._compiled is not None and device.type == "cpu"
+
+    def _prefix_dims(self, token, t, pos, ks: list[torch.Tensor], vs: list[torch.Tensor]) -> tuple:
+        """decode_step's dynamic_shapes for torch.export over a prefix_only cache's views: their length n,
+        2 <= n < the cache's (the last token is never fed back; a view of the whole cache is laid out otherwise)."""
+        n = torch.export.Dim("filled", min=2, max=self.cfg.text_len + self.cfg.image_len - 1)
+        return None, None, None, [{3: n}] * len(ks), [{2: n}] * len(vs)
+
+    def decode_step(self, token: torch.Tensor, t: torch.Tensor, pos: torch.Tensor, ks: list[torch.Tensor],
+                    vs: list[torch.Tensor], keep: torch.Tensor | None = None) -> torch.Tensor:
+        """One sampling step (what torch.compile sees after compile_sampling()): image token (R,) at grid index
+        t (1,), written at sequence position pos (1,) of every layer's cache ks[i], vs[i] -> next-token logits
+        (R, V_img) in float32. With keep (T,) bool: over whole plain caches (R, h, T, d), attending where it is
+        set (fixed shapes); with keep None: over views of a prefix_only cache's filled prefix (KVCache.prefix),
+        pos its last position, their length a variable of the one compiled package (_prefix_dims)."""
         g = self.cfg.image_grid
         x = self.image_emb(token) + (self.row_pos.index_select(0, t // g) + self.col_pos.index_select(0, t % g))
         for blk, k, v in zip(self.blocks, ks, vs):

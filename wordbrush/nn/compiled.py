@@ -42,13 +42,14 @@ def compiler_missing(device: torch.device) -> str | None:
 class Compiled:
     """fn(*tensors), compiled on first use; the eager fn where compiling cannot work or failed (one warning)."""
 
-    def __init__(self, fn: Callable[..., Any], what: str):
-        self.fn, self.what = fn, what
+    def __init__(self, fn: Callable[..., Any], what: str, dynamic: bool | None = False):
+        self.fn, self.what, self.dynamic = fn, what, dynamic  # dynamic: torch.compile's (None: a dimension seen
+        # to change is compiled as a variable from the second graph on)
         self.compiled: Callable[..., Any] | None = None
         self.eager_only = False
 
     def __deepcopy__(self, memo: dict) -> "Compiled":  # a copied model recompiles for itself
-        return Compiled(copy.deepcopy(self.fn, memo), self.what)
+        return Compiled(copy.deepcopy(self.fn, memo), self.what, self.dynamic)
 
     def _fall_back(self, why: str) -> None:
         self.eager_only = True
@@ -65,7 +66,7 @@ class Compiled:
                 return self.fn(*args)
             dynamo = torch._dynamo.config
             dynamo.recompile_limit = max(getattr(dynamo, "recompile_limit", 8), RECOMPILE_LIMIT)
-            self.compiled = torch.compile(self.fn, dynamic=False, fullgraph=True)
+            self.compiled = torch.compile(self.fn, dynamic=self.dynamic, fullgraph=True)
         try:
             return self.compiled(*args)
         except Exception as e:  # a compiler error surfaces here, before the graph runs: nothing was written
@@ -91,10 +92,13 @@ class AheadOfTime:
     torch.compile, ~2.3 ms this way (docs/benchmarks.md). One package per shapes, strides and dtypes of the arguments,
     built on first use (seconds), in a temporary folder removed at exit; all are dropped and rebuilt when a weight
     of the module changes (another storage, or its version counter moved), so a frozen weight is never stale.
-    Where exporting or compiling fails: one warning, then torch.compile (Compiled) from then on."""
+    Where exporting or compiling fails: one warning, then torch.compile (Compiled) from then on.
 
-    def __init__(self, fn: Callable[..., Any], what: str):
-        self.fn, self.what = fn, what
+    dynamic(*args) -> torch.export's dynamic_shapes for those arguments: the dimensions it names are built as
+    variables, so one package serves every size of them (the dalle's decoding step over a growing prefix)."""
+
+    def __init__(self, fn: Callable[..., Any], what: str, dynamic: Callable[..., tuple] | None = None):
+        self.fn, self.what, self.dynamic = fn, what, dynamic
         self.module: torch.nn.Module = fn.__self__
         self.packages: dict[Any, Callable[..., Any]] = {}
         self.weights: Any = None
@@ -104,9 +108,12 @@ class AheadOfTime:
         # is still being built here): walking the module tree every call cost R1 ~0.2 ms a step of ~2.3 ms,
         # reading its 69 slots ~0.02 ms
         self.slots: list[tuple[dict, str]] | None = None
+        self.variable: list[set[int]] | None = None
 
     def __deepcopy__(self, memo: dict) -> "AheadOfTime":  # a copied model compiles for itself
-        return AheadOfTime(copy.deepcopy(self.fn, memo), self.what)
+        fn = copy.deepcopy(self.fn, memo)
+        dynamic = None if self.dynamic is None else getattr(fn.__self__, self.dynamic.__name__)
+        return AheadOfTime(fn, self.what, dynamic)
 
     def _build(self, args: tuple) -> Callable[..., Any]:
         from .packed import unpacked
@@ -115,7 +122,8 @@ class AheadOfTime:
             self.folder = tempfile.mkdtemp(prefix="wordbrush-aoti-")
             atexit.register(shutil.rmtree, self.folder, True)
         with unpacked(), torch.no_grad():  # plain linears, which the freezing pass packs itself
-            program = torch.export.export(_Method(self.module, self.fn.__name__), args)
+            program = torch.export.export(_Method(self.module, self.fn.__name__), args,
+                                          dynamic_shapes=None if self.dynamic is None else {"args": self.dynamic(*args)})
         path = os.path.join(self.folder, f"step-{len(os.listdir(self.folder))}.pt2")
         path = torch._inductor.aoti_compile_and_package(program, package_path=path,
                                                         inductor_configs={"freezing": True})
@@ -131,10 +139,14 @@ class AheadOfTime:
         if weights != self.weights:
             self.packages, self.weights = {}, weights
         leaves = _flat(args)
-        key = tuple((a.shape, a.stride(), a.dtype) for a in leaves)  # a package reads its inputs' strides as built
+        if self.variable is None:  # per tensor, the dimensions built as variables: not part of the key
+            self.variable = [tuple(d or ()) for d in _flat(self.dynamic(*args))] if self.dynamic else \
+                [()] * len(leaves)
+        key = tuple((_blank(a.shape, dims) if dims else a.shape, a.stride(), a.dtype)  # a package reads its
+                    for a, dims in zip(leaves, self.variable))  # inputs' strides as built
         run = self.packages.get(key)
-        if run is None:
-            self.fallback = Compiled(self.fn, self.what)  # until the package is built; for good if it cannot be
+        if run is None:  # the fallback until the package is built; for good if it cannot be
+            self.fallback = Compiled(self.fn, self.what, None if self.dynamic else False)
             if compiler_missing(leaves[0].device) is not None:
                 return self.fallback(*args)  # which says why, once, and runs eager
             try:
@@ -156,16 +168,21 @@ class AheadOfTime:
         return self.fallback is not None and self.fallback.eager_only
 
 
-def _flat(args: tuple) -> list[torch.Tensor]:
+def _flat(args: tuple) -> list[Any]:
     """The tensors of a step's arguments in order, lists of tensors (the per-layer caches) opened: what a package
-    takes, without pytree's generic walk."""
-    out: list[torch.Tensor] = []
+    takes, without pytree's generic walk. (Also the per-tensor entries of a dynamic_shapes tuple.)"""
+    out: list[Any] = []
     for a in args:
         if isinstance(a, (list, tuple)):
             out.extend(a)
         else:
             out.append(a)
     return out
+
+
+def _blank(shape: torch.Size, dims: tuple[int, ...]) -> tuple[int, ...]:
+    """shape with the given dimensions as -1 (any size)."""
+    return tuple(-1 if i in dims else n for i, n in enumerate(shape))
 
 
 def _lean(package: Any) -> Callable[[list[torch.Tensor]], Any]:

@@ -35,8 +35,10 @@ def upsampled_conv(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
     x = x.contiguous(memory_format=torch.channels_last)
     o = F.conv2d(x, kernels.contiguous(memory_format=torch.channels_last), bias, padding=1)  # (B, 4C', h+1, w+1)
     o = o.permute(0, 2, 3, 1).reshape(B, h + 1, wd + 1, 2, 2, co)  # (B, h+1, w+1, a, b, C'): phase (a, b) at [a:, b:]
-    phases = torch.stack([torch.stack([o[:, a : a + h, b : b + wd, a, b] for b in (0, 1)], 3) for a in (0, 1)],
-                         2)  # (B, h, 2, w, 2, C')
+    phases = o.new_empty(B, h, 2, wd, 2, co)  # each phase copied once into place (nested torch.stack copied twice,
+    for a in (0, 1):  # through cat's slow path for strided inputs: R1's decode, batch 16, bf16, 23.3 -> 19.7 ms)
+        for b in (0, 1):
+            phases[:, :, a, :, b] = o[:, a : a + h, b : b + wd, a, b]
     return phases.reshape(B, 2 * h, 2 * wd, co).permute(0, 3, 1, 2)  # (B, C', 2h, 2w), channels last
 
 

@@ -54,23 +54,28 @@ def recording(attentions: list[nn.Module]):
 
 
 class KVCache:
-    """Keys and values of every layer, preallocated for the whole sequence: one (B, heads, T_max, d_head) tensor per
-    layer, zero-filled (the one-token decoding step attends over all T_max positions with the unfilled ones masked,
-    and 0 * garbage could be NaN). `length` is how many positions are filled; appending writes in place, never
-    concatenates. (Keys stored transposed, (B, heads, d, T_max), made this attention ~10% faster, under 3% of a
-    step, and changed bf16 tokens: not kept.)"""
+    """Keys and values of every layer, preallocated for the whole sequence; `length` is how many positions are
+    filled; appending writes in place, never concatenates. Two layouts:
+    - plain: one (B, heads, T_max, d_head) tensor per layer for keys and one for values, zero-filled: the one-token
+      decoding step attends over all T_max positions with the unfilled ones masked (and 0 * garbage could be NaN);
+    - prefix_only (the CPU's compiled decoding step): keys stored transposed, (B, heads, d_head, T_max), values
+      (B, heads, T_max, d_head), not zero-filled: each step attends over the filled prefix alone (its length a
+      variable of the step's one compiled package), and prefix_attention()'s scores run over the keys' contiguous
+      positions."""
 
     def __init__(self, layers: int, batch: int, heads: int, max_len: int, d_head: int,
-                 device: torch.device, dtype: torch.dtype):
-        self.k = [torch.zeros(batch, heads, max_len, d_head, device=device, dtype=dtype) for _ in range(layers)]
-        self.v = [torch.zeros_like(k) for k in self.k]
-        self.length = 0
+                 device: torch.device, dtype: torch.dtype, prefix_only: bool = False):
+        make = torch.empty if prefix_only else torch.zeros
+        keys = (batch, heads, d_head, max_len) if prefix_only else (batch, heads, max_len, d_head)
+        self.k = [make(keys, device=device, dtype=dtype) for _ in range(layers)]
+        self.v = [make(batch, heads, max_len, d_head, device=device, dtype=dtype) for _ in range(layers)]
+        self.length, self.prefix_only = 0, prefix_only
 
     @classmethod
-    def over(cls, k: list[torch.Tensor], v: list[torch.Tensor]) -> KVCache:
+    def over(cls, k: list[torch.Tensor], v: list[torch.Tensor], prefix_only: bool = False) -> KVCache:
         """A cache over existing per-layer tensors, empty (length 0): what a compiled step that fills them sees."""
         cache = cls.__new__(cls)
-        cache.k, cache.v, cache.length = list(k), list(v), 0
+        cache.k, cache.v, cache.length, cache.prefix_only = list(k), list(v), 0, prefix_only
         return cache
 
     @staticmethod
@@ -81,11 +86,28 @@ class KVCache:
         return torch.float32 if device.type == "cpu" and not compiled else compute
 
     def store(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write k, v (B, heads, t, d) at the current position; return all keys/values so far."""
+        """Write k, v (B, heads, t, d) at the current position; return all keys/values so far, (B, heads, t', d)."""
         t0, t1 = self.length, self.length + k.shape[2]
-        self.k[layer][:, :, t0:t1] = k
         self.v[layer][:, :, t0:t1] = v
+        if self.prefix_only:
+            self.k[layer][..., t0:t1] = k.transpose(-1, -2)
+            return self.k[layer][..., :t1].transpose(-1, -2), self.v[layer][:, :, :t1]
+        self.k[layer][:, :, t0:t1] = k
         return self.k[layer][:, :, :t1], self.v[layer][:, :, :t1]
+
+    def prefix(self, n: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Every layer's first n positions as views (prefix_only): keys (B, heads, d, n), values (B, heads, n, d)."""
+        return [k[..., :n] for k in self.k], [v[:, :, :n] for v in self.v]
+
+    def copy_rows(self, other: KVCache, rows: torch.Tensor, n: int) -> None:
+        """Positions [0, n) of every row r from row rows[r] of other (the same layout); the rest left as it was."""
+        for full, part in zip(self.k, other.k):
+            if self.prefix_only:
+                full[..., :n] = part[..., :n].index_select(0, rows)
+            else:
+                full[:, :, :n] = part[:, :, :n].index_select(0, rows)
+        for full, part in zip(self.v, other.v):
+            full[:, :, :n] = part[:, :, :n].index_select(0, rows)
 
 
 def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -97,6 +119,16 @@ def decode_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, keep: to
         return F.scaled_dot_product_attention(q, k, v, attn_mask=keep)
     att = (q @ k.transpose(-1, -2)).float() / q.shape[-1] ** 0.5  # (B, h, 1, T_max)
     return att.masked_fill(~keep, float("-inf")).softmax(-1).to(q.dtype) @ v
+
+
+def prefix_attention(q: torch.Tensor, kt: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """One query per row over every position given: q (B, h, 1, d), keys transposed kt (B, h, d, T), values v
+    (B, h, T, d) -> (B, h, 1, d), in float32 inside. Written as products and sums, not matmuls, for inductor's C++:
+    the scores then sum over d with each vector holding 16 keys, instead of reducing every key's 32 products across
+    a vector (R1's six attentions alone, batch 16, bf16, 2 threads: 449 -> 312 us at T = 96; docs/benchmarks.md)."""
+    scores = (q.float().transpose(-1, -2) * kt.float()).sum(-2, keepdim=True) / q.shape[-1] ** 0.5  # (B, h, 1, T)
+    p = scores.softmax(-1).transpose(-1, -2)  # (B, h, T, 1)
+    return (p * v.float()).sum(-2, keepdim=True).to(q.dtype)
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, causal: bool, dropout: float = 0.0) -> torch.Tensor:
@@ -145,16 +177,21 @@ class SelfAttention(nn.Module):
         return self.proj(rearrange(y, "b h t d -> b t (h d)"))
 
     def decode(self, x: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor,
-               keep: torch.Tensor) -> torch.Tensor:
-        """One token per row with fixed shapes (torch.compile-able): x (B, D); writes its key and value at
-        position pos ((1,) long) of k_cache, v_cache (B, h, T_max, d) in place, attends over the positions
-        where keep (T_max,) is set -> (B, D)."""
+               keep: torch.Tensor | None = None) -> torch.Tensor:
+        """One token per row (torch.compile-able): x (B, D); writes its key and value at position pos ((1,) long)
+        in place and attends -> (B, D). With keep (T_max,) bool: over a whole plain cache k_cache, v_cache
+        (B, h, T_max, d), where keep is set. Without: over views of a prefix_only cache's filled prefix (keys
+        (B, h, d, T), values (B, h, T, d)), pos its last position."""
         B = x.shape[0]
         q, k, v = rearrange(small_linear(x, self.qkv), "b (three h d) -> three b h 1 d", three=3, h=self.heads)
-        k_cache.index_copy_(2, pos, k.to(k_cache.dtype))
         v_cache.index_copy_(2, pos, v.to(v_cache.dtype))
-        y = decode_attention(q.to(k_cache.dtype), k_cache, v_cache, keep).to(x.dtype)  # (B, h, 1, d)
-        return small_linear(y.reshape(B, -1), self.proj)  # (B, h*d)
+        if keep is None:
+            k_cache.index_copy_(3, pos, k.transpose(-1, -2).to(k_cache.dtype))
+            y = prefix_attention(q.to(k_cache.dtype), k_cache, v_cache)
+        else:
+            k_cache.index_copy_(2, pos, k.to(k_cache.dtype))
+            y = decode_attention(q.to(k_cache.dtype), k_cache, v_cache, keep)
+        return small_linear(y.to(x.dtype).reshape(B, -1), self.proj)  # (B, h, 1, d) -> (B, h*d)
 
 
 class CrossAttention(nn.Module):
@@ -205,8 +242,8 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
     def decode(self, x: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, pos: torch.Tensor,
-               keep: torch.Tensor) -> torch.Tensor:
-        """One token per row over a static cache (SelfAttention.decode): x (B, D) -> (B, D)."""
+               keep: torch.Tensor | None = None) -> torch.Tensor:
+        """One token per row over a cache (SelfAttention.decode): x (B, D) -> (B, D)."""
         if self.cross is not None:
             raise ValueError("decode() is for blocks without cross-attention")
         x = x + self.attn.decode(self.ln1(x), k_cache, v_cache, pos, keep)
