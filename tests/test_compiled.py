@@ -273,6 +273,9 @@ def test_an_ahead_of_time_step_with_a_variable_dimension_builds_once():
     with torch.no_grad():
         for n in (5, 17, 40, 5):
             assert torch.allclose(run(x, bank[:n]), step(x, bank[:n]), atol=1e-5)
+        loop = run.bind(x, bank[:3])  # the package for this layout, checked once
+        for n in (3, 9, 64):
+            assert torch.allclose(loop(x, bank[:n]), step(x, bank[:n]), atol=1e-5)
     assert run.ahead_of_time and len(run.packages) == 1
 
 

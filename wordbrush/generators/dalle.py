@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import check
-from ..nn.compiled import pad_rows
+from ..nn.compiled import bound, pad_rows
 from ..nn.packed import small_linear
 from ..nn.transformer import Block, KVCache, grid_positions, init_weights, recording
 from ..text.minilm import MiniLMText
@@ -195,6 +195,7 @@ class DALLE(TokenGenerator):
             positions = torch.arange(T, device=device)
             step = self.fast("decode_step", self.decode_step, ahead_of_time=True,
                              dynamic=self._prefix_dims if prefix else None)
+            run = None
         for i in range(n0, N):
             if not use_cache:
                 so_far = tokens[:, :i].repeat(2, 1) if guided else tokens[:, :i]
@@ -208,10 +209,10 @@ class DALLE(TokenGenerator):
                 nxt = tokens[:, i].repeat(2) if guided else tokens[:, i]  # (R,)
                 at = cfg.text_len + i  # where token i goes in the cache
                 pos = positions[at : at + 1]  # (1,)
-                if prefix:  # views of the filled prefix, token i's position last
-                    logits = step(nxt, positions[i : i + 1], pos, *cache.prefix(at + 1))
-                else:
-                    logits = step(nxt, positions[i : i + 1], pos, cache.k, cache.v, positions <= pos)
+                args = ((nxt, positions[i : i + 1], pos, *cache.prefix(at + 1)) if prefix  # the filled prefix
+                        else (nxt, positions[i : i + 1], pos, cache.k, cache.v, positions <= pos))
+                run = run or bound(step, *args)  # every step of this loop has the first one's layout
+                logits = run(*args)
         return tokens[:wanted]
 
     def _prefill_distinct(self, prefill, rows: torch.Tensor, primed: torch.Tensor, cache: KVCache) -> torch.Tensor:
