@@ -229,9 +229,7 @@ class DALLE(TokenGenerator):
             return prefill(rows, primed, cache.k, cache.v)
         U, L = self.compiled_rows(len(distinct)), rows.shape[1]
         distinct = pad_rows(distinct, U)
-        v0 = cache.v[0]  # (R, h, T, d)
-        few = KVCache(len(cache.k), U, v0.shape[1], v0.shape[2], v0.shape[3], v0.device, v0.dtype,
-                      prefix_only=cache.prefix_only)
+        few = cache.with_rows(U)
         logits = prefill(distinct[:, :L], distinct[:, L:], few.k, few.v)  # (U, V)
         cache.copy_rows(few, inverse, seq.shape[1])  # the positions prefilled; the rest of every row as it was
         return logits.index_select(0, inverse)  # (R, V)

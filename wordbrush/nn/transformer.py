@@ -78,6 +78,11 @@ class KVCache:
         cache.k, cache.v, cache.length, cache.prefix_only = list(k), list(v), 0, prefix_only
         return cache
 
+    def with_rows(self, batch: int) -> KVCache:
+        """An empty cache of this one's layers, layout, length, heads and dtype for `batch` rows."""
+        v = self.v[0]  # (B, heads, T_max, d_head) in either layout
+        return KVCache(len(self.v), batch, v.shape[1], v.shape[2], v.shape[3], v.device, v.dtype, self.prefix_only)
+
     @staticmethod
     def storage_dtype(device: torch.device, compute: torch.dtype, compiled: bool = False) -> torch.dtype:
         """The compute dtype, but float32 for eager steps on the CPU: there one-query attention over a bf16 cache
