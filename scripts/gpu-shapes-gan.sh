@@ -3,6 +3,7 @@
 # (configs/gan-shapes-codes.json) at a GPU's batch, then the shapes benchmark, inside the device tool's 10 minutes.
 #   bash scripts/gpu-shapes-gan.sh OUT_DIR                  (on the device machine: OUT_DIR=$OUT)
 #   CLIP_MIN=0.2 GAN_MIN=0.3 PROMPTS=2 bash scripts/gpu-shapes-gan.sh /tmp/smoke   (a smoke test on any machine)
+#   CONFIG=configs/gan-shapes-slots.json bash scripts/gpu-shapes-gan.sh OUT_DIR   (another recipe: object slots)
 # It runs from the source tree (PYTHONPATH=., no install: the device machine reaches no package index; its image
 # holds torch and the other libraries) and writes under OUT_DIR at most 8 files, as the device tool brings back:
 # log.txt, the model folder as model.tar.gz (in 15 MiB parts where larger), the benchmark's report.md,
@@ -16,6 +17,7 @@ clip_min=${CLIP_MIN:-1.5}
 gan_min=${GAN_MIN:-5}
 batch=${BATCH:-128}
 prompts=${PROMPTS:-20}
+config=${CONFIG:-configs/gan-shapes-codes.json}
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
 exec > >(tee "$out/log.txt") 2>&1
@@ -24,7 +26,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null || ec
 start=$(date +%s)
 "$py" -m wordbrush train clip --config configs/clip-shapes.json --out "$runs/clip-shapes" \
     --set max_minutes="$clip_min" --set threads=0 -q
-"$py" -m wordbrush train gan --config configs/gan-shapes-codes.json --clip "$runs/clip-shapes" \
+"$py" -m wordbrush train gan --config "$config" --clip "$runs/clip-shapes" \
     --out "$runs/gan-shapes" --set max_minutes="$gan_min" --set batch_size="$batch" --set threads=0 -q
 echo "trained in $(( $(date +%s) - start )) s"
 "$py" -m wordbrush eval --model "$runs/gan-shapes" --out "$runs/eval-gan-shapes" \

@@ -2,7 +2,8 @@
 # The GAN recipe for shapes (docs/gan.md), then the benchmark.
 #   bash scripts/train-shapes-gan.sh [RUNS_DIR] [CONFIG]     (default runs/, configs/gan-shapes-codes.json)
 # The default, configs/gan-shapes-codes.json (session 7's adversarial recipe with D on the code grid, the best so
-# far), and -minilm, -transformer train their own CLIP first (8 min). configs/gan-shapes-distill.json (distillation
+# far), -slots (the same with object slots: relations learnt early, docs/gan.md session 23), -minilm and -transformer
+# train their own CLIP first (8 min). configs/gan-shapes-distill.json (distillation
 # by coupled noise, train/gan_distill.py): the built-in `shapes` dalle draws ~200k images with a quantile per
 # position (28 min on 2 cores with native bf16), then the one-step gan learns to write each from the same noise
 # against D on the code grid, reading prompts through the shipped reranking CLIP (docs/gan.md, session 19).

@@ -23,11 +23,13 @@ from wordbrush.generators.gan_discriminator import (
     mean_pairwise_distance,
     posterior_loss,
 )
+from wordbrush.generators.sampling import candidate_rng
 from wordbrush.image.vae import load_vae
 from wordbrush.pipeline import TextToImagePipeline
 from wordbrush.text.tokenizer import PAD_ID
 from wordbrush.train.gan import GANTrainConfig, train_gan
 from wordbrush.train.gan_teacher import DalleTeacher
+from wordbrush.utils.images import to_pil
 
 TINY = dict(image_size=32, noise_dim=8, channels=(16, 16, 8, 8), disc_channels=(8, 8, 16, 16), attn_resolutions=(16,),
             attn_dim=8)
@@ -488,3 +490,62 @@ def test_gpu_script_runs_tiny_on_cpu(tmp_path):
     pipe = TextToImagePipeline.from_pretrained(folder)
     assert pipe("two green triangles", seed=1).images[0].size == (64, 64)
     assert "overall" in json.dumps(json.loads((out / "report.json").read_text()))
+
+
+def test_discriminator_reranking_keeps_the_candidate_d_likes_best(tmp_path):
+    scorer = tiny_scorer()
+    g = tiny_gan(scorer)
+    torch.manual_seed(0)
+    d = g.make_critic()
+    plain = TextToImagePipeline(scorer.tokenizer, g)
+    with pytest.raises(WordbrushError, match="critic"):  # one line: this model kept no discriminator
+        plain("a red square", candidates=3, rerank="discriminator")
+    pipe = TextToImagePipeline(scorer.tokenizer, g, critic=d)
+    prompt, C = "a blue square", 5
+    out = pipe(prompt, num_images_per_prompt=3, seed=2, candidates=C, rerank="discriminator")
+    ids = scorer.tokenizer.encode([prompt], g.text_len).ids
+    options = pipe.sampling_options(candidates=1)
+    picks = []
+    for k in range(3):  # each image's candidates redrawn and judged by hand: the kept one is D's favourite
+        cands = torch.cat([g.sample(ids, [candidate_rng(2 + k, c)], options) for c in range(C)])
+        text = g.read_text(ids.expand(C, -1))
+        with torch.no_grad():
+            scores = d(cands, text)  # a pixel gan's D reads the pixels
+        best = int(scores.argmax())
+        picks.append(best)
+        assert np.array_equal(np.asarray(out.images[k]), np.asarray(to_pil(cands[best : best + 1])[0]))
+    assert picks != [0, 0, 0]  # not simply the first candidate
+    both = pipe(prompt, seed=2, candidates=C, rerank="clip+discriminator")
+    assert both.images[0].size == (32, 32)
+    pipe.save_pretrained(tmp_path / "m")  # the critic travels with the model
+    again = TextToImagePipeline.from_pretrained(tmp_path / "m")
+    assert again.critic is not None
+    assert np.array_equal(np.asarray(again(prompt, seed=2, candidates=C, rerank="discriminator").images[0]),
+                          np.asarray(out.images[0]))
+    with pytest.raises(WordbrushError, match="no discriminator"):
+        tiny_pipeline()("a red circle", candidates=2, rerank="discriminator")
+
+
+def test_object_slots_place_blobs_where_they_say():
+    from wordbrush.generators.gan_slots import SlotLayout, cell_centres
+
+    assert torch.allclose(cell_centres(4)[[0, 3, 15]], torch.tensor([[-0.75, -0.75], [0.75, -0.75], [0.75, 0.75]]))
+    torch.manual_seed(0)
+    lay = SlotLayout(slots=2, noise_dim=8, text_dim=16, dim=16, heads=4, sides=(4, 8), widths=(5, 3))
+    with torch.no_grad():  # every slot at the same known place: centre tanh(b) = (0.75, -0.75), width 0.1
+        lay.where.weight.zero_()
+        lay.where.bias.copy_(torch.tensor([torch.atanh(torch.tensor(0.75)), torch.atanh(torch.tensor(-0.75)), -30.0]))
+    words, keep = torch.randn(3, 5, 16), torch.ones(3, 5, dtype=torch.bool)
+    small, big = lay(torch.randn(3, 8), words, keep)
+    assert small.shape == (3, 5, 4, 4) and big.shape == (3, 3, 8, 8)
+    energy = small.square().sum(1)  # (3, 4, 4): all in the top-right cell (row 0, column 3)
+    assert torch.allclose(energy.flatten(1).argmax(1), torch.tensor(3)) and energy[:, 0, 3].min() > 0
+    assert (energy.flatten(1).sum(1) - energy[:, 0, 3]).max() < 1e-6 * energy[:, 0, 3].min()
+    # inside the gan: the slots train with G, and only the conv trunk takes them
+    scorer = tiny_scorer()
+    g = GAN(GANConfig(clip=scorer.model.cfg, slots=3, slot_dim=8, **TINY))
+    text = g.read_text(scorer.tokenizer.encode(["a red square", "a blue square"], 8).ids)
+    g(torch.randn(2, 8), text).square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in g.slots.parameters())
+    with pytest.raises(ConfigError, match="slots"):
+        GANConfig(clip=scorer.model.cfg, slots=2, trunk="transformer", **TINY)

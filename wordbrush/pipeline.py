@@ -81,11 +81,12 @@ class PipelineOutput:
 class TextToImagePipeline:
     def __init__(self, tokenizer: TextTokenizer, generator: ImageGenerator, vae: DiscreteVAE | None = None,
                  sampling: SampleOptions | None = None, clip: CLIPScorer | None = None,
-                 rewriter: PromptRewriter | None = None):
+                 rewriter: PromptRewriter | None = None, critic: torch.nn.Module | None = None):
         """A generator that writes codes (output "codes": dalle, maskgit) needs the VAE whose codes it writes; one
         that draws pixels (the gan) takes none. clip: a CLIP to rerank candidates with (default: the one inside
         the generator, if it carries one). sampling: the defaults of __call__ (default: the family's). rewriter:
-        reads a prompt in a person's words as the nearest of the model's captions (text/rewriter.py)."""
+        reads a prompt in a person's words as the nearest of the model's captions (text/rewriter.py). critic: the
+        generator's critic (a gan's trained discriminator, generator.make_critic()), to rerank candidates by."""
         if generator.output == "codes":
             if vae is None:
                 raise ConfigError(f"a {generator.kind} generator needs the VAE whose codes it writes")
@@ -109,6 +110,9 @@ class TextToImagePipeline:
         self.tokenizer, self.generator, self.vae = tokenizer, generator.eval(), vae.eval() if vae is not None else None
         self.clip = clip  # optional: reranks candidates when sampling.rerank == "clip"
         self.rewriter = rewriter  # optional: rewrites prompts when sampling.rewrite
+        if critic is not None and generator.critic_file is None:
+            raise ConfigError(f"a {generator.kind} generator has no critic to rank candidates with")
+        self.critic = critic.eval() if critic is not None else None  # optional: reranks by "discriminator"
         self.sampling = sampling or replace(generator.default_sampling)  # defaults of __call__, saved with the model
         self._check_options(self.sampling)
 
@@ -124,7 +128,7 @@ class TextToImagePipeline:
         converts its decoder too (bf16: about 1.9x faster decoding on these CPUs, pixels within a few levels of
         255 of float32's; the tokens do not change)."""
         if device is not None:
-            for part in (self.generator, self.vae, self.clip):
+            for part in (self.generator, self.vae, self.clip, self.critic):
                 if part is not None:
                     part.to(device)
         for d in (dtype, decoder_dtype):
@@ -136,6 +140,8 @@ class TextToImagePipeline:
             self.vae.decoder.to(decoder_dtype)
         if dtype is not None:
             self.generator.to(dtype)
+            if self.critic is not None:
+                self.critic.to(dtype)
         if torch.bfloat16 in (dtype, decoder_dtype):
             if self.device.type == "cpu" and not cpu_has_fast_bf16():
                 warnings.warn("this CPU has no native bfloat16 (AVX512-BF16/AMX): sampling with bfloat16 weights "
@@ -173,6 +179,8 @@ class TextToImagePipeline:
             self.clip.save_pretrained(folder / CLIP_FOLDER)
         if self.rewriter is not None:
             self.rewriter.save_pretrained(folder / REWRITER_FOLDER)
+        if self.critic is not None:
+            save_part(self.critic, folder / generator.critic_file)
         return folder
 
     @classmethod
@@ -212,8 +220,11 @@ class TextToImagePipeline:
         rewriter = None
         if os.path.lexists(folder / REWRITER_FOLDER):
             rewriter = PromptRewriter.from_pretrained(part_path(folder, REWRITER_FOLDER, "rewriter", kind="dir"))
+        critic, critic_file = None, model_cls.critic_file
+        if critic_file is not None and os.path.lexists(folder / critic_file):
+            critic = build_part(generator.make_critic, part_path(folder, critic_file, "critic"), "critic")
         try:
-            pipe = cls(TextTokenizer.load(folder), generator, vae, sampling, clip, rewriter)
+            pipe = cls(TextTokenizer.load(folder), generator, vae, sampling, clip, rewriter, critic)
         except ValueError as e:
             raise CheckpointError(f"{folder}: {e}") from None
         return pipe.to(device, dtype)
@@ -331,6 +342,13 @@ class TextToImagePipeline:
                 and not self.generator.supports_likelihood):
             raise WordbrushError(f"a {self.generator.kind} generator has no likelihood to rerank candidates by; "
                                  "use rerank='clip'")
+        if (options.candidates > 1 and "discriminator" in options.rerank.split("+")
+                and self.critic is None):
+            raise WordbrushError(f"rerank={options.rerank!r} needs a pipeline with the generator's critic (this model "
+                                 f"has none: a gan keeps its discriminator as {self.generator.critic_file})"
+                                 if self.generator.critic_file else
+                                 f"a {self.generator.kind} generator has no discriminator to rerank candidates by; "
+                                 "use rerank='clip'")
         if "clip" in options.rerank.split("+") and self.clip is None:
             raise WordbrushError(f"rerank={options.rerank!r} needs a pipeline with a CLIP (this model has none; "
                                  "train one with `wordbrush train clip` and set pipe.clip)")
@@ -343,8 +361,10 @@ class TextToImagePipeline:
 
         With options.candidates = C > 1, each image is the best of C drawn for its prompt: the likeliest by the
         generator's log_likelihood given the prompt (rerank "likelihood"), or the closest to the prompt in the
-        CLIP's embedding space (rerank "clip", DALL·E's reranking), or by both (rerank "clip+likelihood": each
-        score standardised over the image's C candidates, then summed); candidate 0 is what C = 1 would draw. A batch
+        CLIP's embedding space (rerank "clip", DALL·E's reranking), or the most real to the generator's critic
+        (rerank "discriminator": a gan's D), or by the CLIP and one of the others ("clip+likelihood",
+        "clip+discriminator": each score standardised over the image's C candidates, then summed); candidate 0 is
+        what C = 1 would draw. A batch
         holds batch_size rows, candidates included. Returns the images and their code ids, (n, N) ((n, 0) from
         a generator that writes pixels).
         """
@@ -363,8 +383,11 @@ class TextToImagePipeline:
                 rows = text[s : s + per_batch].repeat_interleave(C, 0)  # (b*C, L)
                 rngs = [candidate_rng(x, c) for x in seeds[s : s + per_batch] for c in range(C)]
                 p = None if prime is None else prime[s : s + per_batch].repeat_interleave(C, 0)
-                out = self.generator.sample(rows, rngs, options, prime=p, use_cache=use_cache)
-                judges = options.rerank.split("+") if C > 1 else []  # "clip", "likelihood" or both
+                judges = options.rerank.split("+") if C > 1 else []  # "clip" and "likelihood" or "discriminator"
+                if "discriminator" in judges:
+                    out, critic = self.generator.sample_judged(rows, rngs, options, self.critic)  # (b*C, ...), (b*C,)
+                else:
+                    out = self.generator.sample(rows, rngs, options, prime=p, use_cache=use_cache)
                 if codes:  # out: (b*C, N) code ids; decoded now unless only the likeliest will be kept
                     t = out
                     pixels = decode(t) if C == 1 or "clip" in judges else None  # (b*C, 3, H, W)
@@ -377,6 +400,8 @@ class TextToImagePipeline:
                         score = score + standardised(sim.view(-1, C).float().cpu())
                     if "likelihood" in judges:
                         score = score + standardised(self.generator.log_likelihood(rows, t).view(-1, C).float().cpu())
+                    if "discriminator" in judges:
+                        score = score + standardised(critic.view(-1, C).float().cpu())
                     best = score.argmax(1).to(t.device)  # (b,)
                     pick = torch.arange(len(best), device=t.device) * C + best
                     t = t[pick]

@@ -64,8 +64,9 @@ def add_sampling_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--candidates", type=positive_int,
                    help="draw this many per image and keep the best for the prompt (see --rerank)")
     p.add_argument("--rerank", choices=RERANKERS,
-                   help="how candidates are ranked: the model's likelihood, the model's CLIP, or both (each standardised "
-                   "over the candidates, summed); default: the model's")
+                   help="how candidates are ranked: the model's likelihood, the model's CLIP, a gan's discriminator, or "
+                   "the CLIP and one of the others (each standardised over the candidates, summed); default: the "
+                   "model's")
     p.add_argument("--no-rewrite", dest="rewrite", action="store_false", default=None,
                    help="draw each prompt as typed, even where the model's prompt rewriter would read it as the "
                    "nearest of the model's own captions")

@@ -45,6 +45,7 @@ from ..image.vae import Decoder, VAEConfig
 from ..text.minilm import MiniLMReader
 from ..text.tokenizer import PAD_ID
 from .base import ImageGenerator
+from .gan_slots import SlotLayout
 from .gan_transformer import TransformerTrunk
 from .options import SampleOptions
 
@@ -89,6 +90,10 @@ class GANConfig:
     # sampling in latent mode: each written vector replaced by the nearest of the VAE's codes (the transformer
     # trunk: its likeliest code) before the decoder draws it; training always decodes the vectors as written
     snap_codes: bool = False
+    # the conv trunk's object slots (gan_slots.py): this many, each reading the words and placing itself on the
+    # grid as a soft blob whose features are added at 4 px and at the output grid; 0 = none
+    slots: int = 0
+    slot_dim: int = 128
 
     @property
     def out_grid(self) -> int:
@@ -131,6 +136,9 @@ class GANConfig:
             self.check_depth()  # (without a VAE, a training config's --vae may still set one: checked there)
         check(all(c > 0 for c in self.channels + self.disc_channels), "gan channels must be positive")
         check(self.noise_dim >= 1 and self.attn_dim >= 1, "noise_dim and attn_dim must be >= 1")
+        check(self.slots >= 0 and self.slot_dim >= 4 and self.slot_dim % 4 == 0,
+              "slots must be >= 0 and slot_dim a positive multiple of 4")
+        check(self.slots == 0 or self.trunk == "conv", "slots are for trunk 'conv'")
         check(self.clip.image_size == self.image_size, f"the CLIP reads {self.clip.image_size}px images, "
                                                       f"the gan draws {self.image_size}px")
 
@@ -241,6 +249,7 @@ class GAN(ImageGenerator):
     output = "pixels"
     config_class = GANConfig
     default_sampling = SampleOptions()  # no guidance: the gan has no unconditional model
+    critic_file = "discriminator.safetensors"  # what `wordbrush train gan` saves beside the generator
 
     def __init__(self, cfg: GANConfig):
         super().__init__()
@@ -258,6 +267,9 @@ class GAN(ImageGenerator):
             self.blocks = nn.ModuleList(UpBlock(chs[i], chs[i + 1], e + z, cfg.text_dim, cfg.attn_dim,
                                                 sizes[i] in cfg.attn_resolutions, up=i < n_up)
                                         for i in range(len(chs) - 1))
+            # object slots: blobs added to the 4 px input and to the first block's output
+            self.slots = (SlotLayout(cfg.slots, z, cfg.text_dim, cfg.slot_dim, 4, (4, sizes[0]), (chs[0], chs[1]))
+                          if cfg.slots else None)
             if cfg.vae is None:
                 self.to_rgb = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(chs[-1], 3, 3, padding=1))
             else:  # latent mode: code vectors for the frozen decoder
@@ -313,8 +325,13 @@ class GAN(ImageGenerator):
             return self.mixture(self.code_scores(z, text))
         c = torch.cat([text.sentence, z], dim=1)  # (B, E + Z)
         x = self.fc(z).view(len(z), -1, 4, 4).contiguous(memory_format=torch.channels_last)  # NHWC: ~3x on CPU
-        for blk in self.blocks:
+        placed = self.slots(z, words, keep) if self.slots is not None else None  # [(B, C0, 4, 4), (B, C1, s, s)]
+        if placed is not None:
+            x = x + placed[0]
+        for i, blk in enumerate(self.blocks):
             x = blk(x, c, words, keep)
+            if placed is not None and i == 0:
+                x = x + placed[1]
         return (self.to_rgb(x) + 1) / 2 if self.cfg.vae is None else self.to_codes(x)
 
     def draw(self, layout: torch.Tensor) -> torch.Tensor:
@@ -361,16 +378,44 @@ class GAN(ImageGenerator):
         """(B, L) caption ids -> (B, 3, H, W) images in [0, 1] in one pass (the contract: base.py); image i's
         noise comes from rngs[i] alone, scaled by options.temperature (< 1 trades variety for fidelity, the
         truncation trick's simple form). Guidance, top-k / top-p and steps do not apply and are ignored."""
+        z, t = self._inputs(text, rngs, options, prime)
+        return self.fast("forward", self.forward_sampling)(z, t).float().clamp(0, 1)
+
+    def _inputs(self, text: torch.Tensor, rngs: list[torch.Generator], options: SampleOptions | None,
+                prime: torch.Tensor | None) -> tuple[torch.Tensor, Text]:
+        """The checks of every sample, then the scaled noise (B, Z) and the captions as G reads them."""
         options = self._start(text, rngs, options, prime, 0)
         dtype = self.first_weight.dtype
         z = torch.stack([torch.randn(self.cfg.noise_dim, generator=g) for g in rngs]).to(text.device, dtype)
         t = self.read_text(text)
-        t = Text(t.words.to(dtype), t.sentence.to(dtype), t.keep)
-        return self.fast("forward", self.forward_sampling)(z * options.temperature, t).float().clamp(0, 1)
+        return z * options.temperature, Text(t.words.to(dtype), t.sentence.to(dtype), t.keep)
+
+    def make_critic(self) -> nn.Module:
+        from .gan_discriminator import Discriminator  # it imports this module's parts
+
+        return Discriminator(self.cfg)
+
+    @torch.no_grad()
+    def sample_judged(self, text: torch.Tensor, rngs: list[torch.Generator], options: SampleOptions | None,
+                      critic: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+        """sample()'s images, and D's logit for each (B,): D judges what it was trained on (the code grid G writes
+        in latent mode with disc_reads "codes", else the pixels) under the caption. A trained D's logit estimates
+        log p_data(x | t) - log p_G(x | t), so keeping the highest of C is discriminator rejection sampling's
+        greedy form (Azadi et al. 2019): it drops the candidates D can tell from real pictures of the prompt."""
+        z, t = self._inputs(text, rngs, options, None)
+        layout = self.sampled_layout(z, t)
+        pixels = self.draw(layout)
+        judged = layout if getattr(critic, "reads_codes", False) else pixels.float().clamp(0, 1).to(layout.dtype)
+        return pixels.float().clamp(0, 1), critic(judged, t).float()
 
     def forward_sampling(self, z: torch.Tensor, text: Text) -> torch.Tensor:
         """forward() as sampling runs it: with snap_codes, the written vectors snapped to the VAE's codes."""
-        if self.cfg.snap_codes and self.cfg.trunk == "transformer":  # its likeliest code at each position
-            return self.draw(self.picked(self.code_scores(z, text)))
+        return self.draw(self.sampled_layout(z, text))
+
+    def sampled_layout(self, z: torch.Tensor, text: Text) -> torch.Tensor:
+        """layout() as sampling writes it: with snap_codes, snapped to the VAE's codes (the transformer trunk: its
+        likeliest code at each position)."""
+        if self.cfg.snap_codes and self.cfg.trunk == "transformer":
+            return self.picked(self.code_scores(z, text))
         layout = self.layout(z, text)
-        return self.draw(self.snapped(layout) if self.cfg.snap_codes else layout)
+        return self.snapped(layout) if self.cfg.snap_codes else layout

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from ..errors import WordbrushError
 
 MAX_CANDIDATES = 64
-RERANKERS = ("likelihood", "clip", "clip+likelihood")
+RERANKERS = ("likelihood", "clip", "clip+likelihood", "discriminator", "clip+discriminator")
 
 
 @dataclass
@@ -22,7 +22,8 @@ class SampleOptions:
     choice_temperature: float = 4.5  # maskgit: noise on which tokens to keep at a step, annealed to 0 (MaskGIT: 4.5)
     candidates: int = 1  # draw this many per image and keep the best by `rerank`
     rerank: str = "likelihood"  # "likelihood": the generator's log p(image | prompt); "clip": the pipeline's CLIP;
-    # "clip+likelihood": both, each standardised over an image's candidates, summed
+    # "clip+likelihood": both, each standardised over an image's candidates, summed; "discriminator": the
+    # generator's own critic (a gan's discriminator: discriminator rejection sampling's greedy form), "clip+..." both
     rewrite: bool = True  # a model with a prompt rewriter (text/rewriter.py) draws a prompt in a person's words as
     # the nearest of its own captions; False draws every prompt as typed
 

@@ -60,7 +60,7 @@ from .gan_teacher import DalleTeacher
 from .runtime import Runtime
 
 RAW_G = "generator_raw.safetensors"  # the generator's own weights (gan.safetensors holds their EMA)
-DISC = "discriminator.safetensors"
+DISC = GAN.critic_file  # the pipeline loads it as its critic (rerank "discriminator")
 ENCODER = "noise_encoder.safetensors"  # the cVAE-GAN's encoder (recon_weight > 0), trained with G
 
 
