@@ -496,7 +496,7 @@ def test_discriminator_reranking_keeps_the_candidate_d_likes_best(tmp_path):
     scorer = tiny_scorer()
     g = tiny_gan(scorer)
     torch.manual_seed(0)
-    d = g.make_critic()
+    d = Discriminator(g.cfg)
     plain = TextToImagePipeline(scorer.tokenizer, g)
     with pytest.raises(WordbrushError, match="critic"):  # one line: this model kept no discriminator
         plain("a red square", candidates=3, rerank="discriminator")

@@ -86,7 +86,7 @@ class TextToImagePipeline:
         that draws pixels (the gan) takes none. clip: a CLIP to rerank candidates with (default: the one inside
         the generator, if it carries one). sampling: the defaults of __call__ (default: the family's). rewriter:
         reads a prompt in a person's words as the nearest of the model's captions (text/rewriter.py). critic: the
-        generator's critic (a gan's trained discriminator, generator.make_critic()), to rerank candidates by."""
+        generator's critic (a gan's trained discriminator: its registry entry's critic class), to rerank by."""
         if generator.output == "codes":
             if vae is None:
                 raise ConfigError(f"a {generator.kind} generator needs the VAE whose codes it writes")
@@ -220,9 +220,10 @@ class TextToImagePipeline:
         rewriter = None
         if os.path.lexists(folder / REWRITER_FOLDER):
             rewriter = PromptRewriter.from_pretrained(part_path(folder, REWRITER_FOLDER, "rewriter", kind="dir"))
-        critic, critic_file = None, model_cls.critic_file
-        if critic_file is not None and os.path.lexists(folder / critic_file):
-            critic = build_part(generator.make_critic, part_path(folder, critic_file, "critic"), "critic")
+        critic, critic_file, critic_cls = None, model_cls.critic_file, registry.get(kind).critic
+        if critic_file is not None and critic_cls and os.path.lexists(folder / critic_file):
+            critic = build_part(lambda: registry.load(critic_cls)(gcfg), part_path(folder, critic_file, "critic"),
+                                "critic")
         try:
             pipe = cls(TextTokenizer.load(folder), generator, vae, sampling, clip, rewriter, critic)
         except ValueError as e:

@@ -43,8 +43,8 @@ class ImageGenerator(nn.Module):
     supports_priming: ClassVar[bool] = False  # sample(prime=...) keeps a given first part of the image
     supports_likelihood: ClassVar[bool] = False  # log_likelihood() ranks candidates
     critic_file: ClassVar[str | None] = None  # a weights file in a saved pipeline's folder, beside the generator's:
-    # the family's critic (the gan's discriminator), which sample_judged() scores candidates with (rerank
-    # "discriminator"); None: the family has none
+    # the family's critic (the gan's discriminator: its class is the registry entry's `critic`), which
+    # sample_judged() scores candidates with (rerank "discriminator"); None: the family has none
 
     cfg: Any
     _compiled: dict[str, Compiled | AheadOfTime] | None = None  # set by compile_sampling(): the compiled steps, by name
@@ -124,10 +124,6 @@ class ImageGenerator(nn.Module):
     def log_likelihood(self, text: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
         """text (B, L), image (B, N) code ids -> a score per row (B,) to rank candidates by, higher is likelier."""
         raise WordbrushError(f"a {self.kind} generator has no likelihood to rank candidates by; use rerank='clip'")
-
-    def make_critic(self) -> nn.Module:
-        """An untrained critic for this generator's config (families with a critic_file), for critic_file's weights."""
-        raise WordbrushError(f"a {self.kind} generator has no discriminator to rank candidates by; use rerank='clip'")
 
     def sample_judged(self, text: torch.Tensor, rngs: list[torch.Generator], options: SampleOptions | None,
                       critic: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:

@@ -390,11 +390,6 @@ class GAN(ImageGenerator):
         t = self.read_text(text)
         return z * options.temperature, Text(t.words.to(dtype), t.sentence.to(dtype), t.keep)
 
-    def make_critic(self) -> nn.Module:
-        from .gan_discriminator import Discriminator  # it imports this module's parts
-
-        return Discriminator(self.cfg)
-
     @torch.no_grad()
     def sample_judged(self, text: torch.Tensor, rngs: list[torch.Generator], options: SampleOptions | None,
                       critic: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:

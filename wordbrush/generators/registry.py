@@ -24,6 +24,9 @@ class Family:
     trainer: str = ""
     # the stage's own path flags beside the shared ones, as (field of the config, help): e.g. ("vae", "...")
     train_flags: tuple[tuple[str, str], ...] = ()
+    # the family's critic, "package.module:Class" built from the generator's config (the gan's discriminator), whose
+    # weights a saved pipeline keeps as the generator's critic_file ("" = none)
+    critic: str = ""
 
     def model_class(self) -> Any:
         """The ImageGenerator subclass (its module is imported now)."""
@@ -77,6 +80,7 @@ register(Family("maskgit", "wordbrush.generators.maskgit:MaskGIT",
 register(Family("gan", "wordbrush.generators.gan:GAN",
                 "the one-pass GAN: pixels from noise + text, against a discriminator, reading text through a CLIP",
                 train_config="wordbrush.train.gan:GANTrainConfig", trainer="wordbrush.train.gan:train_gan",
+                critic="wordbrush.generators.gan_discriminator:Discriminator",
                 train_flags=(("clip", "the trained CLIP folder that reads the captions (overrides the config's clip)"),
                              ("vae", "latent mode: a VAE folder, or a pipeline (a built-in name such as shapes) "
                                      "holding one, whose frozen decoder draws the pixels (overrides the config's "
