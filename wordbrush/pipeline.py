@@ -386,7 +386,7 @@ class TextToImagePipeline:
                 p = None if prime is None else prime[s : s + per_batch].repeat_interleave(C, 0)
                 judges = options.rerank.split("+") if C > 1 else []  # "clip" and "likelihood" or "discriminator"
                 if "discriminator" in judges:
-                    out, critic = self.generator.sample_judged(rows, rngs, options, self.critic)  # (b*C, ...), (b*C,)
+                    out, judged = self.generator.sample_judged(rows, rngs, options, self.critic)  # (b*C, ...), (b*C,)
                 else:
                     out = self.generator.sample(rows, rngs, options, prime=p, use_cache=use_cache)
                 if codes:  # out: (b*C, N) code ids; decoded now unless only the likeliest will be kept
@@ -402,7 +402,7 @@ class TextToImagePipeline:
                     if "likelihood" in judges:
                         score = score + standardised(self.generator.log_likelihood(rows, t).view(-1, C).float().cpu())
                     if "discriminator" in judges:
-                        score = score + standardised(critic.view(-1, C).float().cpu())
+                        score = score + standardised(judged.view(-1, C).float().cpu())
                     best = score.argmax(1).to(t.device)  # (b,)
                     pick = torch.arange(len(best), device=t.device) * C + best
                     t = t[pick]
