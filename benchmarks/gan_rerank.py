@@ -8,6 +8,8 @@ c of seed s from candidate_rng(s, c)), every candidate is judged by the scene ch
   (Azadi et al. 2019);
 - "clip": the pipeline's CLIP (cosine similarity of image and prompt); "clip2": a second CLIP folder's (e.g. the
   built-in shapes model's reranker, trained with swapped captions as hard negatives);
+- "teacher": a dalle's log-likelihood of the candidate's image tokens given the prompt (--teacher, e.g. the
+  built-in shapes): the slow model that knows composition judges the fast one's drafts, one forward pass each;
 and the table gives the benchmark score when each image is the first candidate, the best of k by each judge
 (and sums of standardised judges), and the best by the checker itself (an oracle: the ceiling of picking).
 
@@ -38,6 +40,7 @@ def main() -> None:
     ap.add_argument("--model", required=True, help="a gan run folder or checkpoint with discriminator.safetensors")
     ap.add_argument("--disc", help="the discriminator's weights (default: MODEL/discriminator.safetensors)")
     ap.add_argument("--clip2", default="wordbrush/models/shapes/clip", help="a second CLIP folder to rank by")
+    ap.add_argument("--teacher", help="a dalle model (name or folder) whose log-likelihood ranks too")
     ap.add_argument("--candidates", type=int, default=16)
     ap.add_argument("--n", type=int, default=20, help="prompts per category")
     ap.add_argument("--images", type=int, default=4, help="images per prompt")
@@ -55,10 +58,11 @@ def main() -> None:
     d.load_state_dict(load_file(args.disc or str(Path(args.model) / "discriminator.safetensors")))
     d.eval()
     clip2 = CLIPScorer.from_pretrained(args.clip2)
+    teacher = TextToImagePipeline.from_pretrained(args.teacher) if args.teacher else None
     specs = make_prompts(args.n, seed=args.prompt_seed)
     C = args.candidates
     ok = np.zeros((len(specs), args.images, C), bool)
-    scores = {k: np.zeros((len(specs), args.images, C)) for k in ("disc", "clip", "clip2")}
+    scores = {k: np.zeros((len(specs), args.images, C)) for k in ("disc", "clip", "clip2", "teacher")}
     with torch.no_grad():
         for i, spec in enumerate(specs):
             ids = pipe.tokenizer.encode([spec.prompt], g.text_len).ids
@@ -72,7 +76,12 @@ def main() -> None:
                 scores["disc"][i, j] = d(layout, text).float().numpy()
                 scores["clip"][i, j] = pipe.clip.similarity(pixels, [spec.prompt] * C).numpy()
                 scores["clip2"][i, j] = clip2.similarity(pixels, [spec.prompt] * C).numpy()
-                ok[i, j] = [judge(im, spec).ok for im in to_pil(pixels)]
+                images = to_pil(pixels)
+                ok[i, j] = [judge(im, spec).ok for im in images]
+                if teacher is not None:
+                    words = teacher.tokenizer.encode([spec.prompt] * C, teacher.text_len).ids
+                    scores["teacher"][i, j] = teacher.generator.log_likelihood(
+                        words, teacher.encode_images(images)).float().numpy()
             if i % 20 == 19:
                 print(f"{i + 1}/{len(specs)} prompts", flush=True)
     cats = [s.category for s in specs]
@@ -88,7 +97,10 @@ def main() -> None:
 
     rows = {"first candidate": score(np.zeros(ok.shape[:2], int))}
     for k in sorted({4, 8, C} & set(range(2, C + 1))):
-        for judges in (("clip",), ("clip2",), ("disc",), ("disc", "clip"), ("disc", "clip2")):
+        judged = (("clip",), ("clip2",), ("disc",), ("disc", "clip"), ("disc", "clip2"))
+        if teacher is not None:
+            judged += (("teacher",), ("teacher", "disc"), ("teacher", "clip2"), ("teacher", "disc", "clip2"))
+        for judges in judged:
             rows[f"best of {k} by {'+'.join(judges)}"] = score(best(judges, k))
         rows[f"best of {k} by the checker (oracle)"] = score(ok[..., :k].argmax(-1))
     head = ["overall", *[c for c in CATEGORIES if c in cats]]

@@ -214,6 +214,20 @@ def test_latent_mode_draws_through_a_frozen_vae_decoder(tmp_path):
     assert [b.down for b in d.blocks] == [False, True] and list(d.attn) == ["0"]
     real = vae.quantizer.embed(vae.encode(torch.rand(3, 3, 32, 32)))  # (3, D, 8, 8)
     assert d(real, g.read_text(scorer.tokenizer.encode(["a"] * 3, 8).ids)).shape == (3,)
+    # code_commitment: the distance from G's written vectors to their nearest codes joins G's loss, and falls
+    commit_cfg = replace(codes_cfg, model=replace(codes_cfg.model, snap_codes=True), out=str(tmp_path / "run-commit"),
+                         code_commitment=10.0, hard_negatives=False, max_steps=6, lr_g=3e-3, clip_weight=0.0)
+    assert train_gan(commit_cfg, progress_bar=False)["steps"] == 6
+    logged = [json.loads(line)["g_commit"] for line in (tmp_path / "run-commit" / "log.jsonl").read_text().splitlines()
+              if "g_commit" in line]
+    assert len(logged) == 6 and logged[-1] < 0.5 * logged[0]
+    snap_g = TextToImagePipeline.from_pretrained(tmp_path / "run-commit").generator
+    assert snap_g.cfg.snap_codes and torch.equal(snap_g.codebook, vae.quantizer.codebook)
+    snapped = snap_g.snapped(snap_g.layout(torch.randn(2, 8), g.read_text(ids)))  # every vector one of the codes
+    rows = snapped.permute(0, 2, 3, 1).reshape(-1, vae.cfg.code_dim)
+    assert torch.cdist(rows, vae.quantizer.codebook).min(1).values.max() < 1e-5
+    with pytest.raises(ConfigError, match="code_commitment"):
+        replace(commit_cfg, vae="")
     with pytest.raises(ConfigError, match="needs latent mode"):
         GANTrainConfig(model=replace(model, disc_reads="codes", channels=TINY["channels"]), data=DataConfig(size=32))
     with pytest.raises(ConfigError, match="disc_reads must be"):

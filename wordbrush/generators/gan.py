@@ -88,7 +88,8 @@ class GANConfig:
     # dalle drawn with a quantile per position (train/gan_distill.py, gan_transformer.py)
     grid_noise: bool = False
     # sampling in latent mode: each written vector replaced by the nearest of the VAE's codes (the transformer
-    # trunk: its likeliest code) before the decoder draws it; training always decodes the vectors as written
+    # trunk: its likeliest code) before the decoder draws it; training decodes the vectors as written (the
+    # trainer's code_commitment pulls them onto codes)
     snap_codes: bool = False
     # the conv trunk's object slots (gan_slots.py): this many, each reading the words and placing itself on the
     # grid as a soft blob whose features are added at 4 px and at the output grid; 0 = none
@@ -212,6 +213,14 @@ class WordAttention(nn.Module):
         k, v = self.kv(words).chunk(2, dim=-1)  # (B, L, d) each
         ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, :])  # (B, HW, d)
         return x + self.gate * self.out(ctx.transpose(1, 2).reshape(B, -1, H, W))
+
+
+def nearest_codes(v: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
+    """Code vectors (B, D, g, g) -> the nearest row of codebook (K, D) at each position (same shape and dtype)."""
+    B, D, h, w = v.shape
+    flat = v.detach().permute(0, 2, 3, 1).reshape(-1, D).float()
+    nearest = codebook[torch.cdist(flat, codebook.float()).argmin(1)].to(v.dtype)  # (B*h*w, D)
+    return nearest.view(B, h, w, D).permute(0, 3, 1, 2)
 
 
 def up2(x: torch.Tensor) -> torch.Tensor:
@@ -361,11 +370,7 @@ class GAN(ImageGenerator):
 
     def snapped(self, layout: torch.Tensor) -> torch.Tensor:
         """Code vectors (B, D, g, g) -> the nearest of the VAE's codes at each position (same shape)."""
-        B, D, h, w = layout.shape
-        v = layout.permute(0, 2, 3, 1).reshape(-1, D)
-        cb = self.codebook.to(v.dtype)
-        nearest = cb[torch.cdist(v.float(), cb.float()).argmin(1)]  # (B*h*w, D)
-        return nearest.view(B, h, w, D).permute(0, 3, 1, 2)
+        return nearest_codes(layout, self.codebook)
 
     @property
     def first_weight(self) -> torch.Tensor:

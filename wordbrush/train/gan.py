@@ -36,7 +36,7 @@ from ..clip import CLIPScorer
 from ..config import check
 from ..data.training import TrainingData
 from ..errors import ConfigError, WordbrushError
-from ..generators.gan import GAN, GANConfig, Text
+from ..generators.gan import GAN, GANConfig, Text, nearest_codes
 from ..generators.gan_discriminator import (
     Discriminator,
     NoiseEncoder,
@@ -87,6 +87,11 @@ class GANTrainConfig(TrainConfig):
     # also each caption with its words swapped where it has a swap (text/negatives.py: which colour is whose,
     # which way round)
     hard_negatives: bool = False
+    # latent mode, conv trunk: weight of the squared distance from each vector G writes to its nearest VAE code
+    # (VQ-VAE's commitment term, the codes fixed). A colour the caption leaves open otherwise comes out as a blend
+    # of codes that no real image holds (pale, mixed shades); with model.snap_codes sampling then snaps onto codes
+    # the decoder has drawn real pictures from. 0 = off
+    code_commitment: float = 0.0
     # cVAE-GAN (latent mode): an encoder reads each real image's codes + caption into a noise z ~ q(z | x, t), and
     # G, given that z, must redraw the image's codes: recon_weight * squared distance + kl_weight * KL(q || N(0, I)),
     # beside the adversarial and CLIP terms on noise from the prior. 0 = off
@@ -152,6 +157,9 @@ class GANTrainConfig(TrainConfig):
               "distill needs model.grid_noise (the transformer trunk, noise_dim = grid * grid), a VAE, D on the codes "
               "(model.disc_reads 'codes') and no cVAE term (recon_weight 0)")
         check(self.distill_weight >= 0, "distill_weight must be >= 0")
+        check(self.code_commitment >= 0, "code_commitment must be >= 0")
+        check(self.code_commitment == 0 or (bool(self.vae) and self.model.trunk == "conv"),
+              "code_commitment pulls written code vectors onto the VAE's codes: it needs a VAE and the conv trunk")
         if not self.vae:
             self.model.check_depth()
         check(self.model.image_size == self.data.size,
@@ -281,6 +289,9 @@ class GANStage:
         with autocast(device, cfg.bf16):  # the same fakes, judged by the updated D (one G forward per step)
             seen_by_clip = g.draw(layout) if d.reads_codes and cfg.clip_weight > 0 else None  # None: fake itself
             lg = generator_loss(d, clip.model, fake, text, cfg.clip_weight, images=seen_by_clip, aim=aim)
+            if cfg.code_commitment > 0:  # G's vectors onto their nearest codes (which stay as they are)
+                lg["commit"] = F.mse_loss(layout.float(), nearest_codes(layout, vae.quantizer.codebook).float())
+                lg["loss"] = lg["loss"] + cfg.code_commitment * lg["commit"]
             if enc is not None:
                 codebook = vae.quantizer.codebook if cfg.recon_loss == "codes" else None
                 lg |= posterior_loss(redrawn, codes, mu, logvar, codebook, redrawn_scores)
@@ -339,8 +350,8 @@ class GANStage:
         _write_samples(self.pipe, cfg, out / "samples" / "final.png")
         if self.enc is not None:
             _write_redraws(self.g, self.enc, self.vae, self.tokenizer, self.data, out / "samples" / "redraw_final.png")
-        plot_curves(out / "log.jsonl", out / "curves.png", ["d_hinge", "d_gp", "g_adv", "g_clip", "g_recon", "g_kl",
-                                                            "g_teacher", "g_distill",
+        plot_curves(out / "log.jsonl", out / "curves.png", ["d_hinge", "d_gp", "g_adv", "g_clip", "g_commit", "g_recon",
+                                                            "g_kl", "g_teacher", "g_distill",
                                                             "diversity_ratio"], title=f"gan {out.name}")
         diversity = seed_diversity(self.ema, self.tokenizer, self.clip, self.probe)
         return {"steps": step, "train_minutes": round(elapsed / 60, 2), "samples_seen": step * cfg.batch_size,
