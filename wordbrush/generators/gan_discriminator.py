@@ -44,7 +44,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..clip import CLIP
-from .gan import GAN, GANConfig, Text, WordAttention, stages_from_4
+from .gan import GAN, GANConfig, Text, stages_from_4
+from .gan_blocks import WordAttention
 
 
 class DownBlock(nn.Module):
