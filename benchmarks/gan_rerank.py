@@ -71,7 +71,7 @@ def main() -> None:
                 seed = args.prompt_seed + i * args.images + j
                 z = torch.stack([torch.randn(g.cfg.noise_dim, generator=candidate_rng(seed, c)) for c in range(C)])
                 text = type(t)(*(x.expand(C, *x.shape[1:]) for x in t))
-                layout = g.layout(z * args.temperature, text)
+                layout = g.sampled_layout(z * args.temperature, text)  # snapped to codes with snap_codes
                 pixels = g.draw(layout).float().clamp(0, 1)
                 scores["disc"][i, j] = d(layout, text).float().numpy()
                 scores["clip"][i, j] = pipe.clip.similarity(pixels, [spec.prompt] * C).numpy()

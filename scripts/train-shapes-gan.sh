@@ -2,7 +2,8 @@
 # The GAN recipe for shapes (docs/gan.md), then the benchmark.
 #   bash scripts/train-shapes-gan.sh [RUNS_DIR] [CONFIG]     (default runs/, configs/gan-shapes-codes.json)
 # The default, configs/gan-shapes-codes.json (session 7's adversarial recipe with D on the code grid, the best so
-# far), -slots (the same with object slots: relations learnt early, docs/gan.md session 23), -minilm and -transformer
+# far), -slots (the same with object slots: relations learnt early, docs/gan.md session 23; 82 minutes, then to 150
+# with D's swapped captions and G's vectors pulled onto the VAE's codes, session 24), -minilm and -transformer
 # train their own CLIP first (8 min). configs/gan-shapes-distill.json (distillation
 # by coupled noise, train/gan_distill.py): the built-in `shapes` dalle draws ~200k images with a quantile per
 # position (28 min on 2 cores with native bf16), then the one-step gan learns to write each from the same noise
@@ -18,6 +19,12 @@ if grep -q '"distill"' "$config"; then
   wordbrush train gan --config "$config" --set distill="$runs/distill-shapes" --out "$runs/$name" --resume -q
 else
   [ -f "$runs/clip-shapes/config.json" ] || wordbrush train clip --config configs/clip-shapes.json --out "$runs/clip-shapes"
-  wordbrush train gan --config "$config" --clip "$runs/clip-shapes" --out "$runs/$name" --resume
+  if [ "$name" = gan-shapes-slots ]; then  # two phases (docs/gan.md, session 24)
+    wordbrush train gan --config "$config" --clip "$runs/clip-shapes" --out "$runs/$name" --resume --max-minutes 82
+    wordbrush train gan --config "$config" --clip "$runs/clip-shapes" --out "$runs/$name" --resume --max-minutes 150 \
+      --set hard_negatives=true --set code_commitment=1.0
+  else
+    wordbrush train gan --config "$config" --clip "$runs/clip-shapes" --out "$runs/$name" --resume
+  fi
 fi
 wordbrush eval --model "$runs/$name" --out "$runs/eval-$name"
