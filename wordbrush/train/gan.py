@@ -9,7 +9,8 @@
     for each step:  a batch of real images + captions -> the frozen reader reads the captions (with distill: a
                     batch of a dalle's images for given noise, train/gan_distill.py: G also learns to write them)
                     D step: fakes (detached from G) -> hinge on real/fake/mismatched + MA-GP -> Adam
-                    G step: the same fakes, through the updated D -> fool D + CLIP alignment -> Adam -> EMA
+                    G step: the same fakes, through the updated D -> fool D + CLIP alignment (+ with
+                    code_commitment: the written vectors' distance to their nearest VAE codes) -> Adam -> EMA
                     with recon_weight (cVAE-GAN): E reads the real codes + caption into a noise z ~ q(z|x,t); the
                     same G pass also redraws the reals from it (reconstruction + KL to N(0, I), with G's step)
     every N steps:  (the runtime, runtime.py: log, checkpoints, resume, every rank under torchrun); divergence
