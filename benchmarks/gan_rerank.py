@@ -67,6 +67,8 @@ def main() -> None:
         for i, spec in enumerate(specs):
             ids = pipe.tokenizer.encode([spec.prompt], g.text_len).ids
             t = g.read_text(ids)
+            if teacher is not None:  # the prompt as the teacher reads it, once for all its candidates
+                words = teacher.tokenizer.encode([spec.prompt] * C, teacher.text_len).ids
             for j in range(args.images):
                 seed = args.prompt_seed + i * args.images + j
                 z = torch.stack([torch.randn(g.cfg.noise_dim, generator=candidate_rng(seed, c)) for c in range(C)])
@@ -79,7 +81,6 @@ def main() -> None:
                 images = to_pil(pixels)
                 ok[i, j] = [judge(im, spec).ok for im in images]
                 if teacher is not None:
-                    words = teacher.tokenizer.encode([spec.prompt] * C, teacher.text_len).ids
                     scores["teacher"][i, j] = teacher.generator.log_likelihood(
                         words, teacher.encode_images(images)).float().numpy()
             if i % 20 == 19:
