@@ -45,7 +45,7 @@ from .errors import CheckpointError, ConfigError, WordbrushError
 from .generators import registry
 from .generators.base import ImageGenerator
 from .generators.options import SampleOptions
-from .generators.sampling import candidate_rng, standardised
+from .generators.sampling import best_of, candidate_rng
 from .image.vae import DiscreteVAE, VAEConfig
 from .text import prompts as reading
 from .text.rewriter import REWRITER_FOLDER, PromptRewriter
@@ -56,15 +56,6 @@ from .utils.images import to_pil, to_tensor
 __all__ = ["BUILTIN", "PipelineOutput", "TextToImagePipeline", "builtin_path", "model_folder"]
 MAX_IMAGES = 10_000  # images one call may ask for (prompts x num_images_per_prompt)
 CLIP_FOLDER = "clip"
-
-
-# name -> (generator shape, VAE config). The VAE has the reference's decoder widths (dalle-pytorch's DiscreteVAE at
-# hidden_dim 64, codebook_dim 256, no residual blocks: benchmarks/dalle_pytorch_probe.py), so that both sides decode
-# with about the same work (ours 0.22 GFLOP an image, its 0.20); our trained models' VAEs are wider.
-REFERENCE_CONFIGS = {
-    "r1": lambda: (dict(text_vocab=1000, text_len=32, image_vocab=512, image_grid=8, dim=256, depth=6, heads=8),
-                   VAEConfig(image_size=64, channels=(64, 64, 64), res_blocks=0, code_dim=256, num_codes=512)),
-}
 
 
 @dataclass
@@ -232,25 +223,11 @@ class TextToImagePipeline:
 
     @classmethod
     def from_config(cls, name: str, seed: int = 0, generator: str = "dalle") -> "TextToImagePipeline":
-        """An untrained pipeline at a named reference config, e.g. "r1" (64x64 images, VAE with 3 downsamples
-        and 512 codes, transformer width 256, depth 6, 8 heads, 32 text tokens, text vocabulary 1000), so that
-        speed can be measured through the public API. generator: a family that writes codes (dalle, maskgit: its
-        image trunk has the config's depth; maskgit's own text encoder has its default text_depth on top)."""
-        if name not in REFERENCE_CONFIGS:
-            raise WordbrushError(f"unknown reference config {name!r} (known: {', '.join(REFERENCE_CONFIGS)})")
-        model_cls = registry.get(generator).model_class()
-        if model_cls.output != "codes":
-            raise WordbrushError(f"reference configs are for generators that write VAE codes, not {generator!r}")
-        shape, vcfg = REFERENCE_CONFIGS[name]()
-        gcfg = model_cls.config_class(**shape)
-        from .data.shapes import ShapesDataset
+        """An untrained pipeline at a named reference config, e.g. "r1" (reference.py), so that speed can be
+        measured through the public API. generator: a family that writes codes (dalle, maskgit)."""
+        from .reference import reference_parts
 
-        torch.manual_seed(seed)
-        ds = ShapesDataset(2000, size=vcfg.image_size, seed=seed)
-        tokenizer = TextTokenizer.train((ds.item_arrays(i)[1] for i in range(len(ds))), gcfg.text_vocab)
-        vae = DiscreteVAE(vcfg)
-        vae.quantizer.initialised.fill_(True)
-        return cls(tokenizer, model_cls(gcfg), vae)
+        return cls(*reference_parts(name, seed, generator))
 
     # ---------------------------------------------------------------------------------------------- call
 
@@ -395,16 +372,15 @@ class TextToImagePipeline:
                 else:  # out: (b*C, 3, H, W) pixels, no codes
                     t, pixels = torch.zeros(len(rows), 0, dtype=torch.long, device=out.device), out
                 if C > 1:
-                    score = 0.0
+                    scores = []  # each (b*C,)
                     if "clip" in judges:
-                        sim = self.clip.similarity(pixels, [q for q in prompts[s : s + per_batch] for _ in range(C)])
-                        score = score + standardised(sim.view(-1, C).float().cpu())
+                        scores.append(self.clip.similarity(pixels, [q for q in prompts[s : s + per_batch]
+                                                                    for _ in range(C)]))
                     if "likelihood" in judges:
-                        score = score + standardised(self.generator.log_likelihood(rows, t).view(-1, C).float().cpu())
+                        scores.append(self.generator.log_likelihood(rows, t))
                     if "discriminator" in judges:
-                        score = score + standardised(judged.view(-1, C).float().cpu())
-                    best = score.argmax(1).to(t.device)  # (b,)
-                    pick = torch.arange(len(best), device=t.device) * C + best
+                        scores.append(judged)
+                    pick = best_of(scores, C).to(t.device)  # (b,) rows of the kept candidates
                     t = t[pick]
                     pixels = pixels[pick.to(pixels.device)] if pixels is not None else decode(t)
                 batch = to_pil(pixels)

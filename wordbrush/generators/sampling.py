@@ -53,6 +53,14 @@ def standardised(score: torch.Tensor) -> torch.Tensor:
     return centred / centred.std(1, keepdim=True, unbiased=False).clamp_min(1e-8)
 
 
+def best_of(scores: list[torch.Tensor], candidates: int) -> torch.Tensor:
+    """Judges' scores, each (b*C,) for b images of C candidates in a row -> (b,) the row of each image's best
+    candidate: each judge's scores standardised over an image's candidates, then summed (neither scale dominates)."""
+    total = sum(standardised(x.reshape(-1, candidates).float().cpu()) for x in scores)  # (b, C)
+    best = total.argmax(1)
+    return torch.arange(len(best)) * candidates + best
+
+
 def candidate_rng(seed: int, candidate: int) -> torch.Generator:
     """The random stream of one candidate of the image with this seed; candidate 0 is seeded with the seed itself."""
     if candidate == 0:
