@@ -18,6 +18,7 @@ from wordbrush.generators.gan import GAN, GANConfig, Text
 from wordbrush.generators.gan_discriminator import (
     Discriminator,
     NoiseEncoder,
+    caption_contrast,
     discriminator_loss,
     generator_loss,
     mean_pairwise_distance,
@@ -79,6 +80,48 @@ def test_generator_discriminator_and_losses():
     assert mean_pairwise_distance(torch.eye(3)) == pytest.approx(2 ** 0.5)
     with pytest.raises(ConfigError, match="needs at least 4 entries in channels"):
         GAN(GANConfig(clip=scorer.model.cfg, **{**TINY, "channels": (16, 8)}))
+
+
+def test_contrastive_clip_term_tells_the_caption_from_its_swap_and_saturates():
+    """clip_objective "contrastive": each image must pick its caption out of the batch's captions and their swaps
+    in the CLIP (InfoNCE at the CLIP's scale), repeated captions left out; unlike 1 - cosine it stops pulling once
+    the image is told apart."""
+    captions, negatives = ["a red square", "a blue circle", "a red square"], ["a square red"]
+    own = torch.nn.functional.normalize(torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [1.0, 0, 0]]), dim=-1)
+    swap = torch.tensor([[0.6, 0, 0.8]])
+    pool, same = caption_contrast(captions, own, negatives, swap)
+    assert pool.shape == (4, 3) and same.tolist() == [[False, False, True, False], [False] * 4,
+                                                      [True, False, False, False]]
+
+    class FixedCLIP(torch.nn.Module):  # the image tower returns the given unit vectors; 1/temperature 10
+        def __init__(self, emb):
+            super().__init__()
+            self.emb, self.logit_scale = emb, torch.nn.Parameter(torch.tensor(10.0).log())
+
+        def encode_image(self, images):
+            return self.emb
+
+    class ZeroD(torch.nn.Module):
+        def forward(self, images, text):
+            return images.flatten(1).sum(1) * 0
+
+    text = Text(torch.zeros(3, 2, 4), own, torch.ones(3, 2, dtype=torch.bool))
+    fake = torch.zeros(3, 1, 2, 2, requires_grad=True)
+
+    def term(images_emb, contrast):
+        emb = images_emb.clone().requires_grad_(True)
+        loss = generator_loss(ZeroD(), FixedCLIP(emb), fake, text, 1.0, contrast=contrast)["clip"]
+        loss.backward()
+        return loss.item(), emb.grad.norm().item()
+
+    right, swapped = own.clone(), own.clone()
+    swapped[0] = swap[0]  # image 0 drawn as its caption's swap
+    expected = sum(torch.nn.functional.cross_entropy(10 * right[i : i + 1] @ pool[keep].T, torch.tensor([0])).item()
+                   for i, keep in enumerate([[0, 1, 3], [1, 0, 2, 3], [2, 1, 3]])) / 3
+    assert term(right, (pool, same))[0] == pytest.approx(expected, rel=1e-5)
+    assert term(swapped, (pool, same))[0] > term(right, (pool, same))[0] + 1
+    # told apart: the contrastive pull all but stops; the cosine's does not
+    assert term(right, (pool, same))[1] < term(right, None)[1] / 5
 
 
 def test_fusion_before_upsampling_and_float32_penalty_under_bf16():
@@ -208,7 +251,8 @@ def test_latent_mode_draws_through_a_frozen_vae_decoder(tmp_path):
     # D may judge the code grids instead of the pixels: a block at 8x8, one down to 4x4; reals are the VAE's codes
     codes_cfg = replace(cfg, model=replace(model, disc_reads="codes", disc_channels=(8, 8, 16),
                                            disc_attn_resolutions=(8,)), out=str(tmp_path / "run-codes"),
-                        hard_negatives=True)  # and D's mismatched captions: the captions with words swapped
+                        hard_negatives=True,  # and D's mismatched captions: the captions with words swapped
+                        clip_objective="contrastive")  # which the image must be further from in the CLIP too
     assert train_gan(codes_cfg, progress_bar=False)["steps"] == 2
     d = Discriminator(replace(codes_cfg.model, vae=vae.cfg))
     assert [b.down for b in d.blocks] == [False, True] and list(d.attn) == ["0"]

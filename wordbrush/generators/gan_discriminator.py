@@ -24,6 +24,18 @@ pairs:
 The last term (GALIP's use of CLIP, here with the wordbrush CLIP) pulls each image towards its caption in the
 CLIP's space. Sampling uses an exponential moving average of G's weights (kept by the training loop).
 
+Its contrastive form (the training config's clip_objective "contrastive") is the CLIP's own InfoNCE instead: each
+image must pick its caption out of the batch's captions and their swapped negatives,
+
+    lambda_clip E[ -log softmax_j(s * cos(CLIP_image(G(z, t_i)), CLIP_text(t_j)))_i ]
+
+(s the CLIP's learned 1/temperature; captions equal to t_i other than itself left out). The cosine never stops
+pulling, and for a caption that leaves a colour open the nearest point to it is a blend of the colours it allows,
+nearer than any real picture (docs/gan.md, session 24); the softmax saturates once the image is told apart from
+the other captions, leaving D the say on what the words leave open. With hard_negatives the swapped captions
+("a cyan square above an orange triangle" for "an orange square above a cyan triangle") are among those the
+image must be further from: the binding the cosine to a near bag of words does not ask for.
+
 cVAE-GAN (optional, latent mode: the training config's recon_weight; BicycleGAN's cVAE-GAN, Zhu et al. 2017, and
 the VAE-GAN of Larsen et al. 2016). The brief's other objective joins the game: an encoder E (NoiseEncoder) reads a
 real image's code grid c and its caption into q(z | c, t) = N(mu, sigma^2), and G given z ~ q must redraw c:
@@ -43,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..clip import CLIP
+from ..clip import CLIP, MAX_LOGIT_SCALE
 from .gan import GAN, GANConfig, Text, stages_from_4
 from .gan_blocks import WordAttention
 
@@ -198,15 +210,38 @@ def discriminator_loss(d: Discriminator, real: torch.Tensor, fake: torch.Tensor,
     return {"loss": hinge + gp, "hinge": hinge, "gp": gp, "d_real": d_real.mean(), "d_fake": d_fake.mean()}
 
 
+def caption_contrast(captions: list[str], aim: torch.Tensor, negatives: list[str] = (),
+                     negative_aim: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The candidates of the contrastive CLIP term: the batch's captions' unit vectors (B, E) then the negatives'
+    (M, E), as (B + M, E), and (B, B + M) True where candidate j is the same words as caption i but not i itself
+    (a repeated caption, or a swap that happens to be another item's caption), which the softmax leaves out."""
+    pool = aim if negative_aim is None else torch.cat([aim, negative_aim.to(aim.dtype)])
+    words = list(captions) + list(negatives)
+    same = torch.tensor([[c == w for w in words] for c in captions], device=aim.device)
+    same[torch.arange(len(captions)), torch.arange(len(captions))] = False
+    return pool, same
+
+
 def generator_loss(d: Discriminator, clip: CLIP, fake: torch.Tensor, text: Text, clip_weight: float,
-                   images: torch.Tensor | None = None, aim: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+                   images: torch.Tensor | None = None, aim: torch.Tensor | None = None,
+                   contrast: tuple[torch.Tensor, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
     """L_G of the top of the file: fool D, and be near the caption in the CLIP's space. `fake` is what D judges;
     `images` what the CLIP sees, when that differs (D reading codes); `aim` the captions' unit vectors in the
-    CLIP (B, E), when the generator reads them through another encoder (default: text.sentence)."""
+    CLIP (B, E), when the generator reads them through another encoder (default: text.sentence). contrast:
+    caption_contrast()'s candidates, for the contrastive form (the top of the file) instead of 1 - cosine."""
     adv = -d(fake, text).float().mean()
     images = fake if images is None else images
     aim = text.sentence if aim is None else aim
-    align = ((1 - (clip.encode_image(images) * aim).sum(-1)).mean() if clip_weight > 0 else adv.new_zeros(()))
+    if clip_weight == 0:
+        align = adv.new_zeros(())
+    elif contrast is None:
+        align = (1 - (clip.encode_image(images) * aim).sum(-1)).mean()
+    else:
+        pool, same = contrast
+        scale = clip.logit_scale.clamp(max=MAX_LOGIT_SCALE).exp()
+        logits = scale * clip.encode_image(images).float() @ pool.float().T  # (B, B + M)
+        logits = logits.masked_fill(same, float("-inf"))
+        align = F.cross_entropy(logits, torch.arange(len(logits), device=logits.device))
     return {"loss": adv + clip_weight * align, "adv": adv, "clip": align}
 
 

@@ -23,7 +23,6 @@
 from __future__ import annotations
 
 import copy
-import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ from ..generators.gan import GAN, GANConfig, Text, nearest_codes
 from ..generators.gan_discriminator import (
     Discriminator,
     NoiseEncoder,
+    caption_contrast,
     discriminator_loss,
     generator_loss,
     posterior_loss,
@@ -51,12 +51,13 @@ from ..pipeline import TextToImagePipeline
 from ..text.minilm import load_tokenizer as load_minilm_tokenizer
 from ..text.negatives import swap_negative
 from ..text.tokenizer import TextTokenizer
-from ..utils.images import save_grid, to_pil, to_tensor
+from ..utils.images import to_tensor
 from ..utils.plot import plot_curves
 from .common import autocast, frozen_vae, lr_at
 from .config import SAMPLE_PROMPTS, TrainConfig
 from .gan_collapse import collapse_probe, seed_diversity
 from .gan_distill import DistillSet
+from .gan_samples import write_redraws, write_samples
 from .gan_teacher import DalleTeacher
 from .runtime import Runtime
 
@@ -84,6 +85,9 @@ class GANTrainConfig(TrainConfig):
     gp_weight: float = 2.0  # MA-GP: k * ||grad||^p on real, matching pairs (DF-GAN: k = 2, p = 6)
     gp_power: float = 6.0
     clip_weight: float = 2.0  # lambda_clip: pull each image towards its caption in the CLIP's space
+    # "cosine": 1 - the cosine to its caption; "contrastive": the CLIP's InfoNCE over the batch's captions and (with
+    # hard_negatives) their swaps, which stops pulling once the image is told apart (generators/gan_discriminator.py)
+    clip_objective: str = "cosine"
     # D's mismatched captions: always the next item's caption (which objects and colours are there); with this,
     # also each caption with its words swapped where it has a swap (text/negatives.py: which colour is whose,
     # which way round)
@@ -159,6 +163,8 @@ class GANTrainConfig(TrainConfig):
               "(model.disc_reads 'codes') and no cVAE term (recon_weight 0)")
         check(self.distill_weight >= 0, "distill_weight must be >= 0")
         check(self.code_commitment >= 0, "code_commitment must be >= 0")
+        check(self.clip_objective in ("cosine", "contrastive"),
+              f"clip_objective must be 'cosine' or 'contrastive', not {self.clip_objective!r}")
         check(self.code_commitment == 0 or (bool(self.vae) and self.model.trunk == "conv"),
               "code_commitment pulls written code vectors onto the VAE's codes: it needs a VAE and the conv trunk")
         if not self.vae:
@@ -242,13 +248,21 @@ class GANStage:
         text = _read(g, self.tokenizer, captions)
         aim = clip.embed_texts(captions) if g.clip is None and cfg.clip_weight > 0 else None  # the CLIP's view
         swapped = None  # D's (real, wrong caption) pairs: the next item's caption, and with hard_negatives swaps
-        n_swaps = 0
+        n_swaps, negatives = 0, []  # negatives: this rank's swapped captions
         if cfg.hard_negatives:
             every = [swap_negative(c, self.swap_rng) for c in batch.captions]  # the global batch's
             n_swaps, swaps = sum(s is not None for s in every), every[mine]
             index = [i for i, s in enumerate(swaps) if s is not None]
+            negatives = [swaps[i] for i in index]
             if index:
-                swapped = (torch.tensor(index, device=device), _read(g, self.tokenizer, [swaps[i] for i in index]))
+                swapped = (torch.tensor(index, device=device), _read(g, self.tokenizer, negatives))
+        contrast = None  # the contrastive CLIP term's candidates: the captions' and their swaps' CLIP vectors
+        if cfg.clip_objective == "contrastive" and cfg.clip_weight > 0:
+            if aim is None:  # G reads the captions through the CLIP: its sentence vectors are the CLIP's
+                own, theirs = text.sentence, swapped[1].sentence if negatives else None
+            else:
+                own, theirs = aim, clip.embed_texts(negatives) if negatives else None
+            contrast = caption_contrast(captions, own, negatives, theirs)
         next_text, mismatch_norm = None, None
         if rt.world > 1:  # the next item's caption may be the next rank's first: the whole batch's pairs
             next_text = _read(g, self.tokenizer, batch.captions[mine.start + 1 : mine.stop + 1])
@@ -289,7 +303,8 @@ class GANStage:
         d.requires_grad_(False)  # the G step needs gradients through D, not for it
         with autocast(device, cfg.bf16):  # the same fakes, judged by the updated D (one G forward per step)
             seen_by_clip = g.draw(layout) if d.reads_codes and cfg.clip_weight > 0 else None  # None: fake itself
-            lg = generator_loss(d, clip.model, fake, text, cfg.clip_weight, images=seen_by_clip, aim=aim)
+            lg = generator_loss(d, clip.model, fake, text, cfg.clip_weight, images=seen_by_clip, aim=aim,
+                                 contrast=contrast)
             if cfg.code_commitment > 0:  # G's vectors onto their nearest codes (which stay as they are)
                 lg["commit"] = F.mse_loss(layout.float(), nearest_codes(layout, vae.quantizer.codebook).float())
                 lg["loss"] = lg["loss"] + cfg.code_commitment * lg["commit"]
@@ -327,10 +342,10 @@ class GANStage:
                                          f"{diversity:.2f}x as much as 16 real images (limit {cfg.collapse_ratio}); "
                                          f"state saved to {out / 'collapsed'}")
         if step % cfg.sample_every == 0:
-            _write_samples(self.pipe, cfg, out / "samples" / f"step_{step:06d}.png")
+            write_samples(self.pipe, cfg.sample_prompts, out / "samples" / f"step_{step:06d}.png")
             self.rt.image("samples", out / "samples" / f"step_{step:06d}.png", step)
             if self.enc is not None:
-                _write_redraws(self.g, self.enc, self.vae, self.tokenizer, self.data,
+                write_redraws(self.g, self.enc, self.vae, self.tokenizer, self.data,
                                out / "samples" / f"redraw_{step:06d}.png")
 
     def _dump(self, folder: Path) -> None:
@@ -348,9 +363,9 @@ class GANStage:
 
     def finish(self, step: int, elapsed: float) -> dict[str, Any]:
         cfg, out = self.cfg, self.rt.out
-        _write_samples(self.pipe, cfg, out / "samples" / "final.png")
+        write_samples(self.pipe, cfg.sample_prompts, out / "samples" / "final.png")
         if self.enc is not None:
-            _write_redraws(self.g, self.enc, self.vae, self.tokenizer, self.data, out / "samples" / "redraw_final.png")
+            write_redraws(self.g, self.enc, self.vae, self.tokenizer, self.data, out / "samples" / "redraw_final.png")
         plot_curves(out / "log.jsonl", out / "curves.png", ["d_hinge", "d_gp", "g_adv", "g_clip", "g_commit", "g_recon",
                                                             "g_kl", "g_teacher", "g_distill",
                                                             "diversity_ratio"], title=f"gan {out.name}")
@@ -370,28 +385,3 @@ def _ema_update(ema: GAN, g: GAN, decay: float) -> None:
     for pe, pg in zip(ema.parameters(), g.parameters()):
         if pg.requires_grad:
             pe.lerp_(pg, 1 - decay)
-
-
-def _write_samples(pipe: TextToImagePipeline, cfg: GANTrainConfig, path: Path) -> None:
-    with warnings.catch_warnings():  # a prompt's unknown words are the sample grid's business, not the log's
-        warnings.simplefilter("ignore")
-        out = pipe(list(cfg.sample_prompts), num_images_per_prompt=4, seed=0)
-    save_grid(out.images, path, cols=4, scale=2)
-
-
-@torch.no_grad()
-def _write_redraws(g: GAN, enc: NoiseEncoder, vae: DiscreteVAE, tokenizer: TextTokenizer, data: TrainingData,
-                   path: Path) -> None:
-    """cVAE-GAN: 8 training images (row 1), G's redraw of each from E's mean noise (row 2: what the reconstruction
-    term teaches), and G's drawing of the same captions from prior noise (row 3: what sampling gives)."""
-    was_training = g.training
-    g.eval()
-    batch = data.batch(0, 8)
-    device = g.first_weight.device
-    real = to_tensor(batch.images).to(device)
-    text = _read(g, tokenizer, batch.captions)
-    mu, _ = enc(vae.code_vectors(real), text)
-    prior = torch.randn(mu.shape, generator=torch.Generator().manual_seed(0)).to(device)
-    rows = [real, g(mu, text), g(prior, text)]
-    g.train(was_training)
-    save_grid(to_pil(torch.cat(rows).float().clamp(0, 1)), path, cols=8, scale=2)
