@@ -3,7 +3,8 @@
     python benchmarks/sampling_speed.py --models shapes shapes-gan --batch 64 --repeats 5 [--dtype bfloat16]
 
 Each model draws `batch` images of shapes-benchmark prompts in one pipe.draw call (1 candidate, the model's other
-saved sampling defaults unless --guidance is given); the models take turns round by round and the median of the
+saved sampling defaults unless --guidance is given; --candidates 0: each model's saved candidates and reranking, so
+the rate is of the images a user gets by default); the models take turns round by round and the median of the
 timed rounds is reported, with the ratio of each model's rate to the first's. --dtype bfloat16 converts every
 model's generator weights (pipe.to(dtype=...)), so that both sides of a ratio run at the same precision.
 """
@@ -27,6 +28,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--guidance", type=float, help="override every model's guidance scale (default: its own)")
+    ap.add_argument("--candidates", type=int, default=1, help="candidates per image (0: each model's saved default)")
     ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="generators' weights")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -34,7 +36,8 @@ def main() -> None:
     prompts = [s.prompt for s in make_prompts(20)][: args.batch]
     prompts = (prompts * (args.batch // len(prompts) + 1))[: args.batch]
     seeds = list(range(args.batch))
-    options = {m: p.sampling_options(candidates=1, guidance_scale=args.guidance) for m, p in pipes.items()}
+    options = {m: p.sampling_options(candidates=args.candidates or None, guidance_scale=args.guidance)
+               for m, p in pipes.items()}
     times: dict[str, list[float]] = {m: [] for m in pipes}
     for r in range(args.repeats + 1):  # round 0 warms up
         for m, pipe in pipes.items():

@@ -3,7 +3,9 @@
 #   bash scripts/train-shapes-gan.sh [RUNS_DIR] [CONFIG]     (default runs/, configs/gan-shapes-codes.json)
 # The default, configs/gan-shapes-codes.json (session 7's adversarial recipe with D on the code grid, the best so
 # far), -slots (the same with object slots: relations learnt early, docs/gan.md session 23; 82 minutes, then to 150
-# with D's swapped captions and G's vectors pulled onto the VAE's codes, session 24), -minilm and -transformer
+# with D's swapped captions and G's vectors pulled onto the VAE's codes, session 24), -slots-negclip (the same from
+# the start, reading captions through the built-in dalle's order-aware CLIP; 17,881 steps: the built-in
+# `shapes-gan`, `python scripts/ship-shapes-gan.py RUNS_DIR/gan-shapes-slots-negclip`), -minilm and -transformer
 # train their own CLIP first (8 min). configs/gan-shapes-distill.json (distillation
 # by coupled noise, train/gan_distill.py): the built-in `shapes` dalle draws ~200k images with a quantile per
 # position (28 min on 2 cores with native bf16), then the one-step gan learns to write each from the same noise
@@ -17,6 +19,9 @@ name=$(basename "$config" .json)
 if grep -q '"distill"' "$config"; then
   wordbrush data distill --teacher shapes --out "$runs/distill-shapes" -n 196608 -q
   wordbrush train gan --config "$config" --set distill="$runs/distill-shapes" --out "$runs/$name" --resume -q
+elif [ "$name" = gan-shapes-slots-negclip ]; then  # reads through the shipped NegCLIP: no CLIP to train first
+  # budgeted in steps, the 150 minutes of session 24's run on 2 Zen 4 cores (docs/gan.md, session 25)
+  wordbrush train gan --config "$config" --out "$runs/$name" --resume --max-minutes 0 --max-steps 17881
 else
   [ -f "$runs/clip-shapes/config.json" ] || wordbrush train clip --config configs/clip-shapes.json --out "$runs/clip-shapes"
   if [ "$name" = gan-shapes-slots ]; then  # two phases (docs/gan.md, session 24)

@@ -18,7 +18,7 @@ SHAPES_MODELS = [n for n in BUILTIN if n.startswith("shapes")]
 FILES = {"emoji": ["README.md", "clip", "config.json", "dalle.safetensors", "rewriter", "tokenizer.json",
                    "vae.safetensors"],
          "shapes": ["clip", "config.json", "dalle.safetensors", "rewriter", "tokenizer.json", "vae.safetensors"],
-         "shapes-gan": ["config.json", "gan.safetensors", "tokenizer.json"]}
+         "shapes-gan": ["config.json", "gan.safetensors", "rewriter", "tokenizer.json"]}
 MAX_MB = {"emoji": 46, "shapes": 36}
 
 

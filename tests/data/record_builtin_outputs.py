@@ -11,6 +11,7 @@ from wordbrush import TextToImagePipeline
 CASES = {
     "shapes": ["a red circle to the left of a blue square", "two green triangles"],
     "shapes-minilm": ["a yellow cross above a purple diamond", "a large white circle"],
+    "shapes-gan": ["a red circle to the left of a blue square", "three yellow crosses"],
     "emoji": ["red apple; food and drink; apple, fruit", "grinning face; smileys and emotion; face, grin"],
 }
 names = sys.argv[2:] or list(CASES)

@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--model", metavar="NAME|DIR",
-                        help="built-in model name (shapes, shapes-minilm, emoji) or saved model folder "
+                        help="built-in model name (shapes, shapes-minilm, emoji, shapes-gan) or saved model folder "
                         "(default: shapes; env WORDBRUSH_MODEL)")
     parser.add_argument("--model-name", metavar="NAME",
                         help="the name clients send in the request's `model` field (default: the built-in name "
