@@ -15,7 +15,7 @@ DTYPES = ("float32", "bfloat16")
 
 @dataclass
 class BenchConfig:
-    model: str = "r1"  # a reference config (pipeline.REFERENCE_CONFIGS, untrained), a built-in name or a folder
+    model: str = "r1"  # a reference config (reference.REFERENCE_CONFIGS, untrained), a built-in name or a folder
     generator: str = "dalle"  # for a reference config: which generator to build (dalle | maskgit)
     threads: int = 2  # torch.set_num_threads, here and in the reference's process
     device: str = "auto"  # auto | cpu | cuda

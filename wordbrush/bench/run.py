@@ -19,7 +19,8 @@ from .report import machine_info
 
 def load_pipeline(model: str, device: torch.device, seed: int = 0, generator: str = "dalle"):
     """A reference config (untrained), a built-in name or a saved folder, on device; token generators only."""
-    from ..pipeline import REFERENCE_CONFIGS, TextToImagePipeline
+    from ..pipeline import TextToImagePipeline
+    from ..reference import REFERENCE_CONFIGS
 
     if model in REFERENCE_CONFIGS:
         return TextToImagePipeline.from_config(model, seed=seed, generator=generator).to(device)
@@ -40,7 +41,7 @@ def run_bench(cfg: BenchConfig, pipe=None, progress: bool = True) -> dict[str, A
 
     pipe: measure this pipeline instead of loading cfg.model (tests pass a tiny one).
     """
-    from ..pipeline import REFERENCE_CONFIGS
+    from ..reference import REFERENCE_CONFIGS
 
     if cfg.against:
         reference_python(cfg.reference_venv)  # fail before any slow work
