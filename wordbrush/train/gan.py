@@ -346,7 +346,7 @@ class GANStage:
             self.rt.image("samples", out / "samples" / f"step_{step:06d}.png", step)
             if self.enc is not None:
                 write_redraws(self.g, self.enc, self.vae, self.tokenizer, self.data,
-                               out / "samples" / f"redraw_{step:06d}.png")
+                              out / "samples" / f"redraw_{step:06d}.png")
 
     def _dump(self, folder: Path) -> None:
         """The networks as they are when a check stops the run, for a look (the checkpoints hold the last good)."""
