@@ -607,3 +607,62 @@ def test_object_slots_place_blobs_where_they_say():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in g.slots.parameters())
     with pytest.raises(ConfigError, match="slots"):
         GANConfig(clip=scorer.model.cfg, slots=2, trunk="transformer", **TINY)
+
+
+def test_slots_reading_objects_draw_each_object_from_its_own_words(tmp_path):
+    """slot_reading "objects": the caption is split into its runs of content words (the vocabulary's roles, saved
+    in the gan's weights), each encoded alone; slot k reads phrase k mod n, and what it draws is a function of its
+    own phrase and noise only, up to the gate's scale: another object's words cannot lend it their colour."""
+    from wordbrush.generators.gan_slots import object_phrases
+    from wordbrush.text.minilm import load_tokenizer
+    from wordbrush.text.phrases import ROLE_BREAK, ROLE_CONTENT, ROLE_EVERY, token_roles
+
+    scorer = tiny_scorer()
+    tok = scorer.tokenizer
+    roles = token_roles(tok)
+    caps = ["a red circle to the left of a blue square", "a red square", "a the of"]
+    packed, order = object_phrases(tok.encode(caps, 12).ids, roles, 3)
+    assert packed.shape == (3, 2, 12) and order.tolist() == [[0, 1, 0], [0, 0, 0], [0, 0, 0]]
+    assert [[tok.decode(p) for p in row] for row in packed] == [["red circle", "blue square"], ["red square", ""],
+                                                                 ["", ""]]
+    wp = load_tokenizer()  # WordPiece: [CLS] and [SEP] in every phrase, "##" pieces inside words
+    wp_roles = token_roles(wp)
+    vocab = wp.tok.get_vocab()
+    assert [int(wp_roles[vocab[t]]) for t in ("[CLS]", "[SEP]", "the", "left", ",", "circle", "##s", "[UNK]")] == [
+        ROLE_EVERY, ROLE_EVERY, ROLE_BREAK, ROLE_BREAK, ROLE_BREAK, ROLE_CONTENT, ROLE_CONTENT, ROLE_CONTENT]
+    packed, _ = object_phrases(wp.encode(["a red circle above two blue squares"], 16).ids, wp_roles, 2)
+    assert [wp.tok.decode(p.tolist(), skip_special_tokens=False).replace(" [PAD]", "") for p in packed[0]] == [
+        "[CLS] red circle [SEP]", "[CLS] two blue squares [SEP]"]
+
+    g = GAN(GANConfig(clip=scorer.model.cfg, slots=3, slot_dim=8, slot_reading="objects", **TINY))
+    g.clip.load_state_dict(scorer.model.state_dict())
+    g.set_word_roles(roles)
+    for p in g.slots.gate.parameters():  # a gate that depends on the caption, as a trained one does
+        torch.nn.init.normal_(p)
+    z = torch.randn(1, 8).expand(2, -1)
+    text = g.read_text(tok.encode(["a red circle left of a blue square", "a red circle left of a green circle"],
+                                  8).ids)
+    drawn, _, _ = g.slots.place(z, text.words, text.keep, text.phrases)  # (2, 3, d); slots 0, 2 read "red circle"
+    cos = torch.nn.functional.cosine_similarity(drawn[0], drawn[1], dim=-1)
+    assert cos[0] > 1 - 1e-5 and cos[2] > 1 - 1e-5 and cos[1] < 0.999
+    assert not torch.allclose(drawn[0, 0], drawn[1, 0])  # the gate saw the whole caption
+    g(torch.randn(2, 8), text).square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in g.slots.parameters())
+    with pytest.raises(ConfigError, match="word roles for 5 tokens"):
+        g.set_word_roles(roles[:5])
+    with pytest.raises(ConfigError, match="needs slots > 0"):
+        GANConfig(clip=scorer.model.cfg, slot_reading="objects", **TINY)
+    with pytest.raises(ConfigError, match="slot_reading must be"):
+        GANConfig(clip=scorer.model.cfg, slots=2, slot_reading="words", **TINY)
+
+    # trained: the roles come from the run's tokenizer and travel in the saved weights
+    scorer.save_pretrained(tmp_path / "clip")
+    model = GANConfig(clip=CLIPConfig(image_size=32), slots=2, slot_dim=8, slot_reading="objects", **TINY)
+    cfg = GANTrainConfig(model=model, clip=str(tmp_path / "clip"), data=DataConfig(size=32), out=str(tmp_path / "run"),
+                         batch_size=4, max_steps=2, log_every=1, sample_every=100, checkpoint_every=100,
+                         diversity_every=100, collapse_ratio=0.0, hard_negatives=True,
+                         sample_prompts=("a red square",))
+    assert train_gan(cfg, progress_bar=False)["steps"] == 2
+    pipe = TextToImagePipeline.from_pretrained(tmp_path / "run")
+    assert torch.equal(pipe.generator.word_roles, roles)
+    assert pipe("a red circle left of a blue square", seed=1, candidates=2, rerank="clip").images[0].size == (32, 32)

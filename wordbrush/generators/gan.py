@@ -32,6 +32,7 @@ position (its likeliest), as the decoder was trained to read.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -45,7 +46,7 @@ from ..text.minilm import MiniLMReader
 from ..text.tokenizer import PAD_ID
 from .base import ImageGenerator
 from .gan_blocks import UpBlock
-from .gan_slots import SlotLayout
+from .gan_slots import Phrases, SlotLayout, object_phrases
 from .gan_transformer import TransformerTrunk
 from .options import SampleOptions
 
@@ -95,6 +96,9 @@ class GANConfig:
     # grid as a soft blob whose features are added at 4 px and at the output grid; 0 = none
     slots: int = 0
     slot_dim: int = 128
+    # what the slots read: "caption" (the whole caption's word states) or "objects" (each slot one object phrase of
+    # the caption, encoded alone, for what it draws; the whole caption for where it goes: gan_slots.py)
+    slot_reading: str = "caption"
 
     @property
     def out_grid(self) -> int:
@@ -140,6 +144,9 @@ class GANConfig:
         check(self.slots >= 0 and self.slot_dim >= 4 and self.slot_dim % 4 == 0,
               "slots must be >= 0 and slot_dim a positive multiple of 4")
         check(self.slots == 0 or self.trunk == "conv", "slots are for trunk 'conv'")
+        check(self.slot_reading in ("caption", "objects"),
+              f"slot_reading must be 'caption' or 'objects', not {self.slot_reading!r}")
+        check(self.slot_reading == "caption" or self.slots > 0, "slot_reading 'objects' needs slots > 0")
         check(self.clip.image_size == self.image_size, f"the CLIP reads {self.clip.image_size}px images, "
                                                       f"the gan draws {self.image_size}px")
 
@@ -158,15 +165,22 @@ class GANConfig:
 
 
 class Text(NamedTuple):
-    """A caption as the networks read it (GAN.read_text): word states (B, L, Dt), sentence (B, E), keep (B, L)."""
+    """A caption as the networks read it (GAN.read_text): word states (B, L, Dt), sentence (B, E), keep (B, L),
+    and with slot_reading "objects" each slot's phrase (gan_slots.Phrases)."""
 
     words: torch.Tensor
     sentence: torch.Tensor
     keep: torch.Tensor
+    phrases: Phrases | None = None
+
+    def map(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> "Text":
+        """The same caption with fn applied to every tensor (the phrases' too)."""
+        phrases = None if self.phrases is None else Phrases(*(fn(t) for t in self.phrases))
+        return Text(fn(self.words), fn(self.sentence), fn(self.keep), phrases)
 
     def shifted(self) -> "Text":
         """Item i gets item i+1's caption (the mismatched pairs); one fewer item."""
-        return Text(self.words[1:], self.sentence[1:], self.keep[1:])
+        return self.map(lambda t: t[1:])
 
 
 def nearest_codes(v: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -203,8 +217,10 @@ class GAN(ImageGenerator):
                                                 sizes[i] in cfg.attn_resolutions, up=i < n_up)
                                         for i in range(len(chs) - 1))
             # object slots: blobs added to the 4 px input and to the first block's output
-            self.slots = (SlotLayout(cfg.slots, z, cfg.text_dim, cfg.slot_dim, 4, (4, sizes[0]), (chs[0], chs[1]))
-                          if cfg.slots else None)
+            self.slots = (SlotLayout(cfg.slots, z, cfg.text_dim, cfg.slot_dim, 4, (4, sizes[0]), (chs[0], chs[1]),
+                                     objects=cfg.slot_reading == "objects") if cfg.slots else None)
+            if cfg.slot_reading == "objects":  # each token's role in splitting a caption into object phrases
+                self.register_buffer("word_roles", torch.zeros(self.text_vocab, dtype=torch.long))  # set_word_roles
             if cfg.vae is None:
                 self.to_rgb = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(chs[-1], 3, 3, padding=1))
             else:  # latent mode: code vectors for the frozen decoder
@@ -239,14 +255,34 @@ class GAN(ImageGenerator):
             self.decoder.eval()
         return self
 
+    def set_word_roles(self, roles: torch.Tensor) -> None:
+        """slot_reading "objects": the role of each of the reader's token ids (text/phrases.py: token_roles of the
+        tokenizer the gan is trained with), which travels in the gan's weights."""
+        check(tuple(roles.shape) == tuple(self.word_roles.shape),
+              f"word roles for {len(roles)} tokens, the gan reads {len(self.word_roles)}")
+        self.word_roles.copy_(roles)
+
     @torch.no_grad()
     def read_text(self, ids: torch.Tensor) -> Text:
         """(B, L) ids -> word states (B, L, Dt), sentence (B, E), keep mask (B, L) (a caption of only [PAD]s keeps
-        its first position, so that attention always has something to read)."""
-        words, sentence = self.clip.text_states(ids) if self.reader is None else self.reader(ids)
+        its first position, so that attention always has something to read); with slot_reading "objects", each
+        slot's object phrase read alone (gan_slots.object_phrases)."""
+        words, sentence = self._states(ids)
+        phrases = None
+        if self.cfg.slot_reading == "objects":
+            packed, order = object_phrases(ids, self.word_roles, self.cfg.slots)  # (B, P, L), (B, K)
+            pw = self._states(packed.flatten(0, 1))[0].float().view(*packed.shape, -1)  # (B, P, L, Dt)
+            keep = packed != PAD_ID
+            keep[..., 0] = True
+            at = order[..., None].expand(-1, -1, packed.shape[-1])  # (B, K, L): each slot's phrase
+            phrases = Phrases(pw.gather(1, at[..., None].expand(-1, -1, -1, pw.shape[-1])), keep.gather(1, at), order)
         keep = ids != PAD_ID
         keep[:, 0] = True
-        return Text(words.float(), sentence.float(), keep)
+        return Text(words.float(), sentence.float(), keep, phrases)
+
+    def _states(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(N, L) ids -> the reader's word states (N, L, Dt) and sentence vectors (N, E)."""
+        return self.clip.text_states(ids) if self.reader is None else self.reader(ids)
 
     def forward(self, z: torch.Tensor, text: Text) -> torch.Tensor:
         """noise (B, Z) + text -> images (B, 3, H, W), about [0, 1] (not clamped: see the top of the file)."""
@@ -260,7 +296,8 @@ class GAN(ImageGenerator):
             return self.mixture(self.code_scores(z, text))
         c = torch.cat([text.sentence, z], dim=1)  # (B, E + Z)
         x = self.fc(z).view(len(z), -1, 4, 4).contiguous(memory_format=torch.channels_last)  # NHWC: ~3x on CPU
-        placed = self.slots(z, words, keep) if self.slots is not None else None  # [(B, C0, 4, 4), (B, C1, s, s)]
+        placed = (self.slots(z, words, keep, text.phrases) if self.slots is not None
+                  else None)  # [(B, C0, 4, 4), (B, C1, s, s)]
         if placed is not None:
             x = x + placed[0]
         for i, blk in enumerate(self.blocks):
@@ -318,8 +355,8 @@ class GAN(ImageGenerator):
         options = self._start(text, rngs, options, prime, 0)
         dtype = self.first_weight.dtype
         z = torch.stack([torch.randn(self.cfg.noise_dim, generator=g) for g in rngs]).to(text.device, dtype)
-        t = self.read_text(text)
-        return z * options.temperature, Text(t.words.to(dtype), t.sentence.to(dtype), t.keep)
+        t = self.read_text(text).map(lambda x: x.to(dtype) if x.is_floating_point() else x)
+        return z * options.temperature, t
 
     @torch.no_grad()
     def sample_judged(self, text: torch.Tensor, rngs: list[torch.Generator], options: SampleOptions | None,

@@ -50,6 +50,7 @@ from ..image.vae import DiscreteVAE
 from ..pipeline import TextToImagePipeline
 from ..text.minilm import load_tokenizer as load_minilm_tokenizer
 from ..text.negatives import swap_negative
+from ..text.phrases import token_roles
 from ..text.tokenizer import TextTokenizer
 from ..utils.images import to_tensor
 from ..utils.plot import plot_curves
@@ -199,6 +200,8 @@ class GANStage:
         if g.clip is not None:  # the CLIP reads the captions: its text tower inside G
             g.clip.load_state_dict(clip.model.state_dict())
         self.tokenizer = clip.tokenizer if g.clip is not None else load_minilm_tokenizer()
+        if cfg.model.slot_reading == "objects":
+            g.set_word_roles(token_roles(self.tokenizer))
         if vae is not None:
             g.decoder.load_state_dict(vae.decoder.state_dict())
             if hasattr(g, "codebook"):
@@ -289,7 +292,7 @@ class GANStage:
             else:  # one G pass for both: noise from the prior (D, CLIP) and from E (redraw the real codes)
                 mu, logvar = enc(codes, text)
                 z_post = mu + (0.5 * logvar).exp() * torch.randn_like(mu)
-                both, z_both = Text(*(torch.cat([t, t]) for t in text)), torch.cat([z, z_post.to(z.dtype)])
+                both, z_both = text.map(lambda t: torch.cat([t, t])), torch.cat([z, z_post.to(z.dtype)])
                 if cfg.model.trunk == "transformer":  # its own scores over the codes: their cross-entropy
                     scores = g.code_scores(z_both, both)
                     (layout, redrawn), (scores, redrawn_scores) = g.mixture(scores).chunk(2), scores.chunk(2)
