@@ -648,6 +648,17 @@ def test_slots_reading_objects_draw_each_object_from_its_own_words(tmp_path):
     assert not torch.allclose(drawn[0, 0], drawn[1, 0])  # the gate saw the whole caption
     g(torch.randn(2, 8), text).square().mean().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in g.slots.parameters())
+    # without the trunk's word attention and sentence vector, the caption reaches the grid only through the slots:
+    # the sentence vector is not read at all
+    alone = GAN(GANConfig(clip=scorer.model.cfg, slots=3, slot_dim=8, slot_reading="objects",
+                          trunk_reads_sentence=False, **{**TINY, "attn_resolutions": ()}))
+    alone.clip.load_state_dict(scorer.model.state_dict())
+    alone.set_word_roles(roles)
+    z = torch.randn(2, 8)
+    noisy = text._replace(sentence=torch.randn_like(text.sentence))
+    assert torch.equal(alone.layout(z, text), alone.layout(z, noisy))
+    other = alone.read_text(tok.encode(["a red square"] * 2, 8).ids)
+    assert not torch.equal(alone.layout(z, text), alone.layout(z, other))
     with pytest.raises(ConfigError, match="word roles for 5 tokens"):
         g.set_word_roles(roles[:5])
     with pytest.raises(ConfigError, match="needs slots > 0"):

@@ -99,6 +99,9 @@ class GANConfig:
     # what the slots read: "caption" (the whole caption's word states) or "objects" (each slot one object phrase of
     # the caption, encoded alone, for what it draws; the whole caption for where it goes: gan_slots.py)
     slot_reading: str = "caption"
+    # the conv trunk's fusion blocks read the sentence vector beside the noise; False: the noise alone, so that with
+    # slot_reading "objects" and no attn_resolutions the caption reaches the grid only through the slots
+    trunk_reads_sentence: bool = True
 
     @property
     def out_grid(self) -> int:
@@ -294,7 +297,8 @@ class GAN(ImageGenerator):
         words, keep = text.words, text.keep
         if self.cfg.trunk == "transformer":
             return self.mixture(self.code_scores(z, text))
-        c = torch.cat([text.sentence, z], dim=1)  # (B, E + Z)
+        sentence = text.sentence if self.cfg.trunk_reads_sentence else torch.zeros_like(text.sentence)
+        c = torch.cat([sentence, z], dim=1)  # (B, E + Z)
         x = self.fc(z).view(len(z), -1, 4, 4).contiguous(memory_format=torch.channels_last)  # NHWC: ~3x on CPU
         placed = (self.slots(z, words, keep, text.phrases) if self.slots is not None
                   else None)  # [(B, C0, 4, 4), (B, C1, s, s)]
