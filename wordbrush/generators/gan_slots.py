@@ -110,7 +110,7 @@ class SlotLayout(nn.Module):
             drawn = mixed
         else:  # the features of the slot's own words, scaled by whether the whole caption wants it drawn
             drawn = s * torch.sigmoid(self.gate(mixed))
-        return drawn, torch.tanh(w[..., :2]), 0.1 + 0.4 * torch.sigmoid(w[..., 2:])  # width: a fifth of the side up
+        return drawn, torch.tanh(w[..., :2]), 0.1 + 0.4 * torch.sigmoid(w[..., 2:])  # widths 0.1 to 0.5
 
     def forward(self, z: torch.Tensor, words: torch.Tensor, keep: torch.Tensor,
                 phrases: Phrases | None = None) -> list[torch.Tensor]:
