@@ -186,6 +186,13 @@ class Text(NamedTuple):
         return self.map(lambda t: t[1:])
 
 
+def _kept(ids: torch.Tensor) -> torch.Tensor:
+    """(..., L) ids -> which positions attention reads: not [PAD], and always the first (an all-[PAD] row)."""
+    keep = ids != PAD_ID
+    keep[..., 0] = True
+    return keep
+
+
 def nearest_codes(v: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
     """Code vectors (B, D, g, g) -> the nearest row of codebook (K, D) at each position (same shape and dtype)."""
     B, D, h, w = v.shape
@@ -275,13 +282,10 @@ class GAN(ImageGenerator):
         if self.cfg.slot_reading == "objects":
             packed, order = object_phrases(ids, self.word_roles, self.cfg.slots)  # (B, P, L), (B, K)
             pw = self._states(packed.flatten(0, 1))[0].float().view(*packed.shape, -1)  # (B, P, L, Dt)
-            keep = packed != PAD_ID
-            keep[..., 0] = True
             at = order[..., None].expand(-1, -1, packed.shape[-1])  # (B, K, L): each slot's phrase
-            phrases = Phrases(pw.gather(1, at[..., None].expand(-1, -1, -1, pw.shape[-1])), keep.gather(1, at), order)
-        keep = ids != PAD_ID
-        keep[:, 0] = True
-        return Text(words.float(), sentence.float(), keep, phrases)
+            phrases = Phrases(pw.gather(1, at[..., None].expand(-1, -1, -1, pw.shape[-1])),
+                              _kept(packed).gather(1, at), order)
+        return Text(words.float(), sentence.float(), _kept(ids), phrases)
 
     def _states(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(N, L) ids -> the reader's word states (N, L, Dt) and sentence vectors (N, E)."""
